@@ -1,0 +1,114 @@
+//! The lean view of a pod: only the fields that decide the outcome or feed a warning. Everything
+//! else in the (often 8 KB+) object is skipped by serde without being built into a JSON tree.
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Pod {
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    pub namespace: Option<String>,
+    /// `None` when the pod has no `labels` map at all: the patch must then add the whole map.
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    pub owner_references: Vec<OwnerReference>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct OwnerReference {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub controller: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PodSpec {
+    pub scheduler_name: Option<String>,
+    pub node_name: Option<String>,
+    pub priority_class_name: Option<String>,
+    pub priority: Option<i32>,
+    pub preemption_policy: Option<String>,
+    pub host_network: Option<bool>,
+    #[serde(rename = "hostPID")]
+    pub host_pid: Option<bool>,
+    #[serde(rename = "hostIPC")]
+    pub host_ipc: Option<bool>,
+    pub containers: Vec<Container>,
+    pub init_containers: Vec<Container>,
+    pub ephemeral_containers: Vec<Container>,
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub ports: Vec<ContainerPort>,
+    pub security_context: Option<SecurityContext>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub host_port: Option<i32>,
+    #[serde(rename = "hostIP")]
+    pub host_ip: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SecurityContext {
+    pub privileged: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    pub host_path: Option<IgnoredAny>,
+}
+
+impl Pod {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.metadata.labels.as_ref()?.get(key).map(String::as_str)
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// A readable name for logs: the name, or the generateName prefix of a controller's pod.
+    pub fn display_name(&self) -> &str {
+        self.metadata
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.metadata.generate_name.as_deref())
+            .unwrap_or("")
+    }
+
+    pub fn all_containers(&self) -> impl Iterator<Item = &Container> {
+        self.spec
+            .init_containers
+            .iter()
+            .chain(&self.spec.containers)
+            .chain(&self.spec.ephemeral_containers)
+    }
+}

@@ -1,0 +1,11 @@
+//! fargate-webhook: the EKS Fargate-profile control plane for any Kubernetes cluster.
+//!
+//! Data flows one way: a store publishes profile snapshots → [`decision`] reads the current one
+//! through `arc-swap` → the [`server`] only decodes, asks [`decision`], encodes.
+
+pub mod admission;
+pub mod decision;
+pub mod ops;
+pub mod profile;
+pub mod store;
+pub mod watch;

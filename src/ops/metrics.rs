@@ -1,0 +1,148 @@
+//! Prometheus metrics. Labels are bounded: outcomes, reasons, sources and profile names (at most
+//! the profile quota), never pod names or paths.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// `outcome` = mutated | not_matched | skipped | error; `reason` says which rule.
+    pub admission_requests: IntCounterVec,
+    pub admission_duration: Histogram,
+    pub profiles: IntGaugeVec,
+    /// `source` = profiles | certificate; `result` = ok | failed.
+    pub reloads: IntCounterVec,
+    pub certificate_expiry: Gauge,
+    pub api_requests: IntCounterVec,
+}
+
+/// Sub-millisecond buckets: a webhook decision takes tens of microseconds.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let admission_requests = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_admission_requests_total",
+                "Admission reviews answered, by outcome, reason and chosen profile.",
+            ),
+            &["outcome", "reason", "profile"],
+        )
+        .expect("valid metric");
+        let admission_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "fargate_webhook_admission_duration_seconds",
+                "Time from a complete request body to the encoded answer, in seconds.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let profiles = IntGaugeVec::new(
+            Opts::new(
+                "fargate_webhook_profiles",
+                "Fargate profiles in the current snapshot, by status.",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_reloads_total",
+                "Reloads of profiles and certificates, by source and result.",
+            ),
+            &["source", "result"],
+        )
+        .expect("valid metric");
+        let certificate_expiry = Gauge::new(
+            "fargate_webhook_certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, as Unix time.",
+        )
+        .expect("valid metric");
+        let api_requests = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_api_requests_total",
+                "EKS API requests, by operation and error code (empty on success).",
+            ),
+            &["operation", "code"],
+        )
+        .expect("valid metric");
+        let build_info = GaugeVec::new(
+            Opts::new(
+                "fargate_webhook_build_info",
+                "Always 1; labels say the build.",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        for collector in [
+            Box::new(admission_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(admission_duration.clone()),
+            Box::new(profiles.clone()),
+            Box::new(reloads.clone()),
+            Box::new(certificate_expiry.clone()),
+            Box::new(api_requests.clone()),
+            Box::new(build_info.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        for source in ["profiles", "certificate"] {
+            for result in ["ok", "failed"] {
+                reloads.with_label_values(&[source, result]);
+            }
+        }
+        Metrics {
+            registry,
+            admission_requests,
+            admission_duration,
+            profiles,
+            reloads,
+            certificate_expiry,
+            api_requests,
+        }
+    }
+
+    pub fn reload(&self, source: &str, ok: bool) {
+        self.reloads
+            .with_label_values(&[source, if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// Refresh the per-status profile gauges from a new snapshot.
+    pub fn observe_snapshot(&self, snapshot: &crate::decision::Snapshot) {
+        for (status, count) in snapshot.count_by_status() {
+            self.profiles
+                .with_label_values(&[status.as_str()])
+                .set(count as i64);
+        }
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}

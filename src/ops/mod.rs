@@ -1,0 +1,3 @@
+//! The ops port: `/healthz`, `/readyz`, `/metrics` (plain HTTP).
+
+pub mod metrics;

@@ -1,0 +1,321 @@
+//! The EKS `FargateProfile` object and the rules every profile must follow (spec section 6).
+//!
+//! One place for the rules: the API, the file loader and the Kubernetes store all call [`validate`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Label (and annotation) that EKS writes on a Fargate pod and that a pod may set to pin a profile.
+pub const PROFILE_LABEL: &str = "eks.amazonaws.com/fargate-profile";
+
+/// Lifecycle status of a profile, spelled as on the EKS wire.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProfileStatus {
+    Creating,
+    /// A hand-written profile without `status` is ACTIVE.
+    #[default]
+    Active,
+    Deleting,
+    CreateFailed,
+    DeleteFailed,
+}
+
+impl ProfileStatus {
+    pub const ALL: [ProfileStatus; 5] = [
+        Self::Creating,
+        Self::Active,
+        Self::Deleting,
+        Self::CreateFailed,
+        Self::DeleteFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Active => "ACTIVE",
+            Self::Deleting => "DELETING",
+            Self::CreateFailed => "CREATE_FAILED",
+            Self::DeleteFailed => "DELETE_FAILED",
+        }
+    }
+}
+
+impl fmt::Display for ProfileStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One selector: a namespace pattern and labels that must all be on the pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Selector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthIssue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    #[serde(default)]
+    pub issues: Vec<HealthIssue>,
+}
+
+/// The EKS `FargateProfile` object, member for member.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FargateProfile {
+    pub fargate_profile_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fargate_profile_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// Epoch seconds with a fraction, as EKS sends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(default)]
+    pub pod_execution_role_arn: String,
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub selectors: Vec<Selector>,
+    #[serde(default)]
+    pub status: ProfileStatus,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// The local store's file: `{"fargateProfiles": [...]}`. Idempotency tokens ride along so that a
+/// profile and the token that created it are committed in one atomic write.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfilesFile {
+    #[serde(default)]
+    pub fargate_profiles: Vec<FargateProfile>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub client_request_tokens: BTreeMap<String, TokenRecord>,
+}
+
+/// What a `clientRequestToken` was used for: the profile it created and a digest of the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    pub fargate_profile_name: String,
+    pub fargate_profile_arn: String,
+    pub request_digest: String,
+}
+
+/// Quotas. EKS defaults; adjustable like the real service quotas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_profiles: usize,
+    pub max_selectors: usize,
+    pub max_labels: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_profiles: 10,
+            max_selectors: 5,
+            max_labels: 5,
+        }
+    }
+}
+
+pub const MAX_NAME_LEN: usize = 100;
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_KEY_LEN: usize = 128;
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+
+/// A broken rule, with the text real EKS answers where one is known.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleViolation(pub String);
+
+fn violation(msg: impl Into<String>) -> RuleViolation {
+    RuleViolation(msg.into())
+}
+
+/// Name rules: 1..100 characters, `^[0-9A-Za-z][A-Za-z0-9_-]*$`, no `eks-` prefix.
+pub fn validate_name(name: &str) -> Result<(), RuleViolation> {
+    if name.is_empty() {
+        return Err(violation("fargateProfileName is required."));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(violation(
+            "The Fargate profile name parameter should not be greater than 100 characters.",
+        ));
+    }
+    if name.starts_with("eks-") {
+        return Err(violation(
+            "The fargate profile name starts with the reserved prefix: 'eks-'.",
+        ));
+    }
+    let bytes = name.as_bytes();
+    let first_ok = bytes[0].is_ascii_alphanumeric();
+    let rest_ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    if !first_ok || !rest_ok {
+        return Err(violation(format!(
+            "The Fargate profile name '{name}' is invalid: it must start with a letter or digit and contain only letters, digits, '-' and '_'."
+        )));
+    }
+    Ok(())
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<name>`.
+pub fn validate_role_arn(arn: &str) -> Result<(), RuleViolation> {
+    if arn.is_empty() {
+        return Err(violation("podExecutionRoleArn is required."));
+    }
+    let bad = || violation(format!("Invalid podExecutionRoleArn: {arn}"));
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(bad());
+    };
+    let partition_ok = !partition.is_empty()
+        && partition
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-');
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let role_ok = resource
+        .strip_prefix("role/")
+        .is_some_and(|name| !name.is_empty() && !name.ends_with('/'));
+    if partition_ok && account_ok && role_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// Selector rules: 1..max selectors, each with a namespace, at most max labels.
+pub fn validate_selectors(selectors: &[Selector], limits: &Limits) -> Result<(), RuleViolation> {
+    if selectors.is_empty() {
+        return Err(violation("Fargate Profile requires at least one selector."));
+    }
+    if selectors.len() > limits.max_selectors {
+        return Err(violation(format!(
+            "Request contains more than {} Selectors",
+            limits.max_selectors
+        )));
+    }
+    for selector in selectors {
+        if selector.namespace.as_deref().is_none_or(str::is_empty) {
+            return Err(violation(
+                "Fargate Profile must have at least one selector with at least one namespace value.",
+            ));
+        }
+        if selector.labels.len() > limits.max_labels {
+            return Err(violation(format!(
+                "Request contains Selector with more than {} Label pairs",
+                limits.max_labels
+            )));
+        }
+        for (key, value) in &selector.labels {
+            if key.is_empty() {
+                return Err(violation("Selector label keys must not be empty."));
+            }
+            // A label value is at most 63 characters in Kubernetes; a longer one can never match.
+            if value.len() > 253 || key.len() > 317 {
+                return Err(violation(format!(
+                    "Selector label {key}={value} is longer than a Kubernetes label allows."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tag rules: 1..50 entries when present, key 1..128, value 0..256, `aws:` prefix reserved.
+pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), RuleViolation> {
+    if tags.len() > MAX_TAGS {
+        return Err(violation(format!(
+            "Tags may contain at most {MAX_TAGS} entries."
+        )));
+    }
+    for (key, value) in tags {
+        if key.is_empty() || key.chars().count() > MAX_TAG_KEY_LEN {
+            return Err(violation(format!(
+                "Tag key '{key}' must be 1 to {MAX_TAG_KEY_LEN} characters."
+            )));
+        }
+        if value.chars().count() > MAX_TAG_VALUE_LEN {
+            return Err(violation(format!(
+                "Tag value for key '{key}' must be at most {MAX_TAG_VALUE_LEN} characters."
+            )));
+        }
+        if key.to_ascii_lowercase().starts_with("aws:") {
+            return Err(violation(format!(
+                "Tag key '{key}' uses the reserved prefix 'aws:'."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every per-profile rule (the ones a file load checks too). Subnet membership and the quota on the
+/// number of profiles are the API's business.
+pub fn validate(profile: &FargateProfile, limits: &Limits) -> Result<(), RuleViolation> {
+    validate_name(&profile.fargate_profile_name)?;
+    validate_role_arn(&profile.pod_execution_role_arn)?;
+    validate_selectors(&profile.selectors, limits)?;
+    validate_tags(&profile.tags)?;
+    Ok(())
+}
+
+/// Parse and validate a profiles file. Any error rejects the whole file: a half-valid file must not
+/// replace the last good snapshot.
+pub fn parse_profiles_file(bytes: &[u8], limits: &Limits) -> Result<ProfilesFile, LoadError> {
+    let file: ProfilesFile = serde_json::from_slice(bytes).map_err(LoadError::Json)?;
+    let mut seen = std::collections::HashSet::new();
+    for profile in &file.fargate_profiles {
+        validate(profile, limits).map_err(|rule| LoadError::Invalid {
+            name: profile.fargate_profile_name.clone(),
+            rule,
+        })?;
+        if !seen.insert(profile.fargate_profile_name.as_str()) {
+            return Err(LoadError::Duplicate(profile.fargate_profile_name.clone()));
+        }
+    }
+    Ok(file)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("profiles file is not valid JSON of the form {{\"fargateProfiles\": [...]}}: {0}")]
+    Json(serde_json::Error),
+    #[error("profile '{name}' is invalid: {rule}")]
+    Invalid { name: String, rule: RuleViolation },
+    #[error("profile '{0}' appears more than once")]
+    Duplicate(String),
+}
+
+#[cfg(test)]
+mod tests;
