@@ -4,8 +4,12 @@
 //! through `arc-swap` → the [`server`] only decodes, asks [`decision`], encodes.
 
 pub mod admission;
+pub mod app;
+pub mod certs;
+pub mod cli;
 pub mod decision;
 pub mod ops;
 pub mod profile;
+pub mod server;
 pub mod store;
 pub mod watch;

@@ -1,0 +1,242 @@
+//! Wiring: build the store, the certificate reloader and the servers from the command line, and
+//! run them until a signal. Tests drive [`start`] and get the bound addresses back.
+
+use crate::cli::{CertsCommand, Cli, Command, ExplainArgs, OutputFormat, ServeArgs, StoreKind};
+use crate::decision::{self, Options, SharedSnapshot, Snapshot};
+use crate::ops::metrics::Metrics;
+use crate::profile::Limits;
+use crate::server::http::{self, Timeouts};
+use crate::server::{self as webhook_server, Webhook, tls};
+use crate::store::file::FileStore;
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A started service: the addresses it listens on and the handle to stop it.
+pub struct Running {
+    pub webhook_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub snapshot: SharedSnapshot,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    servers: Vec<JoinHandle<()>>,
+    _watchers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop accepting and let in-flight requests finish.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Wait until every server has drained.
+    pub async fn wait(self) {
+        for server in self.servers {
+            let _ = server.await;
+        }
+        for watcher in self._watchers {
+            watcher.abort();
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} address {addr}"))
+}
+
+/// Start everything `serve` runs. Returns once all ports are bound.
+pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Arc::new(Metrics::new());
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let mut watchers = Vec::new();
+
+    let store = match args.store {
+        StoreKind::File => {
+            let store = FileStore::open(
+                &args.state_dir,
+                Limits::default(),
+                Arc::clone(&snapshot),
+                Arc::clone(&metrics),
+            )
+            .with_context(|| format!("opening the state directory {}", args.state_dir.display()))?;
+            watchers.push(store.watch().context("watching the state directory")?);
+            store
+        }
+        StoreKind::Kubernetes => {
+            anyhow::bail!("--store kubernetes is not available in this build yet; use --store file")
+        }
+    };
+
+    if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
+        println!(
+            "fargate-webhook: generated a development CA and a certificate for localhost/127.0.0.1; trust {}",
+            ca.display()
+        );
+    }
+    let certs = tls::CertReloader::new(&args.tls_cert, &args.tls_key, Arc::clone(&metrics))
+        .context("loading the serving certificate")?;
+    watchers.push(
+        certs
+            .watch()
+            .context("watching the certificate directory")?,
+    );
+
+    let webhook = Arc::new(Webhook {
+        snapshot: Arc::clone(&snapshot),
+        options: Options {
+            priority_override: args.priority_override,
+        },
+        metrics: Arc::clone(&metrics),
+    });
+    let timeouts = Timeouts {
+        handshake: args.handshake_timeout,
+        header_read: args.handshake_timeout,
+        drain: args.shutdown_timeout,
+    };
+    let shutdown = CancellationToken::new();
+
+    let webhook_listener = bind(args.webhook_addr, "webhook").await?;
+    let metrics_listener = bind(args.metrics_addr, "metrics").await?;
+    let webhook_addr = webhook_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let ready = {
+        let store = Arc::clone(&store);
+        let certs = Arc::clone(&certs);
+        Arc::new(move || store.is_loaded() && certs.is_loaded())
+    };
+    let servers = vec![
+        tokio::spawn(http::serve(
+            webhook_listener,
+            Some(tls::server_config(Arc::clone(&certs))),
+            webhook.handler(),
+            shutdown.clone(),
+            timeouts,
+        )),
+        tokio::spawn(http::serve(
+            metrics_listener,
+            None,
+            webhook_server::ops_handler(Arc::clone(&metrics), ready),
+            shutdown.clone(),
+            timeouts,
+        )),
+    ];
+    println!(
+        "fargate-webhook: webhook https://{webhook_addr}{}",
+        webhook_server::MUTATE_PATH
+    );
+    println!("fargate-webhook: ops http://{metrics_addr} (/healthz /readyz /metrics)");
+    Ok(Running {
+        webhook_addr,
+        metrics_addr,
+        snapshot,
+        metrics,
+        shutdown,
+        servers,
+        _watchers: watchers,
+    })
+}
+
+/// Run until SIGTERM or SIGINT, then drain; a second signal exits at once.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let running = start(&args).await?;
+    wait_for_signal().await;
+    tracing::info!(deadline = ?args.shutdown_timeout, "shutting down: no new connections, draining");
+    running.shutdown();
+    tokio::select! {
+        _ = running.wait() => {}
+        _ = wait_for_signal() => {
+            tracing::warn!("second signal: exiting without waiting");
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `explain`: read a pod manifest (YAML or JSON) and a profiles file, print the verdicts.
+pub fn explain(args: &ExplainArgs) -> anyhow::Result<String> {
+    let manifest = if args.pod.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(&args.pod)
+            .with_context(|| format!("reading {}", args.pod.display()))?
+    };
+    // YAML is a superset of JSON, so one parser reads both.
+    let pod: decision::Pod = serde_yaml::from_str(&manifest)
+        .with_context(|| format!("{} is not a pod manifest", args.pod.display()))?;
+    let bytes = std::fs::read(&args.profiles)
+        .with_context(|| format!("reading {}", args.profiles.display()))?;
+    let file = crate::profile::parse_profiles_file(&bytes, &Limits::default())?;
+    let snapshot = Snapshot::new(file.fargate_profiles);
+    let namespace = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| args.namespace.clone());
+    let req = decision::Request {
+        group: "",
+        kind: "Pod",
+        operation: "CREATE",
+        namespace: &namespace,
+        pod: &pod,
+    };
+    let explanation = decision::explain::explain(
+        &req,
+        &snapshot,
+        &Options {
+            priority_override: args.priority_override,
+        },
+    );
+    Ok(match args.output {
+        OutputFormat::Text => explanation.to_string(),
+        OutputFormat::Json => serde_json::to_string_pretty(&explanation)? + "\n",
+    })
+}
+
+/// Entry point for `main`: dispatch the subcommand.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Certs(CertsCommand::Generate(args)) => {
+            let generated = crate::certs::generate(&args.dns, &args.ip, args.days)?;
+            crate::certs::write_dir(&args.out, &generated)?;
+            println!(
+                "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key; use base64 of ca.crt as the webhook's caBundle",
+                args.out.display()
+            );
+            Ok(())
+        }
+        Command::Explain(args) => {
+            print!("{}", explain(&args)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Command line (clap). Every flag is also an environment variable (`FARGATE_*`).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fargate-webhook",
+    version,
+    about = "The EKS Fargate-profile control plane for any Kubernetes cluster"
+)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `fargate_webhook=debug`.
+    #[arg(long, env = "FARGATE_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the webhook, the ops port and the EKS API.
+    Serve(ServeArgs),
+    /// Certificates for the webhook.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Which profile would this pod get, and why not the others?
+    Explain(ExplainArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// `<state-dir>/profiles.json`, watched for changes.
+    File,
+    /// `FargateProfile` custom resources (several replicas share them).
+    Kubernetes,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address of the TLS admission webhook (path /mutate).
+    #[arg(long, env = "FARGATE_WEBHOOK_ADDR", default_value = "127.0.0.1:8443")]
+    pub webhook_addr: SocketAddr,
+    /// Address of the plain-HTTP ops port (/healthz, /readyz, /metrics).
+    #[arg(long, env = "FARGATE_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Where profiles come from.
+    #[arg(long, env = "FARGATE_STORE", value_enum, default_value = "file")]
+    pub store: StoreKind,
+    /// Directory of the file store (`profiles.json`); created with an example profile if missing.
+    #[arg(long, env = "FARGATE_STATE_DIR", default_value = "./data")]
+    pub state_dir: PathBuf,
+    /// PEM certificate chain served by the webhook; its directory is watched for rotation.
+    #[arg(long, env = "FARGATE_TLS_CERT", default_value = "certs/tls.crt")]
+    pub tls_cert: PathBuf,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "FARGATE_TLS_KEY", default_value = "certs/tls.key")]
+    pub tls_key: PathBuf,
+    /// Set priorityClassName system-node-critical and priority 2000001000 as EKS does.
+    #[arg(long, env = "FARGATE_PRIORITY_OVERRIDE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub priority_override: bool,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "FARGATE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// Deadline for a TLS handshake and for reading request headers.
+    #[arg(long, env = "FARGATE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Generate a CA and a server certificate (ECDSA P-256) into a directory.
+    Generate(CertsGenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CertsGenerateArgs {
+    /// DNS names, e.g. `fargate-webhook.fargate-webhook.svc`.
+    #[arg(long = "dns", env = "FARGATE_CERT_DNS", value_delimiter = ',')]
+    pub dns: Vec<String>,
+    /// IP addresses.
+    #[arg(long = "ip", env = "FARGATE_CERT_IP", value_delimiter = ',')]
+    pub ip: Vec<IpAddr>,
+    /// Output directory: ca.crt, tls.crt, tls.key.
+    #[arg(long, env = "FARGATE_CERT_OUT", default_value = "certs")]
+    pub out: PathBuf,
+    /// Validity of the server certificate in days.
+    #[arg(long, env = "FARGATE_CERT_DAYS", default_value_t = 365)]
+    pub days: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Pod manifest, YAML or JSON (`-` for standard input).
+    #[arg(long, env = "FARGATE_EXPLAIN_POD")]
+    pub pod: PathBuf,
+    /// Profiles file to explain against.
+    #[arg(long, env = "FARGATE_PROFILES", default_value = "./data/profiles.json")]
+    pub profiles: PathBuf,
+    /// Namespace when the manifest has none.
+    #[arg(long, env = "FARGATE_EXPLAIN_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    #[arg(long, env = "FARGATE_PRIORITY_OVERRIDE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub priority_override: bool,
+    #[arg(
+        long,
+        short,
+        env = "FARGATE_OUTPUT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub output: OutputFormat,
+}
+
+/// `500ms`, `2s`, `1m`, `0`: a plain number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 500ms, 2s or 1m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("2x").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,173 @@
+//! Connection serving shared by the webhook, ops and API ports: accept, TCP_NODELAY, optional TLS
+//! with a handshake timeout, HTTP/1.1 and HTTP/2 (by ALPN, or by preface on plain ports), a
+//! header-read timeout, and graceful draining.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+/// A request handler: it always answers (errors are responses too).
+pub type Handler = Arc<dyn Fn(Request<Incoming>) -> ResponseFuture + Send + Sync>;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub handshake: Duration,
+    pub header_read: Duration,
+    /// How long in-flight requests may take to finish after shutdown starts.
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(10),
+            drain: Duration::from_secs(25),
+        }
+    }
+}
+
+/// What plain HTTP on the TLS port gets back before the connection is closed.
+const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 124\r\n\r\n{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"reason\":\"BadRequest\",\"message\":\"this port speaks HTTPS\",\"code\":400}";
+
+/// Serve `listener` until `shutdown` is cancelled, then drain connections for up to `timeouts.drain`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: Handler,
+    shutdown: CancellationToken,
+    timeouts: Timeouts,
+) {
+    let graceful = GracefulShutdown::new();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // EMFILE and friends: back off a little instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let handler = Arc::clone(&handler);
+        let builder = Arc::clone(&builder);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let fut = handler(req);
+                async move { Ok::<_, std::convert::Infallible>(fut.await) }
+            });
+            let result = match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let Some(tls) = handshake(stream, peer, &acceptor, timeouts.handshake).await
+                    else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(timeouts.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain deadline passed; closing the remaining connections");
+    }
+}
+
+/// TLS handshake under a deadline. A client that speaks plain HTTP gets a readable 400 instead of
+/// a TLS alert it cannot show.
+async fn handshake(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    deadline: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let outcome = tokio::time::timeout(deadline, async {
+        let mut first = [0u8; 1];
+        let n = stream.peek(&mut first).await?;
+        // 0x16 = TLS handshake record; anything else (an HTTP method's first letter) is not TLS.
+        if n == 1 && first[0] != 0x16 {
+            stream.write_all(PLAIN_HTTP_ON_TLS).await?;
+            stream.shutdown().await?;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "plain HTTP on the TLS port",
+            ));
+        }
+        acceptor.accept(stream).await
+    })
+    .await;
+    match outcome {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// A JSON response with the given status.
+pub fn json(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static headers are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plain_http_answer_has_the_right_length() {
+        let text = std::str::from_utf8(super::PLAIN_HTTP_ON_TLS).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
+}

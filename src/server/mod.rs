@@ -1,0 +1,204 @@
+//! Transport: TLS, HTTP serving, and the two handlers that sit on it (webhook and ops). Handlers
+//! only decode, ask [`crate::decision`] (through [`crate::admission`]) and encode.
+
+pub mod http;
+pub mod tls;
+
+use crate::admission::{self, ReviewError};
+use crate::decision::{NoMatch, Options, Outcome, SharedSnapshot};
+use crate::ops::metrics::Metrics;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// kube-apiserver sends objects up to ~3 MiB; anything over this is not a review.
+pub const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
+pub const MUTATE_PATH: &str = "/mutate";
+
+pub struct Webhook {
+    pub snapshot: SharedSnapshot,
+    pub options: Options,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Webhook {
+    pub fn handler(self: Arc<Self>) -> http::Handler {
+        Arc::new(move |req| {
+            let this = Arc::clone(&self);
+            Box::pin(async move { this.handle(req).await })
+        })
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let response = self.route(req).await;
+        self.metrics
+            .admission_duration
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() != MUTATE_PATH {
+            return self.refuse(
+                404,
+                "NotFound",
+                "error",
+                "not_found",
+                "only /mutate is served here",
+            );
+        }
+        if req.method() != Method::POST {
+            return self.refuse(405, "MethodNotAllowed", "error", "method", "use POST");
+        }
+        let declared = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_REVIEW_BYTES as u64) {
+            return self.too_large();
+        }
+        let body = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return self.too_large();
+            }
+            Err(error) => {
+                return self.refuse(
+                    400,
+                    "BadRequest",
+                    "error",
+                    "body",
+                    &format!("reading the body failed: {error}"),
+                );
+            }
+        };
+        let snapshot = self.snapshot.load();
+        match admission::answer(&body, &snapshot, &self.options) {
+            Ok(answer) => {
+                let span = tracing::debug_span!("review", uid = %answer.uid, namespace = %answer.namespace, pod = %answer.pod_name, operation = %answer.operation);
+                let _enter = span.enter();
+                let (outcome, reason, profile): (&str, &str, &str) = match &answer.decision {
+                    Ok(d) => match &d.outcome {
+                        Outcome::Mutated { profile, .. } => ("mutated", "", profile.as_str()),
+                        Outcome::NotMatched(no) => {
+                            if !matches!(no, NoMatch::NoProfile) {
+                                tracing::info!(reason = no.as_str(), warnings = ?d.warnings, "pinned profile not applied");
+                            }
+                            ("not_matched", no.as_str(), "")
+                        }
+                        Outcome::Skipped(reason) => ("skipped", reason.as_str(), ""),
+                    },
+                    Err(error) => {
+                        tracing::warn!(%error, "object is not a readable Pod; allowed unpatched");
+                        ("error", "unreadable_pod", "")
+                    }
+                };
+                if let Ok(d) = &answer.decision
+                    && !d.warnings.is_empty()
+                {
+                    tracing::info!(warnings = ?d.warnings, "admission warnings");
+                }
+                tracing::debug!(outcome, reason, profile, "answered");
+                self.metrics
+                    .admission_requests
+                    .with_label_values(&[outcome, reason, profile])
+                    .inc();
+                http::json(200, answer.body)
+            }
+            Err(error) => {
+                let reason = match &error {
+                    ReviewError::Empty => "empty_body",
+                    ReviewError::Json(_) => "invalid_json",
+                    ReviewError::WrongKind { .. } => "wrong_kind",
+                    ReviewError::NoRequest => "no_request",
+                    ReviewError::NoUid => "no_uid",
+                };
+                tracing::warn!(%error, "undecodable admission review");
+                self.refuse(400, "BadRequest", "error", reason, &error.to_string())
+            }
+        }
+    }
+
+    fn too_large(&self) -> Response<Full<Bytes>> {
+        self.refuse(
+            413,
+            "RequestEntityTooLarge",
+            "error",
+            "too_large",
+            &format!("request body is larger than {MAX_REVIEW_BYTES} bytes"),
+        )
+    }
+
+    fn refuse(
+        &self,
+        code: u16,
+        k8s_reason: &str,
+        outcome: &str,
+        reason: &str,
+        message: &str,
+    ) -> Response<Full<Bytes>> {
+        self.metrics
+            .admission_requests
+            .with_label_values(&[outcome, reason, ""])
+            .inc();
+        http::json(code, admission::error_body(code, k8s_reason, message))
+    }
+}
+
+/// The ops port: liveness is independent of everything; readiness asks `ready`.
+pub fn ops_handler(
+    metrics: Arc<Metrics>,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+) -> http::Handler {
+    Arc::new(move |req: Request<Incoming>| {
+        let response = match req.uri().path() {
+            "/healthz" | "/livez" => text(
+                200,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"ok\n"),
+            ),
+            "/readyz" => {
+                if ready() {
+                    text(
+                        200,
+                        "text/plain; charset=utf-8",
+                        Bytes::from_static(b"ready\n"),
+                    )
+                } else {
+                    text(
+                        503,
+                        "text/plain; charset=utf-8",
+                        Bytes::from_static(b"not ready: profiles or certificate not loaded yet\n"),
+                    )
+                }
+            }
+            "/metrics" => text(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(metrics.render()),
+            ),
+            _ => text(
+                404,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"not found\n"),
+            ),
+        };
+        Box::pin(async move { response })
+    })
+}
+
+fn text(status: u16, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .expect("static headers are valid")
+}
