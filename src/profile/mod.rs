@@ -106,9 +106,9 @@ pub struct FargateProfile {
 /// The local store's file: `{"fargateProfiles": [...]}`. Idempotency tokens ride along so that a
 /// profile and the token that created it are committed in one atomic write.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfilesFile {
-    #[serde(default)]
+    /// Required: a misspelt key must not read as "no profiles" and wipe the snapshot.
     pub fargate_profiles: Vec<FargateProfile>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub client_request_tokens: BTreeMap<String, TokenRecord>,
@@ -293,6 +293,11 @@ pub fn validate(profile: &FargateProfile, limits: &Limits) -> Result<(), RuleVio
 /// Parse and validate a profiles file. Any error rejects the whole file: a half-valid file must not
 /// replace the last good snapshot.
 pub fn parse_profiles_file(bytes: &[u8], limits: &Limits) -> Result<ProfilesFile, LoadError> {
+    // serde accepts a JSON array for a struct; only the documented object form is a profiles file.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(LoadError::NotAnObject);
+    }
     let file: ProfilesFile = serde_json::from_slice(bytes).map_err(LoadError::Json)?;
     let mut seen = std::collections::HashSet::new();
     for profile in &file.fargate_profiles {
@@ -313,6 +318,8 @@ pub enum LoadError {
     Json(serde_json::Error),
     #[error("profile '{name}' is invalid: {rule}")]
     Invalid { name: String, rule: RuleViolation },
+    #[error("profiles file must be a JSON object {{\"fargateProfiles\": [...]}}")]
+    NotAnObject,
     #[error("profile '{0}' appears more than once")]
     Duplicate(String),
 }

@@ -1,1 +1,203 @@
+use super::*;
 
+fn profile(name: &str) -> FargateProfile {
+    FargateProfile {
+        fargate_profile_name: name.into(),
+        pod_execution_role_arn: "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole".into(),
+        selectors: vec![Selector {
+            namespace: Some("default".into()),
+            labels: BTreeMap::new(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn names() {
+    let long = "a".repeat(100);
+    let too_long = "a".repeat(101);
+    let cases: &[(&str, Option<&str>)] = &[
+        ("default", None),
+        ("a", None),
+        ("0-fargate_profile", None),
+        (&long, None),
+        ("", Some("fargateProfileName is required.")),
+        (
+            &too_long,
+            Some("The Fargate profile name parameter should not be greater than 100 characters."),
+        ),
+        (
+            "eks-mine",
+            Some("The fargate profile name starts with the reserved prefix: 'eks-'."),
+        ),
+        ("-leading", Some("is invalid")),
+        ("_leading", Some("is invalid")),
+        ("has space", Some("is invalid")),
+        ("dot.ted", Some("is invalid")),
+        ("ünïcode", Some("is invalid")),
+    ];
+    for (name, want) in cases {
+        let got = validate_name(name);
+        match want {
+            None => assert_eq!(got, Ok(()), "{name:?}"),
+            Some(text) => assert!(
+                got.as_ref().is_err_and(|e| e.0.contains(text)),
+                "{name:?}: {got:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn role_arns() {
+    for ok in [
+        "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
+        "arn:aws-cn:iam::012345678910:role/path/to/Role",
+        "arn:aws-us-gov:iam::123456789012:role/r",
+    ] {
+        assert_eq!(validate_role_arn(ok), Ok(()), "{ok}");
+    }
+    for bad in [
+        "",
+        "arn:aws:iam::01234567891:role/short-account",
+        "arn:aws:iam::0123456789101:role/long-account",
+        "arn:aws:iam::01234567891x:role/letters",
+        "arn:aws:iam::012345678910:user/NotARole",
+        "arn:aws:iam::012345678910:role/",
+        "arn:aws:s3::012345678910:role/x",
+        "arn::iam::012345678910:role/x",
+        "arn:aws:iam:us-east-1:012345678910:role/x",
+        "role/x",
+    ] {
+        assert!(validate_role_arn(bad).is_err(), "{bad:?} must be refused");
+    }
+}
+
+#[test]
+fn selectors() {
+    let limits = Limits::default();
+    let sel = |ns: Option<&str>, labels: usize| Selector {
+        namespace: ns.map(str::to_string),
+        labels: (0..labels).map(|i| (format!("k{i}"), "v".into())).collect(),
+    };
+    assert_eq!(validate_selectors(&[sel(Some("a"), 5)], &limits), Ok(()));
+    assert_eq!(
+        validate_selectors(&[], &limits).unwrap_err().0,
+        "Fargate Profile requires at least one selector."
+    );
+    assert_eq!(
+        validate_selectors(&vec![sel(Some("a"), 0); 6], &limits)
+            .unwrap_err()
+            .0,
+        "Request contains more than 5 Selectors"
+    );
+    assert_eq!(
+        validate_selectors(&[sel(Some("a"), 6)], &limits)
+            .unwrap_err()
+            .0,
+        "Request contains Selector with more than 5 Label pairs"
+    );
+    for missing in [None, Some("")] {
+        assert_eq!(
+            validate_selectors(&[sel(Some("a"), 0), sel(missing, 0)], &limits)
+                .unwrap_err()
+                .0,
+            "Fargate Profile must have at least one selector with at least one namespace value."
+        );
+    }
+    let raised = Limits {
+        max_selectors: 6,
+        max_labels: 7,
+        ..limits
+    };
+    assert_eq!(
+        validate_selectors(&vec![sel(Some("a"), 7); 6], &raised),
+        Ok(())
+    );
+}
+
+#[test]
+fn tags() {
+    let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(validate_tags(&tags(&[])), Ok(()));
+    assert_eq!(validate_tags(&tags(&[("team", "")])), Ok(()));
+    let key128 = "k".repeat(128);
+    let value256 = "v".repeat(256);
+    assert_eq!(validate_tags(&tags(&[(&key128, &value256)])), Ok(()));
+    assert!(validate_tags(&tags(&[(&"k".repeat(129), "v")])).is_err());
+    assert!(validate_tags(&tags(&[("k", &"v".repeat(257))])).is_err());
+    assert!(validate_tags(&tags(&[("", "v")])).is_err());
+    assert!(validate_tags(&tags(&[("aws:created-by", "me")])).is_err());
+    assert!(validate_tags(&tags(&[("AWS:created-by", "me")])).is_err());
+    let fifty: BTreeMap<String, String> = (0..50).map(|i| (format!("k{i}"), "v".into())).collect();
+    assert_eq!(validate_tags(&fifty), Ok(()));
+    let fifty_one: BTreeMap<String, String> =
+        (0..51).map(|i| (format!("k{i}"), "v".into())).collect();
+    assert!(validate_tags(&fifty_one).is_err());
+}
+
+#[test]
+fn status_absent_means_active_and_round_trips() {
+    let file = parse_profiles_file(
+        br#"{"fargateProfiles":[{"fargateProfileName":"a","podExecutionRoleArn":"arn:aws:iam::012345678910:role/R","selectors":[{"namespace":"x"}]},
+            {"fargateProfileName":"b","podExecutionRoleArn":"arn:aws:iam::012345678910:role/R","selectors":[{"namespace":"x"}],"status":"CREATING","createdAt":1574206849.791}]}"#,
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(file.fargate_profiles[0].status, ProfileStatus::Active);
+    assert_eq!(file.fargate_profiles[1].status, ProfileStatus::Creating);
+    let text = serde_json::to_string(&file.fargate_profiles[1]).unwrap();
+    assert!(text.contains(r#""createdAt":1574206849.791"#), "{text}");
+    assert!(text.contains(r#""status":"CREATING""#), "{text}");
+    assert!(text.contains(r#""tags":{}"#), "{text}");
+}
+
+#[test]
+fn a_bad_file_is_refused_whole() {
+    let limits = Limits::default();
+    let good = profile("good");
+    let mut bad = profile("bad");
+    bad.selectors = vec![bad.selectors[0].clone(); 6];
+    let file = |profiles: Vec<FargateProfile>| {
+        serde_json::to_vec(&ProfilesFile {
+            fargate_profiles: profiles,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    assert!(parse_profiles_file(&file(vec![good.clone()]), &limits).is_ok());
+    let err = parse_profiles_file(&file(vec![good.clone(), bad]), &limits).unwrap_err();
+    assert!(err.to_string().contains("'bad'"), "{err}");
+    let err = parse_profiles_file(&file(vec![good.clone(), good]), &limits).unwrap_err();
+    assert!(matches!(err, LoadError::Duplicate(_)), "{err}");
+    assert!(matches!(
+        parse_profiles_file(b"{\"fargateProfiles\": [", &limits),
+        Err(LoadError::Json(_))
+    ));
+    assert!(matches!(
+        parse_profiles_file(b"[]", &limits),
+        Err(LoadError::NotAnObject)
+    ));
+    assert!(matches!(
+        parse_profiles_file(b"", &limits),
+        Err(LoadError::NotAnObject)
+    ));
+    // A misspelt or missing key is an error, not an empty snapshot.
+    for text in [&b"{}"[..], b"{\"fargateProfile\": []}"] {
+        assert!(matches!(
+            parse_profiles_file(text, &limits),
+            Err(LoadError::Json(_))
+        ));
+    }
+    assert!(
+        parse_profiles_file(b" {\"fargateProfiles\": []}", &limits)
+            .unwrap()
+            .fargate_profiles
+            .is_empty()
+    );
+}

@@ -41,7 +41,17 @@ impl Default for Timeouts {
 }
 
 /// What plain HTTP on the TLS port gets back before the connection is closed.
-const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 124\r\n\r\n{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"reason\":\"BadRequest\",\"message\":\"this port speaks HTTPS\",\"code\":400}";
+fn plain_http_on_tls() -> Vec<u8> {
+    let body =
+        crate::admission::error_body(400, "BadRequest", "this port speaks HTTPS: use https://");
+    let mut out = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
 
 /// Serve `listener` until `shutdown` is cancelled, then drain connections for up to `timeouts.drain`.
 pub async fn serve(
@@ -129,7 +139,7 @@ async fn handshake(
         let n = stream.peek(&mut first).await?;
         // 0x16 = TLS handshake record; anything else (an HTTP method's first letter) is not TLS.
         if n == 1 && first[0] != 0x16 {
-            stream.write_all(PLAIN_HTTP_ON_TLS).await?;
+            stream.write_all(&plain_http_on_tls()).await?;
             stream.shutdown().await?;
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -165,7 +175,8 @@ pub fn json(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
 mod tests {
     #[test]
     fn plain_http_answer_has_the_right_length() {
-        let text = std::str::from_utf8(super::PLAIN_HTTP_ON_TLS).unwrap();
+        let bytes = super::plain_http_on_tls();
+        let text = std::str::from_utf8(&bytes).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         serde_json::from_str::<serde_json::Value>(body).unwrap();
