@@ -1,0 +1,85 @@
+{{/*
+Chart name, truncated to 63 characters.
+*/}}
+{{- define "fargate-webhook.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Fully qualified app name. It names the Deployment, the webhook Service and the MutatingWebhookConfiguration.
+Kept at 56 characters so that suffixed names (-api, -tls, -ca, ...) stay within 63.
+*/}}
+{{- define "fargate-webhook.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 56 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 56 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 56 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "fargate-webhook.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "fargate-webhook.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fargate-webhook.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "fargate-webhook.labels" -}}
+helm.sh/chart: {{ include "fargate-webhook.chart" . }}
+{{ include "fargate-webhook.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fargate-webhook
+{{- end -}}
+
+{{- define "fargate-webhook.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "fargate-webhook.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The webhook Service (port 443 -> webhook, 9090 -> metrics). */}}
+{{- define "fargate-webhook.serviceName" -}}
+{{- include "fargate-webhook.fullname" . -}}
+{{- end -}}
+
+{{/* The Secret holding tls.crt / tls.key, mounted as a directory. */}}
+{{- define "fargate-webhook.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "existingSecret" -}}
+{{- required "tls.existingSecret.name is required when tls.mode=existingSecret: the name of a kubernetes.io/tls Secret (keys tls.crt, tls.key) in the release namespace" .Values.tls.existingSecret.name -}}
+{{- else -}}
+{{- printf "%s-tls" (include "fargate-webhook.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* cert-manager: the serving Certificate (named in cert-manager.io/inject-ca-from). */}}
+{{- define "fargate-webhook.certificateName" -}}
+{{- printf "%s-serving" (include "fargate-webhook.fullname" .) -}}
+{{- end -}}
+
+{{/* The DNS names kube-apiserver may use for the Service. */}}
+{{- define "fargate-webhook.dnsNames" -}}
+{{- $svc := include "fargate-webhook.serviceName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.tls.clusterDomain) | toJson -}}
+{{- end -}}
+
+{{- define "fargate-webhook.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Container ports: fixed, the flags below bind them. */}}
+{{- define "fargate-webhook.webhookPort" -}}8443{{- end -}}
+{{- define "fargate-webhook.opsPort" -}}9090{{- end -}}
+{{- define "fargate-webhook.apiPort" -}}8080{{- end -}}
+{{- define "fargate-webhook.tlsDir" -}}/etc/fargate-webhook/tls{{- end -}}
+{{- define "fargate-webhook.stateDir" -}}/var/lib/fargate-webhook{{- end -}}
