@@ -70,6 +70,8 @@ struct ResponseOut<'a> {
 pub enum ReviewError {
     #[error("request body is empty")]
     Empty,
+    #[error("request body is not a JSON object")]
+    NotAnObject,
     #[error("request body is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error(
@@ -96,8 +98,11 @@ pub struct Answer {
 
 /// Decode a review, decide, and encode the answer.
 pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Answer, ReviewError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ReviewError::Empty);
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ReviewError::Empty),
+        // serde would read a JSON array as a struct in field order; a review is an object.
+        Some(b'{') => {}
+        Some(_) => return Err(ReviewError::NotAnObject),
     }
     let review: ReviewIn<'_> = serde_json::from_slice(body)?;
     if review.kind != "AdmissionReview"
@@ -114,6 +119,9 @@ pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Ans
     }
     let is_pod = request.kind.kind == "Pod" && request.kind.group.is_empty();
     let pod: Result<Pod, String> = match request.object {
+        Some(raw) if is_pod && !raw.get().starts_with('{') => {
+            Err("object is not a JSON object".to_string())
+        }
         Some(raw) if is_pod => serde_json::from_str(raw.get())
             .map_err(|e| format!("object is not a readable Pod: {e}")),
         _ => Ok(Pod::default()),

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +62,8 @@ pub async fn serve(
     timeouts: Timeouts,
 ) {
     let graceful = GracefulShutdown::new();
+    // Cancelled when the drain deadline passes: every connection task drops its connection.
+    let force_close = CancellationToken::new();
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -93,24 +95,49 @@ pub async fn serve(
         let handler = Arc::clone(&handler);
         let builder = Arc::clone(&builder);
         let acceptor = acceptor.clone();
+        let force_close = force_close.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let fut = handler(req);
                 async move { Ok::<_, std::convert::Infallible>(fut.await) }
             });
-            let result = match acceptor {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+            // hyper-util's auto builder waits for the first bytes (to tell h1 from h2) without a
+            // deadline, so idle connections are closed here before they reach it.
+            let serving = async {
+                match acceptor {
+                    None => {
+                        let ready =
+                            tokio::time::timeout(timeouts.header_read, stream.peek(&mut [0u8; 1]))
+                                .await;
+                        if !matches!(ready, Ok(Ok(n)) if n > 0) {
+                            return Ok(());
+                        }
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        let Some(tls) =
+                            handshake(stream, peer, &acceptor, timeouts.handshake).await
+                        else {
+                            return Ok(());
+                        };
+                        let mut reader = tokio::io::BufReader::new(tls);
+                        let ready = tokio::time::timeout(timeouts.header_read, async {
+                            reader.fill_buf().await.map(|buf| !buf.is_empty())
+                        })
+                        .await;
+                        if !matches!(ready, Ok(Ok(true))) {
+                            tracing::debug!(%peer, "no request before the header deadline");
+                            return Ok(());
+                        }
+                        let conn = builder.serve_connection(TokioIo::new(reader), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
                 }
-                Some(acceptor) => {
-                    let Some(tls) = handshake(stream, peer, &acceptor, timeouts.handshake).await
-                    else {
-                        return;
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service);
-                    watcher.watch(conn.into_owned()).await
-                }
+            };
+            let result = tokio::select! {
+                result = serving => result,
+                _ = force_close.cancelled() => Ok(()),
             };
             if let Err(error) = result {
                 tracing::debug!(%peer, error = %error, "connection ended with an error");
@@ -123,6 +150,7 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("drain deadline passed; closing the remaining connections");
+        force_close.cancel();
     }
 }
 
@@ -141,6 +169,19 @@ async fn handshake(
         if n == 1 && first[0] != 0x16 {
             stream.write_all(&plain_http_on_tls()).await?;
             stream.shutdown().await?;
+            // Read what the client sent before closing: closing with unread data makes the kernel
+            // send a reset, and the client may then lose our answer.
+            let mut sink = [0u8; 4096];
+            let mut drained = 0usize;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while drained < 64 * 1024 {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => drained += n,
+                    }
+                }
+            })
+            .await;
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 "plain HTTP on the TLS port",

@@ -116,7 +116,7 @@ impl Webhook {
             Err(error) => {
                 let reason = match &error {
                     ReviewError::Empty => "empty_body",
-                    ReviewError::Json(_) => "invalid_json",
+                    ReviewError::Json(_) | ReviewError::NotAnObject => "invalid_json",
                     ReviewError::WrongKind { .. } => "wrong_kind",
                     ReviewError::NoRequest => "no_request",
                     ReviewError::NoUid => "no_uid",
