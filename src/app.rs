@@ -1,13 +1,16 @@
 //! Wiring: build the store, the certificate reloader and the servers from the command line, and
 //! run them until a signal. Tests drive [`start`] and get the bound addresses back.
 
+use crate::api::Api;
 use crate::cli::{CertsCommand, Cli, Command, ExplainArgs, OutputFormat, ServeArgs, StoreKind};
 use crate::decision::{self, Options, SharedSnapshot, Snapshot};
 use crate::ops::metrics::Metrics;
 use crate::profile::Limits;
 use crate::server::http::{self, Timeouts};
 use crate::server::{self as webhook_server, Webhook, tls};
+use crate::store::ProfileStore;
 use crate::store::file::FileStore;
+use crate::store::kube::{KubeStore, KubeStoreOptions};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Running {
     pub webhook_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    pub api_addr: SocketAddr,
     pub snapshot: SharedSnapshot,
     pub metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -57,22 +61,45 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let mut watchers = Vec::new();
 
-    let store = match args.store {
-        StoreKind::File => {
-            let store = FileStore::open(
-                &args.state_dir,
-                Limits::default(),
-                Arc::clone(&snapshot),
-                Arc::clone(&metrics),
-            )
-            .with_context(|| format!("opening the state directory {}", args.state_dir.display()))?;
-            watchers.push(store.watch().context("watching the state directory")?);
-            store
-        }
-        StoreKind::Kubernetes => {
-            anyhow::bail!("--store kubernetes is not available in this build yet; use --store file")
-        }
-    };
+    let limits = args.api.limits();
+    let mut kube_store: Option<Arc<KubeStore>> = None;
+    let (store, store_loaded): (Arc<dyn ProfileStore>, Arc<dyn Fn() -> bool + Send + Sync>) =
+        match args.store {
+            StoreKind::File => {
+                let store = FileStore::open(
+                    &args.state_dir,
+                    limits,
+                    Arc::clone(&snapshot),
+                    Arc::clone(&metrics),
+                )
+                .with_context(|| {
+                    format!("opening the state directory {}", args.state_dir.display())
+                })?;
+                watchers.push(store.watch().context("watching the state directory")?);
+                let loaded = Arc::clone(&store);
+                (store, Arc::new(move || loaded.is_loaded()))
+            }
+            StoreKind::Kubernetes => {
+                let client = kube::Client::try_default().await.context(
+                    "connecting to the Kubernetes API (in-cluster service account or kubeconfig)",
+                )?;
+                // Empty: the client's default namespace (in a pod, its own).
+                let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
+                let mut options = KubeStoreOptions::new(namespace);
+                options.lock_name = args.lock_name.clone();
+                let store = KubeStore::new(
+                    client,
+                    Arc::clone(&snapshot),
+                    Arc::clone(&metrics),
+                    limits,
+                    options,
+                );
+                watchers.push(store.start());
+                kube_store = Some(Arc::clone(&store));
+                let loaded = Arc::clone(&store);
+                (store, Arc::new(move || loaded.is_loaded()))
+            }
+        };
 
     if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
         println!(
@@ -107,10 +134,26 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let webhook_addr = webhook_listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
 
+    let api = Api::new(&args.api, Arc::clone(&store), Arc::clone(&metrics))
+        .context("configuring the EKS API")?;
+    let api_listener = bind(args.api.api_addr, "API").await?;
+    let api_addr = api_listener.local_addr()?;
+    // Lifecycle timers resume once the store has the whole state (the Kubernetes store lists first).
+    match &kube_store {
+        Some(kube_store) => {
+            let (kube_store, api) = (Arc::clone(kube_store), api.clone());
+            tokio::spawn(async move {
+                kube_store.wait_loaded().await;
+                api.resume_lifecycle();
+            });
+        }
+        None => api.resume_lifecycle(),
+    }
+    let api_handler = api.handler();
+
     let ready = {
-        let store = Arc::clone(&store);
         let certs = Arc::clone(&certs);
-        Arc::new(move || store.is_loaded() && certs.is_loaded())
+        Arc::new(move || store_loaded() && certs.is_loaded())
     };
     let servers = vec![
         tokio::spawn(http::serve(
@@ -127,15 +170,30 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             shutdown.clone(),
             timeouts,
         )),
+        tokio::spawn(http::serve(
+            api_listener,
+            args.api
+                .api_tls
+                .then(|| tls::server_config(Arc::clone(&certs))),
+            api_handler,
+            shutdown.clone(),
+            timeouts,
+        )),
     ];
     println!(
         "fargate-webhook: webhook https://{webhook_addr}{}",
         webhook_server::MUTATE_PATH
     );
     println!("fargate-webhook: ops http://{metrics_addr} (/healthz /readyz /metrics)");
+    let scheme = if args.api.api_tls { "https" } else { "http" };
+    println!(
+        "fargate-webhook: EKS API {scheme}://{api_addr} (cluster {})",
+        args.api.cluster_name
+    );
     Ok(Running {
         webhook_addr,
         metrics_addr,
+        api_addr,
         snapshot,
         metrics,
         shutdown,
@@ -224,7 +282,7 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<String> {
 /// Entry point for `main`: dispatch the subcommand.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Certs(CertsCommand::Generate(args)) => {
             let generated = crate::certs::generate(&args.dns, &args.ip, args.days)?;
             crate::certs::write_dir(&args.out, &generated)?;

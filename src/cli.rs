@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the webhook, the ops port and the EKS API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Certificates for the webhook.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// Deadline for a TLS handshake and for reading request headers.
     #[arg(long, env = "FARGATE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// Kubernetes store: the coordination ConfigMap (in `POD_NAMESPACE`, else the client's namespace).
+    #[arg(long, env = "FARGATE_LOCK_NAME", default_value = crate::store::kube::DEFAULT_LOCK_NAME)]
+    pub lock_name: String,
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
 }
 
 #[derive(Subcommand, Debug)]

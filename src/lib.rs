@@ -4,6 +4,7 @@
 //! through `arc-swap` → the [`server`] only decodes, asks [`decision`], encodes.
 
 pub mod admission;
+pub mod api;
 pub mod app;
 pub mod certs;
 pub mod cli;

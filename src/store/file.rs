@@ -137,6 +137,12 @@ impl FileStore {
 
     fn update_blocking(&self, mut change: Change<'_>) -> Result<Arc<StoreState>, UpdateError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.is_loaded() {
+            return Err(UpdateError::NotLoaded(format!(
+                "{} is not a valid profiles file; fix it first",
+                self.path.display()
+            )));
+        }
         let mut next = (*self.current.load_full()).clone();
         change(&mut next).map_err(UpdateError::Rejected)?;
         write_atomic(&self.path, &encode(&next))

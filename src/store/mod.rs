@@ -5,7 +5,9 @@
 //! [`SharedSnapshot`](crate::decision::SharedSnapshot) before an update returns, so a profile that
 //! turns ACTIVE is matched at once, not after a file-watch delay.
 
+pub mod crd;
 pub mod file;
+pub mod kube;
 
 use crate::profile::ProfilesFile;
 use std::future::Future;
@@ -29,6 +31,10 @@ pub enum UpdateError {
     /// The change refused itself; nothing was written.
     #[error("{0}")]
     Rejected(Rejection),
+    /// The store has no good state yet (say, a corrupt profiles file at start): writing now would
+    /// overwrite what the operator has to fix. Nothing was written.
+    #[error("profile store has not loaded its state: {0}")]
+    NotLoaded(String),
     /// The store could not commit; nothing was acknowledged.
     #[error("profile store failure: {0}")]
     Storage(String),

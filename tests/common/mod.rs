@@ -546,7 +546,7 @@ impl Layout {
             .unwrap_or_else(|e| panic!("serve arguments {argv:?} do not parse: {e}"))
             .command
         {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("parsed {other:?} instead of serve"),
         }
     }

@@ -1,0 +1,412 @@
+//! The EKS Fargate-profile REST API (CreateFargateProfile, Describe, List, Delete, and
+//! TagResource / UntagResource / ListTagsForResource on profile ARNs), wire-compatible with the
+//! AWS CLI and boto3 (rest-json, API version 2017-11-01).
+//!
+//! The API writes through a [`ProfileStore`]; every rule that depends on other profiles (name
+//! uniqueness, the quota, one profile CREATING or DELETING at a time, token reuse) is checked
+//! inside the store's change closure, so concurrent requests cannot break them.
+//!
+//! Decisions where EKS is silent:
+//! - `createdAt` is stored and sent as epoch seconds rounded to the millisecond.
+//! - A zero `--create-delay` commits the profile ACTIVE in the same write (the answer still says
+//!   CREATING, as EKS always does); a zero `--delete-delay` removes it in the same write.
+//! - A `clientRequestToken` is kept as long as its profile exists and dropped when the profile is
+//!   removed after deletion (the token map stays bounded by the profile count).
+//! - A hand-written profile without ARN gets a stable one derived from its name.
+//! - `nextToken` is the last name returned, HMAC-authenticated; it survives restarts.
+
+pub mod error;
+mod ops;
+pub mod paging;
+pub mod sigv4;
+
+pub use error::ApiError;
+
+use crate::ops::metrics::Metrics;
+use crate::profile::Limits;
+use crate::store::ProfileStore;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub const DEFAULT_PRIVATE_SUBNETS: &str = "subnet-0420a37ee456daf3f,subnet-09a8afb8db4f02d21";
+
+/// The API's flags (flattened into `fargate-webhook serve`). Every flag is also an environment
+/// variable with the `FARGATE_` prefix.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// Address of the EKS-compatible API.
+    #[arg(long, env = "FARGATE_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub api_addr: SocketAddr,
+    /// Serve the API over TLS with the webhook's certificate (plain HTTP otherwise).
+    #[arg(long, env = "FARGATE_API_TLS")]
+    pub api_tls: bool,
+    /// The one cluster this API serves; other names answer 404 ResourceNotFoundException.
+    #[arg(long, env = "FARGATE_CLUSTER_NAME", default_value = "fargate")]
+    pub cluster_name: String,
+    /// Region used in ARNs and required in SigV4 credential scopes.
+    #[arg(long, env = "FARGATE_REGION", default_value = "us-west-2")]
+    pub region: String,
+    /// 12-digit account id used in ARNs.
+    #[arg(long, env = "FARGATE_ACCOUNT_ID", default_value = "012345678910")]
+    pub account_id: String,
+    /// The cluster's private subnets (comma-separated): profiles may use these; the default when a
+    /// profile names none.
+    #[arg(
+        long,
+        env = "FARGATE_PRIVATE_SUBNETS",
+        value_delimiter = ',',
+        default_value = DEFAULT_PRIVATE_SUBNETS
+    )]
+    pub private_subnets: Vec<String>,
+    /// The cluster's public subnets (comma-separated): refused in profiles.
+    #[arg(long, env = "FARGATE_PUBLIC_SUBNETS", value_delimiter = ',')]
+    pub public_subnets: Vec<String>,
+    /// Time a new profile stays CREATING before it turns ACTIVE (`2s`, `500ms`, `0s`).
+    #[arg(long, env = "FARGATE_CREATE_DELAY", default_value = "2s", value_parser = crate::cli::parse_duration)]
+    pub create_delay: Duration,
+    /// Time a deleted profile stays DELETING before it disappears.
+    #[arg(long, env = "FARGATE_DELETE_DELAY", default_value = "2s", value_parser = crate::cli::parse_duration)]
+    pub delete_delay: Duration,
+    /// Quota: Fargate profiles per cluster.
+    #[arg(long, env = "FARGATE_MAX_PROFILES", default_value_t = 10)]
+    pub max_profiles: usize,
+    /// Quota: selectors per profile.
+    #[arg(long, env = "FARGATE_MAX_SELECTORS", default_value_t = 5)]
+    pub max_selectors: usize,
+    /// Quota: label pairs per selector.
+    #[arg(long, env = "FARGATE_MAX_LABELS", default_value_t = 5)]
+    pub max_labels: usize,
+    /// Verify SigV4 signatures with the key pairs in this file (`ACCESS_KEY_ID SECRET` per line).
+    #[arg(long, env = "FARGATE_SIGV4_CREDENTIALS")]
+    pub sigv4_credentials: Option<PathBuf>,
+    /// Verify SigV4 signatures with this key pair (`ACCESS_KEY_ID:SECRET`; repeatable).
+    #[arg(
+        long = "sigv4-key",
+        env = "FARGATE_SIGV4_KEY",
+        value_delimiter = ',',
+        value_name = "AKID:SECRET"
+    )]
+    pub sigv4_keys: Vec<String>,
+}
+
+impl Default for ApiArgs {
+    fn default() -> Self {
+        ApiArgs {
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_tls: false,
+            cluster_name: "fargate".into(),
+            region: "us-west-2".into(),
+            account_id: "012345678910".into(),
+            private_subnets: DEFAULT_PRIVATE_SUBNETS
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            public_subnets: Vec::new(),
+            create_delay: Duration::from_secs(2),
+            delete_delay: Duration::from_secs(2),
+            max_profiles: 10,
+            max_selectors: 5,
+            max_labels: 5,
+            sigv4_credentials: None,
+            sigv4_keys: Vec::new(),
+        }
+    }
+}
+
+impl ApiArgs {
+    /// The quotas, also to be given to the store so that file loads apply the same selector limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_profiles: self.max_profiles,
+            max_selectors: self.max_selectors,
+            max_labels: self.max_labels,
+        }
+    }
+}
+
+/// The cluster this API serves.
+#[derive(Clone, Debug)]
+pub(crate) struct Cluster {
+    pub name: String,
+    pub region: String,
+    pub account_id: String,
+    pub private_subnets: Vec<String>,
+    pub public_subnets: Vec<String>,
+}
+
+impl Cluster {
+    pub fn arn(&self) -> String {
+        format!(
+            "arn:aws:eks:{}:{}:cluster/{}",
+            self.region, self.account_id, self.name
+        )
+    }
+}
+
+pub(crate) struct Inner {
+    pub cluster: Cluster,
+    pub limits: Limits,
+    pub create_delay: Duration,
+    pub delete_delay: Duration,
+    pub store: Arc<dyn ProfileStore>,
+    pub metrics: Arc<Metrics>,
+    pub verifier: Option<sigv4::Verifier>,
+    pub page_tokens: paging::PageTokens,
+}
+
+/// The API: cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("cluster", &self.inner.cluster)
+            .field("limits", &self.inner.limits)
+            .field("sigv4", &self.inner.verifier)
+            .finish()
+    }
+}
+
+impl Api {
+    pub fn new(
+        args: &ApiArgs,
+        store: Arc<dyn ProfileStore>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let clean = |list: &[String]| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            for s in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                if !out.iter().any(|o| o == s) {
+                    out.push(s.to_owned());
+                }
+            }
+            out
+        };
+        let cluster = Cluster {
+            name: args.cluster_name.clone(),
+            region: args.region.trim().to_owned(),
+            account_id: args.account_id.trim().to_owned(),
+            private_subnets: clean(&args.private_subnets),
+            public_subnets: clean(&args.public_subnets),
+        };
+        crate::profile::validate_name(&cluster.name)
+            .map_err(|e| anyhow::anyhow!("--cluster-name '{}': {e}", cluster.name))?;
+        anyhow::ensure!(
+            cluster.account_id.len() == 12
+                && cluster.account_id.bytes().all(|b| b.is_ascii_digit()),
+            "--account-id must be 12 digits, got '{}'",
+            cluster.account_id
+        );
+        anyhow::ensure!(
+            !cluster.region.is_empty()
+                && cluster
+                    .region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "--region must look like us-west-2, got '{}'",
+            cluster.region
+        );
+        if let Some(both) = cluster
+            .private_subnets
+            .iter()
+            .find(|s| cluster.public_subnets.contains(s))
+        {
+            anyhow::bail!("subnet {both} is given as both private and public");
+        }
+        anyhow::ensure!(
+            args.max_profiles >= 1 && args.max_selectors >= 1 && args.max_labels >= 1,
+            "--max-profiles, --max-selectors and --max-labels must be at least 1"
+        );
+        let mut verifier = sigv4::Verifier::new(cluster.region.clone());
+        if let Some(path) = &args.sigv4_credentials {
+            verifier.add_key_file(path)?;
+        }
+        for spec in args.sigv4_keys.iter().filter(|s| !s.trim().is_empty()) {
+            verifier.add_key_spec(spec)?;
+        }
+        let configured = args.sigv4_credentials.is_some()
+            || args.sigv4_keys.iter().any(|s| !s.trim().is_empty());
+        anyhow::ensure!(
+            !configured || !verifier.is_empty(),
+            "SigV4 verification was asked for, but no key pair was found"
+        );
+        let page_tokens = paging::PageTokens::new(&cluster.arn());
+        Ok(Api {
+            inner: Arc::new(Inner {
+                cluster,
+                limits: args.limits(),
+                create_delay: args.create_delay,
+                delete_delay: args.delete_delay,
+                store,
+                metrics,
+                verifier: (!verifier.is_empty()).then_some(verifier),
+                page_tokens,
+            }),
+        })
+    }
+
+    /// Resume lifecycle transitions found in the store at start: a CREATING profile turns ACTIVE
+    /// after `--create-delay`, a DELETING one disappears after `--delete-delay`. Call inside the
+    /// Tokio runtime.
+    pub fn resume_lifecycle(&self) {
+        self.resume_transitions();
+    }
+
+    /// The API as a request handler for [`crate::server::http::serve`] (which owns accepting,
+    /// TLS, timeouts and draining for every port of the process).
+    pub fn handler(&self) -> crate::server::http::Handler {
+        let api = self.clone();
+        std::sync::Arc::new(move |req| {
+            let api = api.clone();
+            Box::pin(async move { api.handle(req).await })
+        })
+    }
+
+    /// Answer one HTTP request. Collects the body (at most [`MAX_BODY`] bytes, else 413); never
+    /// panics on input: an internal failure answers 500 ServerException. Needs a multi-threaded
+    /// Tokio runtime (the file store blocks in place while it writes).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            Err(ApiError::payload_too_large(MAX_BODY))
+        } else {
+            match Limited::new(body, MAX_BODY).collect().await {
+                Ok(collected) => Ok(collected.to_bytes()),
+                Err(e)
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    Err(ApiError::payload_too_large(MAX_BODY))
+                }
+                Err(e) => Err(ApiError::client(format!(
+                    "The request body could not be read: {e}"
+                ))),
+            }
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => {
+                let operation = ops::Route::of(&parts.method, parts.uri.path()).operation();
+                return self.finish(operation, Err(error), &request_id);
+            }
+        };
+        // Run the operation in its own task: a panic anywhere below becomes a 500, not a dropped
+        // connection.
+        let api = self.clone();
+        let uri_path = parts.uri.path().to_owned();
+        let method = parts.method.clone();
+        let task = tokio::spawn(async move { api.execute(parts, body).await });
+        let (operation, result) = match task.await {
+            Ok(done) => done,
+            Err(join_error) => {
+                tracing::error!(%join_error, "EKS API operation failed");
+                (
+                    ops::Route::of(&method, &uri_path).operation(),
+                    Err(ApiError::server(
+                        "An internal error occurred while processing the request.",
+                    )),
+                )
+            }
+        };
+        self.finish(operation, result, &request_id)
+    }
+
+    fn finish(
+        &self,
+        operation: &'static str,
+        result: Result<serde_json::Value, ApiError>,
+        request_id: &str,
+    ) -> Response<Full<Bytes>> {
+        let (status, code, body) = match result {
+            Ok(value) => (
+                StatusCode::OK,
+                None,
+                serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec()),
+            ),
+            Err(error) => {
+                if error.status.is_server_error() {
+                    tracing::warn!(operation, code = error.code, message = %error.message, request_id, "EKS API request failed");
+                } else {
+                    tracing::debug!(operation, code = error.code, message = %error.message, request_id, "EKS API request refused");
+                }
+                (error.status, Some(error.code), error.body())
+            }
+        };
+        self.inner
+            .metrics
+            .api_requests
+            .with_label_values(&[operation, code.unwrap_or("")])
+            .inc();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            headers.insert("x-amzn-RequestId", value);
+        }
+        if let Some(code) = code {
+            headers.insert("x-amzn-ErrorType", HeaderValue::from_static(code));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_parse_with_defaults() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            api: ApiArgs,
+        }
+        let cli = Cli::parse_from(["x"]);
+        let defaults = ApiArgs::default();
+        assert_eq!(cli.api.private_subnets, defaults.private_subnets);
+        assert_eq!(cli.api.create_delay, defaults.create_delay);
+        assert_eq!(cli.api.api_addr, defaults.api_addr);
+        let cli = Cli::parse_from([
+            "x",
+            "--sigv4-key",
+            "AKID:secret",
+            "--sigv4-key",
+            "B:c",
+            "--public-subnets",
+            "subnet-1,subnet-2",
+            "--create-delay",
+            "500ms",
+        ]);
+        assert_eq!(cli.api.sigv4_keys, vec!["AKID:secret", "B:c"]);
+        assert_eq!(cli.api.public_subnets, vec!["subnet-1", "subnet-2"]);
+        assert_eq!(cli.api.create_delay, Duration::from_millis(500));
+    }
+}
