@@ -35,6 +35,7 @@ const KNOWN_FLAGS: &[&str] = &[
     "--create-delay",
     "--delete-delay",
     "--log-level",
+    "--lock-name",
 ];
 
 // ------------------------------------------------------------------------------------------------------
@@ -525,8 +526,7 @@ fn expected_rbac() -> BTreeSet<(String, String, String)> {
                 "get", "list", "watch", "create", "update", "patch", "delete",
             ],
         ),
-        ("fargateprofiles/status", &["update", "patch"]),
-        ("fargateprofiles/finalizers", &["update", "patch"]),
+        ("fargateprofiles/status", &["update"]),
     ];
     for (resource, verbs) in grants {
         for verb in *verbs {
@@ -648,7 +648,38 @@ fn default_render_is_self_signed_and_complete() {
         deploy["spec"]["template"]["spec"]["automountServiceAccountToken"],
         true
     );
-    assert!(r.all("Role").is_empty() && r.all("RoleBinding").is_empty());
+    // The coordination ConfigMap: create, then get/update of that one name, in the release namespace.
+    let lock = format!("{FULLNAME}-lock");
+    assert_eq!(r.flags()["--lock-name"], lock);
+    let role = r.one("Role", FULLNAME);
+    assert_eq!(role["metadata"]["namespace"], NS);
+    let mut grants = BTreeSet::new();
+    for rule in arr(&role["rules"]) {
+        let names = rule.get("resourceNames").map(strings).unwrap_or_default();
+        for resource in strings(&rule["resources"]) {
+            for verb in strings(&rule["verbs"]) {
+                grants.insert((resource.clone(), verb, names.clone()));
+            }
+        }
+    }
+    let expected: BTreeSet<(String, String, Vec<String>)> = [
+        ("configmaps", "create", vec![]),
+        ("configmaps", "get", vec![lock.clone()]),
+        ("configmaps", "update", vec![lock.clone()]),
+    ]
+    .into_iter()
+    .map(|(r, v, n)| (r.to_string(), v.to_string(), n))
+    .collect();
+    assert_eq!(grants, expected);
+    let role_binding = r.one("RoleBinding", FULLNAME);
+    assert_eq!(role_binding["roleRef"]["kind"], "Role");
+    assert_eq!(role_binding["subjects"][0]["name"], sa_name);
+    let env = arr(&deploy["spec"]["template"]["spec"]["containers"][0]["env"]);
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_NAMESPACE"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "POD_NAMESPACE from the downward API: {env:?}"
+    );
 }
 
 #[test]
@@ -674,6 +705,7 @@ fn default_flags_have_the_documented_values() {
         ("--create-delay", "2s"),
         ("--delete-delay", "2s"),
         ("--log-level", "info"),
+        ("--lock-name", "fw-fargate-webhook-lock"),
     ];
     let expected: BTreeMap<String, String> = expected
         .iter()
@@ -1148,7 +1180,6 @@ fn crd_matches_the_chart() {
 /// The chart's flags against the real CLI: every flag in KNOWN_FLAGS must appear in `serve --help`.
 /// Ignored until the `serve` subcommand has all of them (the API, cluster and lifecycle flags).
 #[test]
-#[ignore = "enable once `fargate-webhook serve` has every flag in KNOWN_FLAGS"]
 fn known_flags_exist_in_the_cli() {
     let out = Command::new(env!("CARGO_BIN_EXE_fargate-webhook"))
         .args(["serve", "--help"])
