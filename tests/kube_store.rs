@@ -1,0 +1,1474 @@
+//! The Kubernetes store against kube-rs's mocked API service (`tower_test::mock::pair`), no cluster:
+//!
+//! - one scripted scenario answers the exact requests the watcher makes with wire-format JSON
+//!   (list, watch event stream, `410 Expired` ERROR event, re-list);
+//! - the others run against a small in-memory API server behind the same mock (resourceVersions,
+//!   optimistic concurrency with 409 Conflict, AlreadyExists, finalizers, deletion, watch history
+//!   with compaction, and the CRD's CEL rules evaluated with kube's client-side CEL validator).
+
+use bytes::Bytes;
+use fargate_webhook::api::ApiError;
+use fargate_webhook::decision::{SharedSnapshot, Snapshot};
+use fargate_webhook::ops::metrics::Metrics;
+use fargate_webhook::profile::{FargateProfile, Limits, ProfileStatus, Selector, TokenRecord};
+use fargate_webhook::store::crd;
+use fargate_webhook::store::kube::{
+    FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions, PENDING_KEY, TOKENS_KEY,
+};
+use fargate_webhook::store::{ProfileStore, Rejection, StoreState, UpdateError};
+use futures::channel::mpsc;
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = UnsyncBoxBody<Bytes, BoxError>;
+type Chunk = Result<Frame<Bytes>, BoxError>;
+
+const PROFILES: &str = "/apis/fargate-webhook.io/v1alpha1/fargateprofiles";
+const NAMESPACE: &str = "fargate-system";
+const LOCK: &str = "fargate-webhook-profiles-lock";
+const ROLE: &str = "arn:aws:iam::123456789012:role/AmazonEKSPodExecutionRole";
+
+// ---------------------------------------------------------------------------------------------
+// A small API server.
+
+#[derive(Clone, Debug)]
+struct Logged {
+    method: Method,
+    path: String,
+    query: String,
+    body: Value,
+    status: u16,
+}
+
+#[derive(Default)]
+struct FakeState {
+    version: u64,
+    uid: u64,
+    profiles: BTreeMap<String, Value>,
+    config_maps: BTreeMap<String, Value>,
+    /// Profile watch events: (resourceVersion, type, object).
+    history: Vec<(u64, &'static str, Value)>,
+    /// Watches from a resourceVersion below this one get `410 Expired`.
+    compacted: u64,
+    watchers: Vec<mpsc::UnboundedSender<Chunk>>,
+    log: Vec<Logged>,
+    /// Before answering the next profile POST, create a same-named object as `kubectl` would.
+    steal_next_create: bool,
+    /// Before answering the next status PUT, change the object (as `kubectl label` would).
+    touch_before_next_status: bool,
+}
+
+#[derive(Default)]
+struct Fake {
+    state: Mutex<FakeState>,
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    })
+}
+
+fn json_response(code: u16, body: &Value) -> Response<Body> {
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(
+            http_body_util::Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .unwrap()
+}
+
+fn stream_response(rx: mpsc::UnboundedReceiver<Chunk>) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(http_body_util::StreamBody::new(rx).boxed_unsync())
+        .unwrap()
+}
+
+fn event_line(kind: &str, object: &Value) -> Chunk {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+    line.push(b'\n');
+    Ok(Frame::data(Bytes::from(line)))
+}
+
+fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// RFC 7396.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let object = target.as_object_mut().unwrap();
+            for (key, value) in fields {
+                if value.is_null() {
+                    object.remove(key);
+                } else {
+                    merge(object.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn now_rfc3339() -> String {
+    "2026-01-02T03:04:05Z".to_owned()
+}
+
+fn cel_problems(object: &Value, old: Option<&Value>) -> Option<String> {
+    let crd = crd::crd();
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .unwrap(),
+    )
+    .unwrap();
+    kube::core::cel::Validator::new()
+        .validate(&schema, object, old)
+        .err()
+        .map(|errors| errors.to_string())
+}
+
+impl FakeState {
+    fn bump(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    fn emit(&mut self, kind: &'static str, object: Value) {
+        let version = object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.history.push((version, kind, object.clone()));
+        self.watchers
+            .retain(|tx| tx.unbounded_send(event_line(kind, &object)).is_ok());
+    }
+
+    fn insert_profile(&mut self, mut object: Value, kind: &'static str) -> Value {
+        let version = self.bump();
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        self.profiles.insert(name, object.clone());
+        self.emit(kind, object.clone());
+        object
+    }
+
+    fn new_profile(&mut self, mut object: Value) -> Value {
+        self.uid += 1;
+        let uid = format!("uid-{}", self.uid);
+        let metadata = object["metadata"].as_object_mut().unwrap();
+        metadata.insert("uid".into(), json!(uid));
+        metadata.insert("generation".into(), json!(1));
+        metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        metadata.remove("resourceVersion");
+        object["apiVersion"] = json!("fargate-webhook.io/v1alpha1");
+        object["kind"] = json!("FargateProfile");
+        object.as_object_mut().unwrap().remove("status");
+        self.insert_profile(object, "ADDED")
+    }
+
+    fn remove_profile(&mut self, name: &str) -> Value {
+        let mut object = self.profiles.remove(name).unwrap();
+        let version = self.bump();
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        self.emit("DELETED", object.clone());
+        object
+    }
+
+    fn list(&self) -> Value {
+        json!({
+            "apiVersion": "fargate-webhook.io/v1alpha1",
+            "kind": "FargateProfileList",
+            "metadata": {"resourceVersion": self.version.to_string()},
+            "items": self.profiles.values().cloned().collect::<Vec<_>>(),
+        })
+    }
+
+    fn handle(&mut self, method: &Method, path: &str, query: &str, body: &Value) -> Response<Body> {
+        let conflict = |what: &str| {
+            json_response(
+                409,
+                &status_body(
+                    409,
+                    "Conflict",
+                    &format!(
+                        "Operation cannot be fulfilled on {what}: the object has been modified; please apply your changes to the latest version and try again"
+                    ),
+                ),
+            )
+        };
+        let not_found = |what: &str| {
+            json_response(
+                404,
+                &status_body(404, "NotFound", &format!("{what} not found")),
+            )
+        };
+
+        // ConfigMaps of the coordination object.
+        let cm_prefix = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
+        if let Some(rest) = path.strip_prefix(&cm_prefix) {
+            let name = rest.trim_start_matches('/');
+            return match (method.clone(), name) {
+                (Method::GET, name) => match self.config_maps.get(name) {
+                    Some(cm) => json_response(200, cm),
+                    None => not_found(&format!("configmaps \"{name}\"")),
+                },
+                (Method::POST, "") => {
+                    let name = body["metadata"]["name"].as_str().unwrap().to_owned();
+                    if self.config_maps.contains_key(&name) {
+                        return json_response(
+                            409,
+                            &status_body(409, "AlreadyExists", "configmaps already exists"),
+                        );
+                    }
+                    let mut cm = body.clone();
+                    let version = self.bump();
+                    cm["metadata"]["resourceVersion"] = json!(version.to_string());
+                    self.config_maps.insert(name, cm.clone());
+                    json_response(201, &cm)
+                }
+                (Method::PUT, name) => {
+                    let Some(current) = self.config_maps.get(name) else {
+                        return not_found(&format!("configmaps \"{name}\""));
+                    };
+                    if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
+                    {
+                        return conflict(&format!("configmaps \"{name}\""));
+                    }
+                    let mut cm = body.clone();
+                    let version = self.bump();
+                    cm["metadata"]["resourceVersion"] = json!(version.to_string());
+                    self.config_maps.insert(name.to_owned(), cm.clone());
+                    json_response(200, &cm)
+                }
+                _ => json_response(405, &status_body(405, "MethodNotAllowed", "no")),
+            };
+        }
+
+        let Some(rest) = path.strip_prefix(PROFILES) else {
+            return not_found(path);
+        };
+        let mut parts = rest.trim_start_matches('/').split('/');
+        let name = parts.next().unwrap_or("").to_owned();
+        let sub = parts.next().unwrap_or("");
+        match (method.clone(), name.as_str(), sub) {
+            (Method::GET, "", _) if query_param(query, "watch") == Some("true") => {
+                let from: u64 = query_param(query, "resourceVersion")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let (tx, rx) = mpsc::unbounded();
+                if from < self.compacted {
+                    let expired = status_body(
+                        410,
+                        "Expired",
+                        &format!("too old resource version: {from} ({})", self.compacted),
+                    );
+                    let _ = tx.unbounded_send(event_line("ERROR", &expired));
+                    return stream_response(rx);
+                }
+                for (version, kind, object) in &self.history {
+                    if *version > from {
+                        let _ = tx.unbounded_send(event_line(kind, object));
+                    }
+                }
+                self.watchers.push(tx);
+                stream_response(rx)
+            }
+            (Method::GET, "", _) => json_response(200, &self.list()),
+            (Method::POST, "", _) => {
+                let name = body["metadata"]["name"].as_str().unwrap().to_owned();
+                if std::mem::take(&mut self.steal_next_create) {
+                    self.new_profile(kubectl_object(&name, None));
+                }
+                if self.profiles.contains_key(&name) {
+                    return json_response(
+                        409,
+                        &status_body(
+                            409,
+                            "AlreadyExists",
+                            &format!(
+                                "fargateprofiles.fargate-webhook.io \"{name}\" already exists"
+                            ),
+                        ),
+                    );
+                }
+                if let Some(problem) = cel_problems(body, None) {
+                    return json_response(422, &status_body(422, "Invalid", &problem));
+                }
+                let created = self.new_profile(body.clone());
+                json_response(201, &created)
+            }
+            (Method::GET, name, "") => match self.profiles.get(name) {
+                Some(object) => json_response(200, object),
+                None => not_found(&format!("fargateprofiles \"{name}\"")),
+            },
+            (Method::PUT, name, sub) => {
+                let Some(current) = self.profiles.get(name).cloned() else {
+                    return not_found(&format!("fargateprofiles \"{name}\""));
+                };
+                if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
+                }
+                if sub == "status" && std::mem::take(&mut self.touch_before_next_status) {
+                    let mut touched = current.clone();
+                    touched["metadata"]["labels"] = json!({"touched": "yes"});
+                    self.insert_profile(touched, "MODIFIED");
+                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
+                }
+                let mut next = current.clone();
+                if sub == "status" {
+                    next["status"] = body["status"].clone();
+                } else {
+                    if let Some(problem) = cel_problems(body, Some(&current)) {
+                        return json_response(422, &status_body(422, "Invalid", &problem));
+                    }
+                    for key in ["labels", "annotations", "finalizers"] {
+                        next["metadata"][key] = body["metadata"][key].clone();
+                    }
+                    if body["spec"] != current["spec"] {
+                        next["spec"] = body["spec"].clone();
+                        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+                        next["metadata"]["generation"] = json!(generation + 1);
+                    }
+                }
+                let written = self.insert_profile(next, "MODIFIED");
+                json_response(200, &written)
+            }
+            (Method::PATCH, name, "") => {
+                let Some(current) = self.profiles.get(name).cloned() else {
+                    return not_found(&format!("fargateprofiles \"{name}\""));
+                };
+                let wanted = &body["metadata"]["resourceVersion"];
+                if !wanted.is_null() && *wanted != current["metadata"]["resourceVersion"] {
+                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
+                }
+                let mut next = current.clone();
+                let mut patch = body.clone();
+                patch["metadata"]
+                    .as_object_mut()
+                    .map(|m| m.remove("resourceVersion"));
+                patch.as_object_mut().unwrap().remove("status");
+                merge(&mut next, &patch);
+                if next["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+                {
+                    next["metadata"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("finalizers");
+                }
+                let written = self.insert_profile(next, "MODIFIED");
+                if !written["metadata"]["deletionTimestamp"].is_null()
+                    && written["metadata"]["finalizers"].is_null()
+                {
+                    self.remove_profile(name);
+                }
+                json_response(200, &written)
+            }
+            (Method::DELETE, name, "") => {
+                let Some(current) = self.profiles.get(name).cloned() else {
+                    return not_found(&format!("fargateprofiles \"{name}\""));
+                };
+                let pre = &body["preconditions"];
+                let uid_ok = pre["uid"].is_null() || pre["uid"] == current["metadata"]["uid"];
+                let version_ok = pre["resourceVersion"].is_null()
+                    || pre["resourceVersion"] == current["metadata"]["resourceVersion"];
+                if !uid_ok || !version_ok {
+                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
+                }
+                self.delete_profile(name)
+            }
+            _ => json_response(405, &status_body(405, "MethodNotAllowed", "no")),
+        }
+    }
+
+    fn delete_profile(&mut self, name: &str) -> Response<Body> {
+        let current = self.profiles[name].clone();
+        let has_finalizers = current["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            if current["metadata"]["deletionTimestamp"].is_null() {
+                let mut next = current;
+                next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                let written = self.insert_profile(next, "MODIFIED");
+                return json_response(200, &written);
+            }
+            return json_response(200, &current);
+        }
+        let gone = self.remove_profile(name);
+        json_response(
+            200,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "kind": "fargateprofiles", "uid": gone["metadata"]["uid"]},
+            }),
+        )
+    }
+}
+
+impl Fake {
+    fn new() -> Arc<Self> {
+        Arc::new(Fake::default())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// A client whose requests this fake answers.
+    fn client(self: &Arc<Self>) -> kube::Client {
+        let (service, mut handle) =
+            tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
+        let fake = Arc::clone(self);
+        tokio::spawn(async move {
+            while let Some((request, respond)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let path = parts.uri.path().to_owned();
+                let query = parts.uri.query().unwrap_or("").to_owned();
+                let response = fake.with(|state| {
+                    let response = state.handle(&parts.method, &path, &query, &body);
+                    state.log.push(Logged {
+                        method: parts.method.clone(),
+                        path: path.clone(),
+                        query: query.clone(),
+                        body: body.clone(),
+                        status: response.status().as_u16(),
+                    });
+                    response
+                });
+                respond.send_response(response);
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    fn log(&self) -> Vec<Logged> {
+        self.with(|s| s.log.clone())
+    }
+
+    fn clear_log(&self) {
+        self.with(|s| s.log.clear());
+    }
+
+    fn profile(&self, name: &str) -> Option<Value> {
+        self.with(|s| s.profiles.get(name).cloned())
+    }
+
+    fn lock_data(&self) -> Value {
+        self.with(|s| {
+            s.config_maps
+                .get(LOCK)
+                .map(|cm| cm["data"].clone())
+                .unwrap_or(Value::Null)
+        })
+    }
+
+    /// `kubectl apply` of a new resource.
+    fn apply(&self, object: Value) -> Value {
+        self.with(|s| s.new_profile(object))
+    }
+
+    /// `kubectl edit --subresource status`, or any later change to an existing resource.
+    fn modify(&self, name: &str, f: impl FnOnce(&mut Value)) -> Value {
+        self.with(|s| {
+            let mut object = s.profiles[name].clone();
+            f(&mut object);
+            s.insert_profile(object, "MODIFIED")
+        })
+    }
+
+    /// `kubectl delete`.
+    fn delete(&self, name: &str) {
+        self.with(|s| {
+            s.delete_profile(name);
+        });
+    }
+
+    /// End every open watch, as an API server restart or a timeout does.
+    fn close_watches(&self) {
+        self.with(|s| s.watchers.clear());
+    }
+
+    /// Forget the history: watches from any resourceVersion seen so far get `410 Expired`.
+    fn compact(&self) {
+        self.with(|s| s.compacted = s.version + 1);
+    }
+
+    /// Send `410 Expired` on every open watch and end it.
+    fn expire_watches(&self) {
+        self.with(|s| {
+            let expired = status_body(410, "Expired", "too old resource version");
+            for tx in s.watchers.drain(..) {
+                let _ = tx.unbounded_send(event_line("ERROR", &expired));
+            }
+        });
+    }
+}
+
+fn spec(namespace: &str) -> Value {
+    json!({
+        "podExecutionRoleArn": ROLE,
+        "subnets": ["subnet-0420a37ee456daf3f"],
+        "selectors": [{"namespace": namespace}],
+    })
+}
+
+/// A resource as `kubectl apply` sends it: no status.
+fn kubectl_object(name: &str, status: Option<&str>) -> Value {
+    let mut object = json!({
+        "apiVersion": "fargate-webhook.io/v1alpha1",
+        "kind": "FargateProfile",
+        "metadata": {"name": name},
+        "spec": spec(&format!("ns-{name}")),
+    });
+    if let Some(status) = status {
+        object["status"] = json!({"status": status});
+    }
+    object
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+struct Replica {
+    store: Arc<KubeStore>,
+    snapshot: SharedSnapshot,
+    metrics: Arc<Metrics>,
+}
+
+fn replica(client: kube::Client) -> Replica {
+    let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::default()));
+    let metrics = Arc::new(Metrics::new());
+    let mut options = KubeStoreOptions::new(NAMESPACE);
+    options.retry_backoff = Duration::from_millis(5);
+    let store = KubeStore::new(
+        client,
+        Arc::clone(&snapshot),
+        Arc::clone(&metrics),
+        Limits::default(),
+        options,
+    );
+    Replica {
+        store,
+        snapshot,
+        metrics,
+    }
+}
+
+impl Replica {
+    fn names(&self) -> Vec<String> {
+        self.snapshot
+            .load()
+            .profiles()
+            .iter()
+            .map(|p| p.profile.fargate_profile_name.clone())
+            .collect()
+    }
+
+    fn status_of(&self, name: &str) -> Option<ProfileStatus> {
+        self.snapshot.load().get(name).map(|p| p.profile.status)
+    }
+
+    fn reloads(&self, result: &str) -> u64 {
+        let text = String::from_utf8(self.metrics.render()).unwrap();
+        text.lines()
+            .find(|l| {
+                l.starts_with("fargate_webhook_reloads_total")
+                    && l.contains("source=\"profiles\"")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refused(rejection: UpdateError) -> String {
+    match rejection {
+        UpdateError::Rejected(r) => match r.downcast::<Refused>() {
+            Ok(refused) => refused.0,
+            Err(other) => panic!("unexpected rejection: {other}"),
+        },
+        other => panic!("store error: {other}"),
+    }
+}
+
+fn eks_profile(name: &str, status: ProfileStatus) -> FargateProfile {
+    FargateProfile {
+        fargate_profile_name: name.into(),
+        fargate_profile_arn: Some(format!(
+            "arn:aws:eks:us-east-1:123456789012:fargateprofile/fargate/{name}/0000"
+        )),
+        cluster_name: Some("fargate".into()),
+        created_at: Some(1_767_323_045.123),
+        pod_execution_role_arn: ROLE.into(),
+        subnets: vec!["subnet-0420a37ee456daf3f".into()],
+        selectors: vec![Selector {
+            namespace: Some(format!("ns-{name}")),
+            labels: BTreeMap::from([("app".into(), "web".into())]),
+        }],
+        status,
+        tags: BTreeMap::new(),
+        health: None,
+    }
+}
+
+/// What the EKS API's CreateFargateProfile does inside the store: refuse a duplicate name and a
+/// create while another profile is CREATING or DELETING, then add the profile and its token.
+fn create_change(
+    profile: FargateProfile,
+    token: Option<&str>,
+    runs: Arc<AtomicUsize>,
+    meet: Option<Arc<AtomicUsize>>,
+) -> impl FnMut(&mut StoreState) -> Result<(), Rejection> + Send + 'static {
+    let token = token.map(str::to_owned);
+    move |state: &mut StoreState| {
+        if runs.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some(meet) = &meet
+        {
+            // Both replicas read the same state before either commits.
+            meet.fetch_add(1, Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while meet.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let name = &profile.fargate_profile_name;
+        if state
+            .fargate_profiles
+            .iter()
+            .any(|p| &p.fargate_profile_name == name)
+        {
+            return Err(Box::new(Refused(format!("duplicate {name}"))));
+        }
+        if let Some(busy) = state
+            .fargate_profiles
+            .iter()
+            .find(|p| matches!(p.status, ProfileStatus::Creating | ProfileStatus::Deleting))
+        {
+            return Err(Box::new(Refused(format!(
+                "busy {}",
+                busy.fargate_profile_name
+            ))));
+        }
+        state.fargate_profiles.push(profile.clone());
+        if let Some(token) = &token {
+            state.client_request_tokens.insert(
+                token.clone(),
+                TokenRecord {
+                    fargate_profile_name: name.clone(),
+                    fargate_profile_arn: profile.fargate_profile_arn.clone().unwrap(),
+                    request_digest: "digest".into(),
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+fn set_status(
+    name: &'static str,
+    status: ProfileStatus,
+) -> impl FnMut(&mut StoreState) -> Result<(), Rejection> + Send + 'static {
+    move |state: &mut StoreState| {
+        let profile = state
+            .fargate_profiles
+            .iter_mut()
+            .find(|p| p.fargate_profile_name == name)
+            .ok_or_else(|| Box::new(Refused(format!("missing {name}"))) as Rejection)?;
+        profile.status = status;
+        Ok(())
+    }
+}
+
+/// Run an update in its own task (so that two replicas' changes run on two threads at once).
+fn spawn_update(
+    store: &Arc<KubeStore>,
+    change: impl FnMut(&mut StoreState) -> Result<(), Rejection> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<Arc<StoreState>, UpdateError>> {
+    let store = Arc::clone(store);
+    tokio::spawn(async move { store.update(Box::new(change)).await })
+}
+
+fn requests<'l>(log: &'l [Logged], method: Method, path: &str) -> Vec<&'l Logged> {
+    log.iter()
+        .filter(|l| l.method == method && l.path == path)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_list_then_added_modified_deleted_follow() {
+    let fake = Fake::new();
+    fake.apply(kubectl_object("alpha", None));
+    fake.apply(kubectl_object("beta", None));
+    fake.modify("beta", |o| o["status"] = json!({"status": "CREATING"}));
+    let r = replica(fake.client());
+    assert!(!r.store.is_loaded());
+    let watch = r.store.start();
+    tokio::time::timeout(Duration::from_secs(10), r.store.wait_loaded())
+        .await
+        .expect("loaded");
+
+    // Initial list: both profiles; the one without status is ACTIVE, as in a profiles file.
+    assert_eq!(r.names(), ["alpha", "beta"]);
+    assert_eq!(r.status_of("alpha"), Some(ProfileStatus::Active));
+    assert_eq!(r.status_of("beta"), Some(ProfileStatus::Creating));
+    assert_eq!(r.store.current().fargate_profiles.len(), 2);
+    // ... and the store writes that status so that `kubectl get fp` shows it.
+    eventually("status stamped on alpha", || {
+        fake.profile("alpha").unwrap()["status"]["status"] == "ACTIVE"
+    })
+    .await;
+    assert!(fake.profile("beta").unwrap()["status"]["status"] == "CREATING");
+
+    // ADDED.
+    fake.apply(kubectl_object("gamma", Some("ACTIVE")));
+    eventually("gamma added", || r.names().contains(&"gamma".to_owned())).await;
+
+    // MODIFIED: beta turns ACTIVE, gamma gets a tag.
+    fake.modify("beta", |o| o["status"]["status"] = json!("ACTIVE"));
+    eventually("beta active", || {
+        r.status_of("beta") == Some(ProfileStatus::Active)
+    })
+    .await;
+    fake.modify("gamma", |o| o["spec"]["tags"] = json!({"team": "a"}));
+    eventually("gamma tagged", || {
+        r.store
+            .current()
+            .fargate_profiles
+            .iter()
+            .any(|p| p.fargate_profile_name == "gamma" && p.tags.contains_key("team"))
+    })
+    .await;
+
+    // DELETED.
+    fake.delete("alpha");
+    eventually("alpha deleted", || !r.names().contains(&"alpha".to_owned())).await;
+    assert_eq!(r.names(), ["beta", "gamma"]);
+
+    // An invalid resource (the schema would refuse this role; pretend it got in) is skipped and
+    // counted as a failed reload; the others stay.
+    let failed_before = r.reloads("failed");
+    let mut bad = kubectl_object("delta", Some("ACTIVE"));
+    bad["spec"]["podExecutionRoleArn"] = json!("not-an-arn");
+    fake.apply(bad);
+    eventually("failed reload counted", || {
+        r.reloads("failed") > failed_before
+    })
+    .await;
+    assert_eq!(r.names(), ["beta", "gamma"]);
+    assert!(r.reloads("ok") > 0);
+    watch.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_restart_after_410_lists_again() {
+    let fake = Fake::new();
+    fake.apply(kubectl_object("alpha", Some("ACTIVE")));
+    fake.apply(kubectl_object("beta", Some("ACTIVE")));
+    let r = replica(fake.client());
+    let watch = r.store.start();
+    tokio::time::timeout(Duration::from_secs(10), r.store.wait_loaded())
+        .await
+        .expect("loaded");
+    assert_eq!(r.names(), ["alpha", "beta"]);
+
+    // The watch ends and, while it is down, history is compacted and things change: the
+    // re-watch from the last resourceVersion gets 410 Expired and the watcher lists again.
+    fake.close_watches();
+    fake.delete("alpha");
+    fake.apply(kubectl_object("gamma", Some("ACTIVE")));
+    fake.compact();
+    eventually("relisted", || r.names() == ["beta", "gamma"]).await;
+
+    // A 410 ERROR event on an open watch does the same.
+    fake.expire_watches();
+    fake.delete("beta");
+    fake.compact();
+    eventually("relisted again", || r.names() == ["gamma"]).await;
+
+    let log = fake.log();
+    let lists = log
+        .iter()
+        .filter(|l| {
+            l.method == Method::GET && l.path == PROFILES && !l.query.contains("watch=true")
+        })
+        .count();
+    assert!(lists >= 3, "one list per (re)start, got {lists}");
+    assert!(
+        log.iter()
+            .any(|l| l.query.contains("watch=true") && l.query.contains("resourceVersion=")),
+        "watches resume from a resourceVersion"
+    );
+    assert!(r.store.is_loaded());
+    watch.abort();
+}
+
+/// The watcher's requests answered one by one with recorded wire-format JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_list_watch_events_and_410() {
+    let (service, mut handle) =
+        tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
+    // Statuses are all set: the store makes no housekeeping writes, only the watcher's requests.
+    let r = replica(kube::Client::new(service, "default"));
+    let watch = r.store.start();
+
+    let object = |name: &str, version: u64, status: &str| {
+        json!({
+            "apiVersion": "fargate-webhook.io/v1alpha1", "kind": "FargateProfile",
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": version.to_string(),
+                         "generation": 1, "creationTimestamp": "2026-01-02T03:04:05Z"},
+            "spec": {"podExecutionRoleArn": ROLE, "selectors": [{"namespace": name}]},
+            "status": {"status": status, "fargateProfileArn": format!("arn:aws:eks:us-east-1:123456789012:fargateprofile/fargate/{name}/1"),
+                       "clusterName": "fargate", "createdAt": "2026-01-02T03:04:05.123Z"},
+        })
+    };
+
+    // 1. The initial list.
+    let (request, respond) = handle.next_request().await.expect("list");
+    assert_eq!(request.method(), Method::GET);
+    assert_eq!(request.uri().path(), PROFILES);
+    let query = request.uri().query().unwrap_or("").to_owned();
+    assert!(query.contains("limit=500"), "{query}");
+    assert!(!query.contains("watch"), "{query}");
+    respond.send_response(json_response(
+        200,
+        &json!({"apiVersion": "fargate-webhook.io/v1alpha1", "kind": "FargateProfileList",
+                "metadata": {"resourceVersion": "100"}, "items": [object("web", 90, "ACTIVE")]}),
+    ));
+
+    // 2. The watch from the list's resourceVersion.
+    let (request, respond) = handle.next_request().await.expect("watch");
+    let query = request.uri().query().unwrap_or("").to_owned();
+    assert!(query.contains("watch=true"), "{query}");
+    assert!(query.contains("resourceVersion=100"), "{query}");
+    let (tx, rx) = mpsc::unbounded();
+    respond.send_response(stream_response(rx));
+    eventually("loaded", || r.store.is_loaded()).await;
+    assert_eq!(r.names(), ["web"]);
+    let web = r.store.current().fargate_profiles[0].clone();
+    assert_eq!(web.created_at, Some(1_767_323_045.123));
+    assert_eq!(web.cluster_name.as_deref(), Some("fargate"));
+    assert_eq!(web.selectors[0].namespace.as_deref(), Some("web"));
+
+    // 3. Events.
+    tx.unbounded_send(event_line("ADDED", &object("batch", 101, "CREATING")))
+        .unwrap();
+    eventually("batch added", || {
+        r.status_of("batch") == Some(ProfileStatus::Creating)
+    })
+    .await;
+    tx.unbounded_send(event_line("MODIFIED", &object("batch", 102, "ACTIVE")))
+        .unwrap();
+    eventually("batch active", || {
+        r.status_of("batch") == Some(ProfileStatus::Active)
+    })
+    .await;
+    tx.unbounded_send(event_line("DELETED", &object("web", 103, "DELETING")))
+        .unwrap();
+    eventually("web deleted", || r.names() == ["batch"]).await;
+    let snapshot = r.snapshot.load();
+    assert!(snapshot.get("batch").is_some());
+
+    // 4. "too old resource version": the watcher lists again and the list replaces the state.
+    tx.unbounded_send(event_line(
+        "ERROR",
+        &status_body(410, "Expired", "too old resource version: 100 (150)"),
+    ))
+    .unwrap();
+    let (request, respond) = handle.next_request().await.expect("relist");
+    let query = request.uri().query().unwrap_or("").to_owned();
+    assert_eq!(request.uri().path(), PROFILES);
+    assert!(!query.contains("watch"), "{query}");
+    respond.send_response(json_response(
+        200,
+        &json!({"apiVersion": "fargate-webhook.io/v1alpha1", "kind": "FargateProfileList",
+                "metadata": {"resourceVersion": "200"}, "items": [object("api", 180, "ACTIVE")]}),
+    ));
+    let (request, respond) = handle.next_request().await.expect("rewatch");
+    let query = request.uri().query().unwrap_or("").to_owned();
+    assert!(query.contains("resourceVersion=200"), "{query}");
+    let (_tx2, rx2) = mpsc::unbounded();
+    respond.send_response(stream_response(rx2));
+    eventually("relisted", || r.names() == ["api"]).await;
+    drop(tx);
+    watch.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_drops_the_finalizer() {
+    let fake = Fake::new();
+    let mut object = kubectl_object("web", Some("ACTIVE"));
+    object["metadata"]["finalizers"] = json!([FINALIZER]);
+    fake.apply(object);
+    fake.modify("web", |o| o["status"] = json!({"status": "ACTIVE"}));
+    let r = replica(fake.client());
+    let watch = r.store.start();
+    r.store.wait_loaded().await;
+    assert_eq!(r.status_of("web"), Some(ProfileStatus::Active));
+    fake.delete("web"); // held by the finalizer: deletionTimestamp set
+    eventually("finalizer dropped and object gone", || {
+        fake.profile("web").is_none()
+    })
+    .await;
+    eventually("gone from the snapshot", || r.names().is_empty()).await;
+    watch.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_activate_tag_delete_round_trip() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    let profile = eks_profile("web", ProfileStatus::Creating);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let state = r
+        .store
+        .update(Box::new(create_change(
+            profile.clone(),
+            Some("tok-1"),
+            runs,
+            None,
+        )))
+        .await
+        .expect("created");
+    assert_eq!(state.fargate_profiles.len(), 1);
+    // Published before update returned: listed, CREATING, so not matched yet.
+    assert_eq!(r.status_of("web"), Some(ProfileStatus::Creating));
+
+    let log = fake.log();
+    let sequence: Vec<String> = log
+        .iter()
+        .map(|l| format!("{} {} {}", l.method, l.path, l.status))
+        .collect();
+    let cm = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
+    let lock = format!("{cm}/{LOCK}");
+    assert_eq!(
+        sequence,
+        [
+            format!("GET {lock} 404"),
+            format!("POST {cm} 201"),
+            format!("GET {PROFILES} 200"),
+            format!("PUT {lock} 200"),
+            format!("POST {PROFILES} 201"),
+            format!("PUT {PROFILES}/web/status 200"),
+            format!("PUT {lock} 200"),
+        ],
+        "{sequence:#?}"
+    );
+    // The commit journals the create and records the token, before any profile is written.
+    let commit = &requests(&log, Method::PUT, &lock)[0].body["data"];
+    let pending: Value = serde_json::from_str(commit[PENDING_KEY].as_str().unwrap()).unwrap();
+    assert_eq!(pending["ops"][0]["op"], "create");
+    assert_eq!(pending["ops"][0]["name"], "web");
+    let tokens: Value = serde_json::from_str(commit[TOKENS_KEY].as_str().unwrap()).unwrap();
+    assert_eq!(tokens["tok-1"]["fargateProfileName"], "web");
+    // The create: EKS spec, finalizer, the initial status in an annotation.
+    let post = &requests(&log, Method::POST, PROFILES)[0].body;
+    assert_eq!(post["apiVersion"], "fargate-webhook.io/v1alpha1");
+    assert_eq!(post["kind"], "FargateProfile");
+    assert_eq!(post["metadata"]["name"], "web");
+    assert_eq!(post["metadata"]["finalizers"], json!([FINALIZER]));
+    let initial: Value = serde_json::from_str(
+        post["metadata"]["annotations"][INITIAL_STATUS_ANNOTATION]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(initial["status"], "CREATING");
+    assert_eq!(
+        post["spec"],
+        json!({
+            "podExecutionRoleArn": ROLE,
+            "subnets": ["subnet-0420a37ee456daf3f"],
+            "selectors": [{"namespace": "ns-web", "labels": {"app": "web"}}],
+        })
+    );
+    // Then the status subresource, with the lifecycle.
+    let status = &requests(&log, Method::PUT, &format!("{PROFILES}/web/status"))[0].body["status"];
+    assert_eq!(
+        *status,
+        json!({
+            "status": "CREATING",
+            "fargateProfileArn": profile.fargate_profile_arn.clone().unwrap(),
+            "clusterName": "fargate",
+            "createdAt": "2026-01-02T03:04:05.123Z",
+            "observedGeneration": 1,
+        })
+    );
+    // The journal is cleared once applied; the token stays.
+    let data = fake.lock_data();
+    assert!(data.get(PENDING_KEY).is_none(), "{data}");
+    assert!(data[TOKENS_KEY].as_str().unwrap().contains("tok-1"));
+
+    // CREATING -> ACTIVE: one status write.
+    fake.clear_log();
+    r.store
+        .update(Box::new(set_status("web", ProfileStatus::Active)))
+        .await
+        .expect("activated");
+    assert_eq!(r.status_of("web"), Some(ProfileStatus::Active));
+    assert_eq!(fake.profile("web").unwrap()["status"]["status"], "ACTIVE");
+    let writes: Vec<String> = fake
+        .log()
+        .iter()
+        .filter(|l| l.method != Method::GET)
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            format!("PUT {lock}"),
+            format!("PUT {PROFILES}/web/status"),
+            format!("PUT {lock}")
+        ]
+    );
+
+    // Tags are the mutable part of spec: a PUT of the object (which the CRD's CEL rules accept).
+    r.store
+        .update(Box::new(|state: &mut StoreState| {
+            state.fargate_profiles[0]
+                .tags
+                .insert("team".into(), "payments".into());
+            Ok(())
+        }))
+        .await
+        .expect("tagged");
+    assert_eq!(
+        fake.profile("web").unwrap()["spec"]["tags"],
+        json!({"team": "payments"})
+    );
+
+    // Other spec changes are refused by the store before anything is written.
+    let err = r
+        .store
+        .update(Box::new(|state: &mut StoreState| {
+            state.fargate_profiles[0].subnets.push("subnet-x".into());
+            Ok(())
+        }))
+        .await
+        .expect_err("immutable");
+    match err {
+        UpdateError::Rejected(r) => assert!(r.downcast_ref::<ApiError>().is_some()),
+        other => panic!("{other}"),
+    }
+
+    // DELETING, then removal: DELETE with preconditions, then the finalizer goes.
+    r.store
+        .update(Box::new(set_status("web", ProfileStatus::Deleting)))
+        .await
+        .expect("deleting");
+    assert_eq!(r.status_of("web"), Some(ProfileStatus::Deleting));
+    fake.clear_log();
+    r.store
+        .update(Box::new(|state: &mut StoreState| {
+            state.fargate_profiles.clear();
+            state.client_request_tokens.clear();
+            Ok(())
+        }))
+        .await
+        .expect("removed");
+    assert!(fake.profile("web").is_none());
+    assert!(r.names().is_empty());
+    assert!(r.store.current().fargate_profiles.is_empty());
+    let log = fake.log();
+    let delete = &requests(&log, Method::DELETE, &format!("{PROFILES}/web"))[0];
+    assert_eq!(delete.body["preconditions"]["uid"], "uid-1");
+    let patch = &requests(&log, Method::PATCH, &format!("{PROFILES}/web"))[0];
+    assert_eq!(patch.body["metadata"]["finalizers"], json!([]));
+    assert!(patch.body["metadata"]["resourceVersion"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_name_exactly_one_wins() {
+    let fake = Fake::new();
+    let a = replica(fake.client());
+    let b = replica(fake.client());
+    let meet = Arc::new(AtomicUsize::new(0));
+    let (runs_a, runs_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut pa = eks_profile("web", ProfileStatus::Creating);
+    pa.fargate_profile_arn = Some("arn:a".into());
+    let mut pb = eks_profile("web", ProfileStatus::Creating);
+    pb.fargate_profile_arn = Some("arn:b".into());
+    let ra = spawn_update(
+        &a.store,
+        create_change(
+            pa,
+            Some("tok-a"),
+            Arc::clone(&runs_a),
+            Some(Arc::clone(&meet)),
+        ),
+    );
+    let rb = spawn_update(
+        &b.store,
+        create_change(
+            pb,
+            Some("tok-b"),
+            Arc::clone(&runs_b),
+            Some(Arc::clone(&meet)),
+        ),
+    );
+    let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
+    let (winner, loser, loser_runs) = match (ra, rb) {
+        (Ok(_), Err(e)) => ("arn:a", e, runs_b),
+        (Err(e), Ok(_)) => ("arn:b", e, runs_a),
+        (ra, rb) => panic!("exactly one must win: {:?} / {:?}", ra.is_ok(), rb.is_ok()),
+    };
+    assert_eq!(refused(loser), "duplicate web");
+    assert_eq!(
+        loser_runs.load(Ordering::SeqCst),
+        2,
+        "the loser ran again on fresh state"
+    );
+    // The loser's commit conflicted on the coordination object.
+    let log = fake.log();
+    let lock = format!("/api/v1/namespaces/{NAMESPACE}/configmaps/{LOCK}");
+    assert!(
+        requests(&log, Method::PUT, &lock)
+            .iter()
+            .any(|l| l.status == 409),
+        "a 409 Conflict on the commit"
+    );
+    // One resource, the winner's; the loser's token was never committed.
+    assert_eq!(requests(&log, Method::POST, PROFILES).len(), 1);
+    let object = fake.profile("web").unwrap();
+    assert_eq!(object["status"]["fargateProfileArn"], winner);
+    let tokens = fake.lock_data()[TOKENS_KEY].as_str().unwrap().to_owned();
+    assert_eq!(tokens.contains("tok-a"), winner == "arn:a", "{tokens}");
+    assert_eq!(tokens.contains("tok-b"), winner == "arn:b", "{tokens}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_creating_at_a_time_across_replicas() {
+    let fake = Fake::new();
+    let a = replica(fake.client());
+    let b = replica(fake.client());
+    let meet = Arc::new(AtomicUsize::new(0));
+    let ra = spawn_update(
+        &a.store,
+        create_change(
+            eks_profile("web", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            Some(Arc::clone(&meet)),
+        ),
+    );
+    let rb = spawn_update(
+        &b.store,
+        create_change(
+            eks_profile("batch", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            Some(Arc::clone(&meet)),
+        ),
+    );
+    let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
+    let loser = match (ra, rb) {
+        (Ok(_), Err(e)) => (e, "web"),
+        (Err(e), Ok(_)) => (e, "batch"),
+        (ra, rb) => panic!("exactly one must win: {:?} / {:?}", ra.is_ok(), rb.is_ok()),
+    };
+    assert_eq!(refused(loser.0), format!("busy {}", loser.1));
+    assert_eq!(fake.with(|s| s.profiles.len()), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubectl_create_racing_the_api_is_a_duplicate() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    fake.with(|s| s.steal_next_create = true);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let err = r
+        .store
+        .update(Box::new(create_change(
+            eks_profile("web", ProfileStatus::Creating),
+            Some("tok-1"),
+            Arc::clone(&runs),
+            None,
+        )))
+        .await
+        .expect_err("duplicate");
+    assert_eq!(refused(err), "duplicate web");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // The kubectl object stays untouched; the failed create and its token left the journal.
+    let object = fake.profile("web").unwrap();
+    assert!(object["metadata"]["annotations"].is_null());
+    let data = fake.lock_data();
+    assert!(data.get(PENDING_KEY).is_none(), "{data}");
+    assert!(
+        !data[TOKENS_KEY].as_str().unwrap().contains("tok-1"),
+        "{data}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_update_finishes_a_commit_left_half_done() {
+    let fake = Fake::new();
+    // A replica committed "create web" and died before writing anything.
+    let create = json!({
+        "commit": "c-1",
+        "ops": [{
+            "op": "create", "name": "web",
+            "spec": {"podExecutionRoleArn": ROLE, "selectors": [{"namespace": "ns-web"}]},
+            "status": {"status": "CREATING", "fargateProfileArn": "arn:dead", "createdAt": "2026-01-02T03:04:05.000Z"},
+        }],
+    });
+    fake.with(|s| {
+        s.config_maps.insert(
+            LOCK.into(),
+            json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": LOCK, "namespace": NAMESPACE, "resourceVersion": "7"},
+                "data": {PENDING_KEY: create.to_string(), TOKENS_KEY: "{}"},
+            }),
+        );
+        s.version = 7;
+    });
+    let r = replica(fake.client());
+    // Another create runs on a state that includes the dead replica's profile: it is CREATING,
+    // so this one is refused, and the journal is completed and cleared.
+    let err = r
+        .store
+        .update(Box::new(create_change(
+            eks_profile("batch", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        )))
+        .await
+        .expect_err("busy");
+    assert_eq!(refused(err), "busy web");
+    let web = fake.profile("web").expect("rolled forward");
+    assert_eq!(web["status"]["status"], "CREATING");
+    assert_eq!(web["status"]["fargateProfileArn"], "arn:dead");
+    // The refused change committed nothing, and the journal it completed is cleared.
+    assert!(fake.lock_data().get(PENDING_KEY).is_none());
+    assert_eq!(r.status_of("web"), Some(ProfileStatus::Creating));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_kubernetes_cannot_store_are_refused() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    let err = r
+        .store
+        .update(Box::new(create_change(
+            eks_profile("My_Profile", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        )))
+        .await
+        .expect_err("refused");
+    let UpdateError::Rejected(rejection) = err else {
+        panic!("storage error")
+    };
+    let api = rejection.downcast_ref::<ApiError>().expect("an ApiError");
+    assert_eq!(api.code, "InvalidParameterException");
+    assert!(api.message.contains("lowercase"), "{}", api.message);
+    assert!(requests(&fake.log(), Method::POST, PROFILES).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_is_not_undone_by_late_watch_events() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    let watch = r.store.start();
+    r.store.wait_loaded().await;
+    for status in [ProfileStatus::Creating, ProfileStatus::Active] {
+        if status == ProfileStatus::Creating {
+            r.store
+                .update(Box::new(create_change(
+                    eks_profile("web", status),
+                    None,
+                    Arc::new(AtomicUsize::new(0)),
+                    None,
+                )))
+                .await
+                .unwrap();
+        } else {
+            r.store
+                .update(Box::new(set_status("web", status)))
+                .await
+                .unwrap();
+        }
+        // Whatever the watch delivers afterwards, the state never goes back.
+        for _ in 0..20 {
+            assert_eq!(r.status_of("web"), Some(status));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    watch.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_resource_is_skipped_not_fatal() {
+    let fake = Fake::new();
+    fake.apply(kubectl_object("web", Some("ACTIVE")));
+    fake.modify("web", |o| o["status"] = json!({"status": "ACTIVE"}));
+    // A status this build does not know (a newer CRD, or written around the schema).
+    fake.apply(kubectl_object("odd", None));
+    fake.modify("odd", |o| o["status"] = json!({"status": "PAUSED"}));
+    let r = replica(fake.client());
+    let watch = r.store.start();
+    tokio::time::timeout(Duration::from_secs(10), r.store.wait_loaded())
+        .await
+        .expect("loaded despite the unreadable resource");
+    assert_eq!(r.names(), ["web"]);
+    assert!(r.reloads("failed") >= 1);
+    // Its name stays taken.
+    let err = r
+        .store
+        .update(Box::new(create_change(
+            eks_profile("odd", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        )))
+        .await
+        .expect_err("taken");
+    let UpdateError::Rejected(rejection) = err else {
+        panic!("storage error")
+    };
+    let api = rejection.downcast_ref::<ApiError>().expect("an ApiError");
+    assert_eq!(api.code, "ResourceInUseException");
+    // Fixed: it appears.
+    fake.modify("odd", |o| o["status"] = json!({"status": "ACTIVE"}));
+    eventually("odd readable", || r.names() == ["odd", "web"]).await;
+    watch.abort();
+}
+
+/// The wiring `serve` uses, compiled here so that it stays right (not run: no cluster).
+#[allow(dead_code)]
+async fn wiring(
+    snapshot: SharedSnapshot,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Arc<dyn ProfileStore>, tokio::task::JoinHandle<()>)> {
+    let client = kube::Client::try_default().await?;
+    // Empty: the client's default namespace (in a pod, its own).
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
+    let store = KubeStore::new(
+        client,
+        snapshot,
+        metrics,
+        Limits::default(),
+        KubeStoreOptions::new(namespace),
+    );
+    let watch = store.start();
+    Ok((store, watch))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_behind_the_store_trait() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    let store: Arc<dyn ProfileStore> = r.store.clone();
+    store
+        .update(Box::new(create_change(
+            eks_profile("web", ProfileStatus::Active),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        )))
+        .await
+        .unwrap();
+    assert_eq!(store.current().fargate_profiles.len(), 1);
+    assert_eq!(r.status_of("web"), Some(ProfileStatus::Active));
+    // A resource created ACTIVE matches at once.
+    assert_eq!(
+        r.snapshot.load().count_by_status()[&ProfileStatus::Active],
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_on_an_own_write_is_retried_on_the_fresh_object() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    let runs = Arc::new(AtomicUsize::new(0));
+    fake.with(|s| s.touch_before_next_status = true);
+    r.store
+        .update(Box::new(create_change(
+            eks_profile("web", ProfileStatus::Creating),
+            None,
+            Arc::clone(&runs),
+            None,
+        )))
+        .await
+        .expect("created despite the conflict");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "committed once, not run again"
+    );
+    let web = fake.profile("web").unwrap();
+    assert_eq!(web["status"]["status"], "CREATING");
+    assert_eq!(
+        web["metadata"]["labels"]["touched"], "yes",
+        "the other change is kept"
+    );
+    let status_puts: Vec<u16> =
+        requests(&fake.log(), Method::PUT, &format!("{PROFILES}/web/status"))
+            .iter()
+            .map(|l| l.status)
+            .collect();
+    assert_eq!(status_puts, [409, 200]);
+    assert!(fake.lock_data().get(PENDING_KEY).is_none());
+}
