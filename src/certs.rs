@@ -67,15 +67,24 @@ pub fn generate(dns: &[String], ips: &[IpAddr], days: i64) -> anyhow::Result<Gen
 
 /// Write `ca.crt`, `tls.crt`, `tls.key` (0600) into `dir`, atomically each.
 pub fn write_dir(dir: &Path, generated: &Generated) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::store::file::write_atomic(&dir.join(CA_FILE), generated.ca_pem.as_bytes())?;
-    crate::store::file::write_atomic(&dir.join(CERT_FILE), generated.cert_pem.as_bytes())?;
-    let key_path = dir.join(KEY_FILE);
-    crate::store::file::write_atomic(&key_path, generated.key_pem.as_bytes())?;
+    write_files(
+        &dir.join(CA_FILE),
+        &dir.join(CERT_FILE),
+        &dir.join(KEY_FILE),
+        generated,
+    )
+}
+
+fn write_files(ca: &Path, cert: &Path, key: &Path, generated: &Generated) -> anyhow::Result<()> {
+    let dir = crate::watch::parent_dir(cert);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::store::file::write_atomic(ca, generated.ca_pem.as_bytes())?;
+    crate::store::file::write_atomic(cert, generated.cert_pem.as_bytes())?;
+    crate::store::file::write_atomic(key, generated.key_pem.as_bytes())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
 }
@@ -100,15 +109,7 @@ pub fn ensure_dev_certs(cert: &Path, key: &Path) -> anyhow::Result<Option<PathBu
                 365,
             )?;
             // Name the files as the flags ask, CA beside them.
-            std::fs::create_dir_all(&dir)?;
-            crate::store::file::write_atomic(&dir.join(CA_FILE), generated.ca_pem.as_bytes())?;
-            crate::store::file::write_atomic(cert, generated.cert_pem.as_bytes())?;
-            crate::store::file::write_atomic(key, generated.key_pem.as_bytes())?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))?;
-            }
+            write_files(&dir.join(CA_FILE), cert, key, &generated)?;
             Ok(Some(dir.join(CA_FILE)))
         }
         (true, false) => anyhow::bail!(
@@ -121,5 +122,51 @@ pub fn ensure_dev_certs(cert: &Path, key: &Path) -> anyhow::Result<Option<PathBu
             cert.display(),
             key.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_certs_are_made_once_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let ca = ensure_dev_certs(&cert, &key).unwrap();
+        assert_eq!(ca, Some(dir.path().join(CA_FILE)));
+        let loaded = crate::server::tls::load(&cert, &key).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            loaded.not_after > now + 300 * 86_400,
+            "about a year of validity"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Present: left alone.
+        let before = std::fs::read(&cert).unwrap();
+        assert_eq!(ensure_dev_certs(&cert, &key).unwrap(), None);
+        assert_eq!(std::fs::read(&cert).unwrap(), before);
+        // Half present: an error that names the missing file, nothing generated.
+        std::fs::remove_file(&key).unwrap();
+        let err = ensure_dev_certs(&cert, &key).unwrap_err().to_string();
+        assert!(err.contains("tls.key is missing"), "{err}");
+        assert!(!key.exists());
+    }
+
+    #[test]
+    fn generate_needs_a_name() {
+        assert!(generate(&[], &[], 1).is_err());
+        let g = generate(&["svc.ns.svc".into()], &[], 30).unwrap();
+        assert!(g.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(g.key_pem.contains("PRIVATE KEY"));
+        assert_ne!(g.ca_pem, g.cert_pem);
     }
 }
