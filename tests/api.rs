@@ -1565,3 +1565,34 @@ async fn a_corrupt_store_refuses_writes_and_keeps_the_file() {
     server.create(&profile("first")).await.expect_ok();
     server.stop().await;
 }
+
+/// A CREATING or DELETING status written into the file while the server runs (no timer in this
+/// process) is picked up by the lifecycle sweep instead of blocking every later create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hand_written_transitional_statuses_are_swept() {
+    let dir = empty_state();
+    let server = Server::start(dir.path(), args()).await;
+    let role = "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole";
+    let file = json!({"fargateProfiles": [
+        {"fargateProfileName": "hand-creating", "podExecutionRoleArn": role,
+         "selectors": [{"namespace": "a"}], "status": "CREATING"},
+        {"fargateProfileName": "hand-deleting", "podExecutionRoleArn": role,
+         "selectors": [{"namespace": "b"}], "status": "DELETING"},
+    ]});
+    std::fs::write(
+        dir.path().join("profiles.json"),
+        serde_json::to_vec(&file).unwrap(),
+    )
+    .unwrap();
+    server.store.reload();
+    // Blocked while one is CREATING...
+    server
+        .create(&profile("later"))
+        .await
+        .expect_error(409, "ResourceInUseException", "Cannot create Fargate Profile later because cluster fargate currently has Fargate profile hand-creating in status CREATING");
+    // ...until the sweep (every 5 s) gives both a timer.
+    server.wait_status("hand-creating", "ACTIVE").await;
+    server.wait_gone("hand-deleting").await;
+    server.create(&profile("later")).await.expect_ok();
+    server.stop().await;
+}

@@ -37,6 +37,9 @@ use std::time::Duration;
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// How often CREATING and DELETING profiles without a timer in this process get one.
+pub const LIFECYCLE_SWEEP: Duration = Duration::from_secs(5);
+
 pub const DEFAULT_PRIVATE_SUBNETS: &str = "subnet-0420a37ee456daf3f,subnet-09a8afb8db4f02d21";
 
 /// The API's flags (flattened into `fargate-webhook serve`). Every flag is also an environment
@@ -161,6 +164,9 @@ pub(crate) struct Inner {
     pub metrics: Arc<Metrics>,
     pub verifier: Option<sigv4::Verifier>,
     pub page_tokens: paging::PageTokens,
+    /// Lifecycle timers running in this process, by profile ARN: a profile gets one timer, however
+    /// often the sweep sees it CREATING or DELETING.
+    pub timers: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The API: cheap to clone (one `Arc`).
@@ -253,6 +259,7 @@ impl Api {
                 metrics,
                 verifier: (!verifier.is_empty()).then_some(verifier),
                 page_tokens,
+                timers: Default::default(),
             }),
         })
     }
@@ -262,6 +269,18 @@ impl Api {
     /// Tokio runtime.
     pub fn resume_lifecycle(&self) {
         self.resume_transitions();
+        // Keep sweeping: a status written by hand into the file, or a CREATING profile whose
+        // replica died (Kubernetes store), would otherwise block every later create forever.
+        let api = self.clone();
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(LIFECYCLE_SWEEP);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            sweep.tick().await;
+            loop {
+                sweep.tick().await;
+                api.resume_transitions();
+            }
+        });
     }
 
     /// The API as a request handler for [`crate::server::http::serve`] (which owns accepting,

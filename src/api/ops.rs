@@ -795,11 +795,6 @@ impl Api {
                 ProfileStatus::Deleting => Transition::Remove,
                 _ => continue,
             };
-            tracing::info!(
-                profile = %profile.fargate_profile_name,
-                status = %profile.status,
-                "resuming the profile's lifecycle"
-            );
             self.spawn_transition(
                 transition,
                 profile.fargate_profile_name.clone(),
@@ -812,6 +807,17 @@ impl Api {
     /// one in the same status. Storage failures are retried (a profile stuck CREATING would block
     /// every later create).
     fn spawn_transition(&self, transition: Transition, name: String, arn: String) {
+        let timer = format!("{arn} {transition:?}");
+        if !self
+            .inner
+            .timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(timer.clone())
+        {
+            return; // this profile's step is already scheduled here
+        }
+        tracing::debug!(profile = %name, ?transition, "lifecycle step scheduled");
         let api = self.clone();
         let delay = match transition {
             Transition::Activate => self.inner.create_delay,
@@ -856,6 +862,11 @@ impl Api {
                     }
                 }
             }
+            api.inner
+                .timers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&timer);
         });
     }
 }
