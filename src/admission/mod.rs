@@ -18,7 +18,7 @@ struct ReviewIn<'a> {
     #[serde(default)]
     kind: String,
     #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<ObjectOnly<RequestIn<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -27,7 +27,7 @@ struct RequestIn<'a> {
     #[serde(default)]
     uid: String,
     #[serde(default)]
-    kind: GroupVersionKind,
+    kind: ObjectOnly<GroupVersionKind>,
     #[serde(default)]
     operation: String,
     #[serde(default)]
@@ -42,6 +42,29 @@ struct GroupVersionKind {
     group: String,
     #[serde(default)]
     kind: String,
+}
+
+/// A struct that must come as a JSON object: serde's derive would also read a JSON array as the
+/// fields in declaration order, which no Kubernetes client sends and which must not be answered.
+#[derive(Default)]
+pub(crate) struct ObjectOnly<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Visit(std::marker::PhantomData))
+            .map(ObjectOnly)
+    }
 }
 
 #[derive(Serialize)]
@@ -113,17 +136,21 @@ pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Ans
             api_version: review.api_version,
         });
     }
-    let request = review.request.ok_or(ReviewError::NoRequest)?;
+    let ObjectOnly(request) = review.request.ok_or(ReviewError::NoRequest)?;
+    let ObjectOnly(kind) = &request.kind;
     if request.uid.is_empty() {
         return Err(ReviewError::NoUid);
     }
-    let is_pod = request.kind.kind == "Pod" && request.kind.group.is_empty();
+    let is_pod = kind.kind == "Pod" && kind.group.is_empty();
     let pod: Result<Pod, String> = match request.object {
         Some(raw) if is_pod && !raw.get().starts_with('{') => {
             Err("object is not a JSON object".to_string())
         }
         Some(raw) if is_pod => serde_json::from_str(raw.get())
             .map_err(|e| format!("object is not a readable Pod: {e}")),
+        // kube-apiserver always sends the pod on CREATE; patching an imagined empty pod would
+        // add members under parents that do not exist.
+        None if is_pod => Err("the review carries no Pod object".to_string()),
         _ => Ok(Pod::default()),
     };
     let decision = pod.map(|pod| {
@@ -134,8 +161,8 @@ pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Ans
             .or(pod.metadata.namespace.as_deref())
             .unwrap_or("default");
         let req = decision::Request {
-            group: &request.kind.group,
-            kind: &request.kind.kind,
+            group: &kind.group,
+            kind: &kind.kind,
             operation: &request.operation,
             namespace,
             pod: &pod,
@@ -199,4 +226,62 @@ pub fn error_body(code: u16, reason: &str, message: &str) -> Vec<u8> {
         "code": code,
     }))
     .expect("status always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{FargateProfile, Selector};
+
+    fn snapshot() -> Snapshot {
+        Snapshot::new(vec![FargateProfile {
+            fargate_profile_name: "fp".into(),
+            pod_execution_role_arn: "arn:aws:iam::012345678910:role/R".into(),
+            selectors: vec![Selector {
+                namespace: Some("*".into()),
+                labels: Default::default(),
+            }],
+            ..Default::default()
+        }])
+    }
+
+    fn run(body: &str) -> Result<Answer, ReviewError> {
+        answer(body.as_bytes(), &snapshot(), &Options::default())
+    }
+
+    #[test]
+    fn arrays_in_place_of_objects_are_refused() {
+        for body in [
+            r#"["admission.k8s.io/v1","AdmissionReview",{"uid":"u"}]"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":["u2",["","Pod"],"CREATE"]}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":["","v1","Pod"],"operation":"CREATE","object":{}}}"#,
+        ] {
+            assert!(run(body).is_err(), "{body} must be refused");
+        }
+        // A pod whose metadata or spec is an array is readable as a review but not as a pod.
+        let answer = run(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"a","object":{"metadata":["n"],"spec":{}}}}"#).unwrap();
+        assert!(answer.decision.is_err());
+        assert!(!String::from_utf8(answer.body).unwrap().contains("patch"));
+    }
+
+    #[test]
+    fn a_pod_review_without_an_object_gets_no_patch() {
+        for object in ["", r#","object":null"#] {
+            let body = format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},"operation":"CREATE","namespace":"a"{object}}}}}"#
+            );
+            let answer = run(&body).unwrap();
+            assert!(answer.decision.is_err(), "{body}");
+            let out: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(out["response"]["uid"], "u");
+            assert_eq!(out["response"]["allowed"], true);
+            assert!(out["response"].get("patch").is_none(), "{out}");
+        }
+        // Other kinds need no object to be answered (and are skipped).
+        let answer = run(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"apps","version":"v1","kind":"Deployment"},"operation":"CREATE"}}"#).unwrap();
+        assert!(matches!(
+            answer.decision.unwrap().outcome,
+            Outcome::Skipped(crate::decision::SkipReason::NotPod)
+        ));
+    }
 }

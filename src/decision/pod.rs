@@ -8,8 +8,19 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Pod {
+    #[serde(deserialize_with = "object_only")]
     pub metadata: ObjectMeta,
+    #[serde(deserialize_with = "object_only")]
     pub spec: PodSpec,
+}
+
+/// `metadata` and `spec` must be JSON objects (serde would also read an array as the fields in order).
+fn object_only<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    crate::admission::ObjectOnly::<T>::deserialize(deserializer).map(|o| o.0)
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
