@@ -1,6 +1,7 @@
 //! AdmissionReview decode and encode. Lean on purpose: only `request.uid`, `kind`, `operation`,
-//! `namespace` and the pod fields the decision reads are decoded; the object stays raw until we
-//! know it is a Pod.
+//! `namespace` and the pod fields the decision reads are decoded. The object is decoded as a lean
+//! pod in the same pass; only when that fails is the review read again with the object kept raw,
+//! to tell a non-Pod object (answered) from an unreadable pod.
 
 use crate::decision::{self, Decision, Options, Outcome, Pod, Snapshot};
 use base64::Engine;
@@ -10,20 +11,20 @@ use serde_json::value::RawValue;
 pub const API_VERSION_V1: &str = "admission.k8s.io/v1";
 pub const API_VERSION_V1BETA1: &str = "admission.k8s.io/v1beta1";
 
+/// The review envelope; `O` is how `request.object` is read (a lean pod, or a raw value).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct ReviewIn<O> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(borrow)]
-    request: Option<ObjectOnly<RequestIn<'a>>>,
+    request: Option<ObjectOnly<RequestIn<O>>>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct RequestIn<O> {
     #[serde(default)]
     uid: String,
     #[serde(default)]
@@ -32,8 +33,12 @@ struct RequestIn<'a> {
     operation: String,
     #[serde(default)]
     namespace: Option<String>,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    object: Option<O>,
+}
+
+fn none<O>() -> Option<O> {
+    None
 }
 
 #[derive(Default, Deserialize)]
@@ -119,15 +124,30 @@ pub struct Answer {
     pub decision: Result<Decision, String>,
 }
 
-/// Decode a review, decide, and encode the answer.
-pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Answer, ReviewError> {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(ReviewError::Empty),
-        // serde would read a JSON array as a struct in field order; a review is an object.
-        Some(b'{') => {}
-        Some(_) => return Err(ReviewError::NotAnObject),
+/// kube-apiserver always sends the pod on CREATE; patching an imagined empty pod would add members
+/// under parents that do not exist.
+const NO_OBJECT: &str = "the review carries no Pod object";
+
+fn is_pod<O>(request: &RequestIn<O>) -> bool {
+    let ObjectOnly(kind) = &request.kind;
+    kind.kind == "Pod" && kind.group.is_empty()
+}
+
+impl<O> RequestIn<O> {
+    fn without_object(self) -> RequestIn<()> {
+        RequestIn {
+            uid: self.uid,
+            kind: self.kind,
+            operation: self.operation,
+            namespace: self.namespace,
+            object: None,
+        }
     }
-    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+}
+
+/// Decode the envelope and check it is a review we answer.
+fn decode<'a, O: Deserialize<'a>>(body: &'a [u8]) -> Result<(String, RequestIn<O>), ReviewError> {
+    let review: ReviewIn<O> = serde_json::from_slice(body)?;
     if review.kind != "AdmissionReview"
         || (review.api_version != API_VERSION_V1 && review.api_version != API_VERSION_V1BETA1)
     {
@@ -137,22 +157,44 @@ pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Ans
         });
     }
     let ObjectOnly(request) = review.request.ok_or(ReviewError::NoRequest)?;
-    let ObjectOnly(kind) = &request.kind;
     if request.uid.is_empty() {
         return Err(ReviewError::NoUid);
     }
-    let is_pod = kind.kind == "Pod" && kind.group.is_empty();
-    let pod: Result<Pod, String> = match request.object {
-        Some(raw) if is_pod && !raw.get().starts_with('{') => {
-            Err("object is not a JSON object".to_string())
+    Ok((review.api_version, request))
+}
+
+/// Decode a review, decide, and encode the answer.
+pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Answer, ReviewError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ReviewError::Empty),
+        // serde would read a JSON array as a struct in field order; a review is an object.
+        Some(b'{') => {}
+        Some(_) => return Err(ReviewError::NotAnObject),
+    }
+    let (api_version, request, pod) = match decode::<ObjectOnly<Pod>>(body) {
+        Ok((api_version, mut request)) => {
+            let pod = match (request.object.take(), is_pod(&request)) {
+                (Some(ObjectOnly(pod)), true) => Ok(pod),
+                (None, true) => Err(NO_OBJECT.to_string()),
+                (_, false) => Ok(Pod::default()),
+            };
+            (api_version, request.without_object(), pod)
         }
-        Some(raw) if is_pod => serde_json::from_str(raw.get())
-            .map_err(|e| format!("object is not a readable Pod: {e}")),
-        // kube-apiserver always sends the pod on CREATE; patching an imagined empty pod would
-        // add members under parents that do not exist.
-        None if is_pod => Err("the review carries no Pod object".to_string()),
-        _ => Ok(Pod::default()),
+        Err(_) => {
+            let (api_version, request) = decode::<&RawValue>(body)?;
+            let pod = match request.object {
+                _ if !is_pod(&request) => Ok(Pod::default()),
+                None => Err(NO_OBJECT.to_string()),
+                Some(raw) if !raw.get().starts_with('{') => {
+                    Err("object is not a JSON object".to_string())
+                }
+                Some(raw) => serde_json::from_str(raw.get())
+                    .map_err(|e| format!("object is not a readable Pod: {e}")),
+            };
+            (api_version, request.without_object(), pod)
+        }
     };
+    let ObjectOnly(kind) = &request.kind;
     let decision = pod.map(|pod| {
         let namespace = request
             .namespace
@@ -181,7 +223,7 @@ pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Ans
             String::new(),
         ),
     };
-    let body = encode(&review.api_version, &request.uid, decision.as_ref().ok());
+    let body = encode(&api_version, &request.uid, decision.as_ref().ok());
     Ok(Answer {
         body,
         uid: request.uid,
