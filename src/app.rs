@@ -19,6 +19,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// A line for whoever started the server (the bound addresses, the CA to trust). A closed stdout
+/// must not take the server down, so write errors are ignored (`println!` would panic).
+macro_rules! announce {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// A started service: the addresses it listens on and the handle to stop it.
 pub struct Running {
     pub webhook_addr: SocketAddr,
@@ -102,7 +111,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         };
 
     if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
-        println!(
+        announce!(
             "fargate-webhook: generated a development CA and a certificate for localhost/127.0.0.1; trust {}",
             ca.display()
         );
@@ -180,13 +189,13 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             timeouts,
         )),
     ];
-    println!(
+    announce!(
         "fargate-webhook: webhook https://{webhook_addr}{}",
         webhook_server::MUTATE_PATH
     );
-    println!("fargate-webhook: ops http://{metrics_addr} (/healthz /readyz /metrics)");
+    announce!("fargate-webhook: ops http://{metrics_addr} (/healthz /readyz /metrics)");
     let scheme = if args.api.api_tls { "https" } else { "http" };
-    println!(
+    announce!(
         "fargate-webhook: EKS API {scheme}://{api_addr} (cluster {})",
         args.api.cluster_name
     );
