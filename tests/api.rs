@@ -1566,15 +1566,18 @@ async fn a_corrupt_store_refuses_writes_and_keeps_the_file() {
     server.stop().await;
 }
 
-/// A CREATING or DELETING status written into the file while the server runs (no timer in this
-/// process) is picked up by the lifecycle sweep instead of blocking every later create.
+/// Spec §6: a hand-written entry keeps the status written in it; only profiles the API wrote
+/// (they carry `createdAt`) follow its lifecycle, and one whose timer was lost (say, its replica
+/// died) is picked up by the lifecycle sweep instead of blocking every later create.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hand_written_transitional_statuses_are_swept() {
+async fn lifecycle_sweep_drives_api_profiles_and_keeps_hand_written_statuses() {
     let dir = empty_state();
     let server = Server::start(dir.path(), args()).await;
     let role = "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole";
+    let arn = "arn:aws:eks:us-west-2:012345678910:fargateprofile/fargate/api-creating/0b7c2f0e-7d0f-4c53-9c43-3f2b9f1d2a11";
     let file = json!({"fargateProfiles": [
-        {"fargateProfileName": "hand-creating", "podExecutionRoleArn": role,
+        {"fargateProfileName": "api-creating", "podExecutionRoleArn": role, "fargateProfileArn": arn,
+         "clusterName": "fargate", "createdAt": 1795612900.437,
          "selectors": [{"namespace": "a"}], "status": "CREATING"},
         {"fargateProfileName": "hand-deleting", "podExecutionRoleArn": role,
          "selectors": [{"namespace": "b"}], "status": "DELETING"},
@@ -1589,10 +1592,14 @@ async fn hand_written_transitional_statuses_are_swept() {
     server
         .create(&profile("later"))
         .await
-        .expect_error(409, "ResourceInUseException", "Cannot create Fargate Profile later because cluster fargate currently has Fargate profile hand-creating in status CREATING");
-    // ...until the sweep (every 5 s) gives both a timer.
-    server.wait_status("hand-creating", "ACTIVE").await;
-    server.wait_gone("hand-deleting").await;
-    server.create(&profile("later")).await.expect_ok();
+        .expect_error(409, "ResourceInUseException", "Cannot create Fargate Profile later because cluster fargate currently has Fargate profile api-creating in status CREATING");
+    // ...until the sweep (every 5 s) gives the API's profile a timer.
+    server.wait_status("api-creating", "ACTIVE").await;
+    // The hand-written DELETING entry is left as written (and, per the spec, still blocks creates).
+    server.wait_status("hand-deleting", "DELETING").await;
+    server
+        .create(&profile("later"))
+        .await
+        .expect_error(409, "ResourceInUseException", "Cannot create Fargate Profile later because cluster fargate currently has Fargate profile hand-deleting in status DELETING");
     server.stop().await;
 }

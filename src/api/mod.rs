@@ -269,8 +269,8 @@ impl Api {
     /// Tokio runtime.
     pub fn resume_lifecycle(&self) {
         self.resume_transitions();
-        // Keep sweeping: a status written by hand into the file, or a CREATING profile whose
-        // replica died (Kubernetes store), would otherwise block every later create forever.
+        // Keep sweeping: a CREATING profile whose timer was lost (the replica that created it died,
+        // Kubernetes store) would otherwise block every later create forever.
         let api = self.clone();
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval(LIFECYCLE_SWEEP);

@@ -789,7 +789,13 @@ impl Api {
     /// Start the timers for the profiles found CREATING or DELETING.
     pub(crate) fn resume_transitions(&self) {
         let state = self.inner.store.current();
-        for profile in &state.fargate_profiles {
+        // Only profiles the API wrote (they carry `createdAt`) follow its lifecycle: a hand-written
+        // entry keeps the status written in it (spec §6).
+        for profile in state
+            .fargate_profiles
+            .iter()
+            .filter(|p| p.created_at.is_some())
+        {
             let transition = match profile.status {
                 ProfileStatus::Creating => Transition::Activate,
                 ProfileStatus::Deleting => Transition::Remove,
