@@ -15,7 +15,7 @@ pub fn watch_dirs<F>(
     on_change: F,
 ) -> notify::Result<tokio::task::JoinHandle<()>>
 where
-    F: Fn() + Send + 'static,
+    F: Fn() + Send + Sync + 'static,
 {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -29,12 +29,16 @@ where
             watcher.watch(&dir, RecursiveMode::NonRecursive)?;
         }
     }
+    let on_change = std::sync::Arc::new(on_change);
     Ok(tokio::spawn(async move {
         let _watcher = watcher; // dropped (and the watch removed) with the task
         while rx.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
-            on_change();
+            // Reloads read files and may wait for a writer's fsync: keep them off the workers
+            // that serve requests.
+            let on_change = std::sync::Arc::clone(&on_change);
+            let _ = tokio::task::spawn_blocking(move || on_change()).await;
         }
     }))
 }

@@ -1111,10 +1111,11 @@ async fn resume_lifecycle_after_restart() {
     std::fs::write(
         dir.path().join("profiles.json"),
         serde_json::to_vec(&json!({"fargateProfiles": [
+            // As the API wrote them before a restart (createdAt marks an API-written entry).
             {"fargateProfileName": "was-creating", "podExecutionRoleArn": ROLE,
-             "selectors": [{"namespace": "a"}], "status": "CREATING"},
+             "createdAt": 1795612900.437, "selectors": [{"namespace": "a"}], "status": "CREATING"},
             {"fargateProfileName": "was-deleting", "podExecutionRoleArn": ROLE,
-             "selectors": [{"namespace": "b"}], "status": "DELETING"}
+             "createdAt": 1795612900.5, "selectors": [{"namespace": "b"}], "status": "DELETING"}
         ]}))
         .unwrap(),
     )
@@ -1601,5 +1602,39 @@ async fn lifecycle_sweep_drives_api_profiles_and_keeps_hand_written_statuses() {
         .create(&profile("later"))
         .await
         .expect_error(409, "ResourceInUseException", "Cannot create Fargate Profile later because cluster fargate currently has Fargate profile hand-deleting in status DELETING");
+    server.stop().await;
+}
+
+/// The store writes from the file as it is on disk: a hand edit the watcher has not reloaded yet is
+/// kept, and a file broken after start is refused rather than overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_start_from_the_file_on_disk() {
+    let dir = empty_state();
+    let path = dir.path().join("profiles.json");
+    let server = Server::start(dir.path(), args()).await;
+    let role = "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole";
+    let edited = json!({"fargateProfiles": [
+        {"fargateProfileName": "hand-edit", "podExecutionRoleArn": role, "selectors": [{"namespace": "x"}]}
+    ]});
+    std::fs::write(&path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    // No wait for the watcher: the create runs at once.
+    server.create(&profile("by-api")).await.expect_ok();
+    let on_disk: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let names: Vec<&str> = on_disk["fargateProfiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["fargateProfileName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hand-edit", "by-api"]);
+
+    let broken = b"{\"fargateProfiles\": [";
+    std::fs::write(&path, broken).unwrap();
+    server.create(&profile("refused")).await.expect_error(
+        400,
+        "InvalidRequestException",
+        "Cluster 'fargate' is not in ACTIVE status",
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), broken);
     server.stop().await;
 }

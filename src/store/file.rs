@@ -143,10 +143,38 @@ impl FileStore {
                 self.path.display()
             )));
         }
-        let mut next = (*self.current.load_full()).clone();
+        // Writers in other processes sharing the directory serialise on this lock file.
+        let lock_path = crate::watch::parent_dir(&self.path).join(".profiles.json.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|e| UpdateError::Storage(format!("locking {}: {e}", lock_path.display())))?;
+        // Start from the file as it is now, not from memory: a hand edit (or another process's
+        // write) that the watcher has not reloaded yet must not be overwritten.
+        let mut next = match std::fs::read(&self.path) {
+            Ok(bytes) => profile::parse_profiles_file(&bytes, &self.limits).map_err(|e| {
+                UpdateError::NotLoaded(format!(
+                    "{} is invalid ({e}); fix it first",
+                    self.path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (*self.current.load_full()).clone()
+            }
+            Err(e) => {
+                return Err(UpdateError::Storage(format!(
+                    "reading {}: {e}",
+                    self.path.display()
+                )));
+            }
+        };
         change(&mut next).map_err(UpdateError::Rejected)?;
         write_atomic(&self.path, &encode(&next))
             .map_err(|e| UpdateError::Storage(format!("writing {}: {e}", self.path.display())))?;
+        drop(lock);
         let next = Arc::new(next);
         self.publish(Arc::clone(&next));
         self.loaded.store(true, Ordering::Release);
