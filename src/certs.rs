@@ -80,12 +80,7 @@ fn write_files(ca: &Path, cert: &Path, key: &Path, generated: &Generated) -> any
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     crate::store::file::write_atomic(ca, generated.ca_pem.as_bytes())?;
     crate::store::file::write_atomic(cert, generated.cert_pem.as_bytes())?;
-    crate::store::file::write_atomic(key, generated.key_pem.as_bytes())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))?;
-    }
+    crate::store::file::write_atomic_private(key, generated.key_pem.as_bytes())?;
     Ok(())
 }
 

@@ -37,7 +37,7 @@ impl Metrics {
         let admission_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "fargate_webhook_admission_duration_seconds",
-                "Time from a complete request body to the encoded answer, in seconds.",
+                "Time from request arrival (before the body is read) to the encoded answer, in seconds.",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
         )

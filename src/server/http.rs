@@ -74,7 +74,9 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        // With the 8 MiB body limit, 32 streams bound what one connection can make us buffer
+        // (256 MiB); kube-apiserver needs far fewer.
+        .max_concurrent_streams(32)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     loop {

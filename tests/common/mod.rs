@@ -950,6 +950,7 @@ pub fn check_admission_reply(reply: &Reply, review: &Value) -> Answer {
 /// Sum of the samples of metric `name` whose label set includes every pair of `labels`.
 pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut sum = 0.0;
+    let mut matched = false;
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
@@ -970,11 +971,21 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             .iter()
             .all(|(k, v)| found.iter().any(|(fk, fv)| fk == k && fv == v))
         {
+            matched = true;
             sum += value
                 .parse::<f64>()
                 .unwrap_or_else(|_| panic!("sample value of '{line}' is not a number"));
         }
     }
+    // A labelled series appears once it is first counted, so an absent series reads as 0; but the
+    // metric itself must exist, or a renamed metric would read as 0 everywhere.
+    assert!(
+        matched
+            || text
+                .lines()
+                .any(|l| l.starts_with(&format!("# TYPE {name} "))),
+        "no metric {name} in /metrics"
+    );
     sum
 }
 
