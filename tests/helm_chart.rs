@@ -36,6 +36,7 @@ const KNOWN_FLAGS: &[&str] = &[
     "--delete-delay",
     "--log-level",
     "--lock-name",
+    "--sigv4-credentials",
 ];
 
 // ------------------------------------------------------------------------------------------------------
@@ -690,7 +691,8 @@ fn default_flags_have_the_documented_values() {
     let expected = [
         ("--webhook-addr", "0.0.0.0:8443"),
         ("--metrics-addr", "0.0.0.0:9090"),
-        ("--api-addr", "0.0.0.0:8080"),
+        // Not exposed without its Service: the API writes profiles.
+        ("--api-addr", "127.0.0.1:8080"),
         ("--tls-cert", "/etc/fargate-webhook/tls/tls.crt"),
         ("--tls-key", "/etc/fargate-webhook/tls/tls.key"),
         ("--store", "kubernetes"),
@@ -1199,4 +1201,39 @@ fn known_flags_exist_in_the_cli() {
         missing.is_empty(),
         "serve --help lacks {missing:?}:\n{help}"
     );
+}
+
+#[test]
+fn sigv4_secret_turns_verification_on() {
+    let Some(helm) = helm() else { return };
+    let r = render(
+        helm,
+        &[
+            "api.service.enabled=true",
+            "api.sigv4.existingSecret=api-keys",
+        ],
+    );
+    let flags = r.flags();
+    assert_eq!(flags["--api-addr"], "0.0.0.0:8080");
+    assert_eq!(
+        flags["--sigv4-credentials"],
+        "/etc/fargate-webhook/sigv4/credentials"
+    );
+    let deploy = r.one("Deployment", FULLNAME);
+    let pod = &deploy["spec"]["template"]["spec"];
+    let volume = arr(&pod["volumes"])
+        .iter()
+        .find(|v| v["name"] == "sigv4")
+        .expect("the sigv4 volume");
+    assert_eq!(volume["secret"]["secretName"], "api-keys");
+    assert_eq!(volume["secret"]["items"][0]["key"], "credentials");
+    let mount = arr(&pod["containers"][0]["volumeMounts"])
+        .iter()
+        .find(|m| m["name"] == "sigv4")
+        .expect("the sigv4 mount");
+    assert_eq!(mount["mountPath"], "/etc/fargate-webhook/sigv4");
+    assert_eq!(mount["readOnly"], true);
+    // Without the secret: no flag, no volume.
+    let plain = render(helm, &["api.service.enabled=true"]);
+    assert!(!plain.flags().contains_key("--sigv4-credentials"));
 }
