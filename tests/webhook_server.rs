@@ -1253,3 +1253,45 @@ async fn the_drain_deadline_closes_the_remaining_connections() {
         "the stalled request was still answered after the deadline"
     );
 }
+
+/// `--api-tls`: the EKS API is served over TLS with the webhook's (hot-reloaded) certificate, and a
+/// profile created through it is matched by the webhook of the same process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tls_serves_the_api_with_the_webhook_certificate() {
+    let server =
+        TestServer::start_with(Layout::standard(), &["--api-tls", "--create-delay", "0s"]).await;
+    let api_addr = server.running().api_addr;
+    let tls = tls_connect(api_addr, server.roots(), &[b"h2"])
+        .await
+        .expect("TLS to the API with the webhook's CA");
+    let mut api = Client::h2(tls, api_addr).await;
+    let body = serde_json::json!({
+        "fargateProfileName": "over-tls",
+        "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
+        "selectors": [{"namespace": "tls-only"}],
+    });
+    let reply = api
+        .post(
+            "/clusters/fargate/fargate-profiles",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let mut review = review();
+    set_namespace(&mut review, "tls-only");
+    let answer = server.admit(&review).await;
+    let patch = answer.patch().expect("the new profile matches at once");
+    assert!(
+        patch.iter().any(|op| op["value"] == "over-tls"),
+        "{patch:?}"
+    );
+    // Plain HTTP is not served there.
+    let mut raw = TcpStream::connect(api_addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    raw.write_all(b"GET /clusters/fargate/fargate-profiles HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = Vec::new();
+    let _ = raw.read_to_end(&mut text).await;
+    assert!(String::from_utf8_lossy(&text).contains("this port speaks HTTPS"));
+}
