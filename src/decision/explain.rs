@@ -17,6 +17,8 @@ pub struct Explanation {
     pub profiles: Vec<ProfileVerdict>,
     pub warnings: Vec<String>,
     pub patch: Vec<super::PatchOp>,
+    /// Selectors in the snapshot that can never choose their profile (whatever the pod).
+    pub shadowed: Vec<super::index::Shadowing>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +125,7 @@ pub fn explain(req: &Request<'_>, snapshot: &Snapshot, options: &Options) -> Exp
         profiles,
         warnings: decision.warnings,
         patch,
+        shadowed: snapshot.shadowed().to_vec(),
     }
 }
 
@@ -145,6 +148,13 @@ impl fmt::Display for Explanation {
         }
         for op in &self.patch {
             writeln!(f, "patch: {} {} {}", op.op, op.path, op.value)?;
+        }
+        for s in &self.shadowed {
+            writeln!(
+                f,
+                "note: selector {} of '{}' is shadowed by '{}', which comes first by name and matches every pod it matches",
+                s.selector, s.profile, s.by
+            )?;
         }
         Ok(())
     }

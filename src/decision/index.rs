@@ -48,6 +48,21 @@ pub enum Mismatch<'a> {
     },
 }
 
+/// A selector that can never choose its profile: an ACTIVE profile earlier by name has a selector
+/// that matches every pod this one matches, so the tie-break always goes to the other profile
+/// (unless a pod pins this one).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shadowing {
+    pub profile: String,
+    /// 1-based, as `explain` numbers selectors.
+    pub selector: usize,
+    pub by: String,
+}
+
+/// Namespaces with more selectors than this are not checked for shadowing (the check is quadratic).
+const SHADOWING_CHECK_LIMIT: usize = 1_000;
+
 /// An immutable snapshot of all profiles, published through `arc-swap`.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -58,6 +73,7 @@ pub struct Snapshot {
     exact_namespaces: HashMap<Box<str>, Vec<SelectorRef>>,
     /// ACTIVE profiles' selectors with a wildcard namespace, in ascending profile order.
     wildcard_namespaces: Vec<SelectorRef>,
+    shadowed: Vec<Shadowing>,
 }
 
 pub type SharedSnapshot = Arc<arc_swap::ArcSwap<Snapshot>>;
@@ -106,7 +122,65 @@ impl Snapshot {
                 .profiles
                 .push(CompiledProfile { profile, selectors });
         }
+        snapshot.shadowed = snapshot.find_shadowing();
         snapshot
+    }
+
+    /// Selectors of ACTIVE profiles that an earlier ACTIVE profile always wins over. Claimed only
+    /// when certain: the shadowed selector has an exact namespace and exact labels, the earlier one
+    /// matches that namespace and all its labels are among them.
+    fn find_shadowing(&self) -> Vec<Shadowing> {
+        let mut found: Vec<Shadowing> = Vec::new();
+        for (namespace, refs) in &self.exact_namespaces {
+            if refs.len() + self.wildcard_namespaces.len() > SHADOWING_CHECK_LIMIT {
+                continue;
+            }
+            for later in refs {
+                let target = self.selector(later);
+                if !target
+                    .labels
+                    .iter()
+                    .all(|(k, v)| k.is_exact() && v.is_exact())
+                {
+                    continue;
+                }
+                let by = refs
+                    .iter()
+                    .chain(&self.wildcard_namespaces)
+                    .filter(|earlier| earlier.profile < later.profile)
+                    .filter(|earlier| {
+                        let by = self.selector(earlier);
+                        by.namespace.matches(namespace)
+                            && by.labels.iter().all(|(k, v)| {
+                                target.labels.iter().any(|(tk, tv)| {
+                                    k.matches(tk.as_str()) && v.matches(tv.as_str())
+                                })
+                            })
+                    })
+                    .map(|earlier| earlier.profile)
+                    .min();
+                if let Some(by) = by {
+                    found.push(Shadowing {
+                        profile: self.profiles[later.profile as usize].name().to_string(),
+                        selector: later.selector as usize + 1,
+                        by: self.profiles[by as usize].name().to_string(),
+                    });
+                }
+            }
+        }
+        found.sort_by(|a, b| {
+            (a.profile.as_str(), a.selector).cmp(&(b.profile.as_str(), b.selector))
+        });
+        found
+    }
+
+    fn selector(&self, at: &SelectorRef) -> &CompiledSelector {
+        &self.profiles[at.profile as usize].selectors[at.selector as usize]
+    }
+
+    /// See [`Shadowing`]: logged and counted on every reload, and shown by `explain`.
+    pub fn shadowed(&self) -> &[Shadowing] {
+        &self.shadowed
     }
 
     pub fn profiles(&self) -> &[CompiledProfile] {
@@ -155,8 +229,7 @@ impl Snapshot {
             if bound.is_some_and(|b| r.profile >= b) {
                 return None;
             }
-            let selector = &self.profiles[r.profile as usize].selectors[r.selector as usize];
-            if selector_mismatch(selector, namespace, labels).is_none() {
+            if selector_mismatch(self.selector(r), namespace, labels).is_none() {
                 return Some(r.profile);
             }
         }

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub admission_requests: IntCounterVec,
     pub admission_duration: Histogram,
     pub profiles: IntGaugeVec,
+    /// Selectors no pod can ever reach (an earlier profile always wins): see `Snapshot::shadowed`.
+    pub shadowed_selectors: prometheus::IntGauge,
     /// `source` = profiles | certificate; `result` = ok | failed.
     pub reloads: IntCounterVec,
     pub certificate_expiry: Gauge,
@@ -50,6 +52,11 @@ impl Metrics {
             &["status"],
         )
         .expect("valid metric");
+        let shadowed_selectors = prometheus::IntGauge::new(
+            "fargate_webhook_shadowed_selectors",
+            "Selectors of ACTIVE profiles that an earlier profile always wins over (never chosen unless pinned).",
+        )
+        .expect("valid metric");
         let reloads = IntCounterVec::new(
             Opts::new(
                 "fargate_webhook_reloads_total",
@@ -86,6 +93,7 @@ impl Metrics {
             Box::new(admission_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(admission_duration.clone()),
             Box::new(profiles.clone()),
+            Box::new(shadowed_selectors.clone()),
             Box::new(reloads.clone()),
             Box::new(certificate_expiry.clone()),
             Box::new(api_requests.clone()),
@@ -105,6 +113,7 @@ impl Metrics {
             admission_requests,
             admission_duration,
             profiles,
+            shadowed_selectors,
             reloads,
             certificate_expiry,
             api_requests,
@@ -117,8 +126,20 @@ impl Metrics {
             .inc();
     }
 
-    /// Refresh the per-status profile gauges from a new snapshot.
+    /// Refresh the snapshot gauges (and warn about shadowed selectors: every store publishes
+    /// through here, so this is the one place that sees each new snapshot).
     pub fn observe_snapshot(&self, snapshot: &crate::decision::Snapshot) {
+        let shadowed = snapshot.shadowed();
+        self.shadowed_selectors.set(shadowed.len() as i64);
+        for s in shadowed {
+            tracing::warn!(
+                profile = %s.profile,
+                selector = s.selector,
+                by = %s.by,
+                "selector is shadowed: profile '{}' comes first by name and matches every pod it matches",
+                s.by
+            );
+        }
         for (status, count) in snapshot.count_by_status() {
             self.profiles
                 .with_label_values(&[status.as_str()])
@@ -144,5 +165,38 @@ impl Default for Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{FargateProfile, Selector};
+
+    #[test]
+    fn snapshot_gauges() {
+        let profile = |name: &str| FargateProfile {
+            fargate_profile_name: name.into(),
+            pod_execution_role_arn: "arn:aws:iam::012345678910:role/R".into(),
+            selectors: vec![Selector {
+                namespace: Some("default".into()),
+                labels: Default::default(),
+            }],
+            ..Default::default()
+        };
+        let metrics = Metrics::new();
+        metrics.observe_snapshot(&crate::decision::Snapshot::new(vec![
+            profile("a"),
+            profile("b"),
+        ]));
+        assert_eq!(metrics.shadowed_selectors.get(), 1);
+        assert_eq!(metrics.profiles.with_label_values(&["ACTIVE"]).get(), 2);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("fargate_webhook_shadowed_selectors 1"),
+            "{text}"
+        );
+        metrics.observe_snapshot(&crate::decision::Snapshot::new(vec![profile("a")]));
+        assert_eq!(metrics.shadowed_selectors.get(), 0);
     }
 }
