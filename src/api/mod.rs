@@ -27,7 +27,7 @@ use crate::profile::Limits;
 use crate::store::ProfileStore;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Body;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -304,26 +304,14 @@ impl Api {
     {
         let request_id = uuid::Uuid::new_v4().to_string();
         let (parts, body) = req.into_parts();
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let body = if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            Err(ApiError::payload_too_large(MAX_BODY))
-        } else {
-            match Limited::new(body, MAX_BODY).collect().await {
-                Ok(collected) => Ok(collected.to_bytes()),
-                Err(e)
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
-                    Err(ApiError::payload_too_large(MAX_BODY))
-                }
-                Err(e) => Err(ApiError::client(format!(
-                    "The request body could not be read: {e}"
-                ))),
+        let body = match crate::server::http::read_body(&parts.headers, body, MAX_BODY).await {
+            Ok(body) => Ok(body),
+            Err(crate::server::http::BodyError::TooLarge) => {
+                Err(ApiError::payload_too_large(MAX_BODY))
             }
+            Err(crate::server::http::BodyError::Read(e)) => Err(ApiError::client(format!(
+                "The request body could not be read: {e}"
+            ))),
         };
         let body = match body {
             Ok(body) => body,

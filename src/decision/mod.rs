@@ -50,16 +50,6 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 7] = [
-        Self::NotPod,
-        Self::NotCreate,
-        Self::OptOut,
-        Self::DaemonSet,
-        Self::MirrorPod,
-        Self::NodeNameSet,
-        Self::ForeignScheduler,
-    ];
-
     /// Metric label value.
     pub fn as_str(self) -> &'static str {
         match self {

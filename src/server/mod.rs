@@ -8,7 +8,7 @@ use crate::admission::{self, ReviewError};
 use crate::decision::{NoMatch, Options, Outcome, SharedSnapshot};
 use crate::ops::metrics::Metrics;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::sync::Arc;
@@ -54,23 +54,11 @@ impl Webhook {
         if req.method() != Method::POST {
             return self.refuse(405, "MethodNotAllowed", "error", "method", "use POST");
         }
-        let declared = req
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_REVIEW_BYTES as u64) {
-            return self.too_large();
-        }
-        let body = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-                return self.too_large();
-            }
-            Err(error) => {
+        let (parts, body) = req.into_parts();
+        let body = match http::read_body(&parts.headers, body, MAX_REVIEW_BYTES).await {
+            Ok(body) => body,
+            Err(http::BodyError::TooLarge) => return self.too_large(),
+            Err(http::BodyError::Read(error)) => {
                 return self.refuse(
                     400,
                     "BadRequest",
