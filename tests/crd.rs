@@ -120,7 +120,7 @@ fn printer_columns() {
         columns,
         [
             expect("Status", "string", ".status.status"),
-            expect("Selectors", "string", ".spec.selectors[*].namespace"),
+            expect("Selectors", "string", ".spec.selectors"),
             expect("Cluster", "string", ".status.clusterName"),
             expect("Age", "date", ".metadata.creationTimestamp"),
         ]

@@ -57,11 +57,9 @@ pub const IMMUTABLE_SPEC_MESSAGE: &str =
     doc = "An EKS Fargate profile. Pods whose namespace and labels match one of its selectors are sent to the fargate-scheduler while the profile is ACTIVE. The object name is the profile name.",
     label("app.kubernetes.io/part-of", "fargate-webhook"),
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
-    printcolumn(
-        name = "Selectors",
-        type_ = "string",
-        json_path = ".spec.selectors[*].namespace"
-    ),
+    // The whole list: kube-apiserver prints only the first match of a `[*]` path (a real
+    // apiserver showed one namespace of two with `.spec.selectors[*].namespace`).
+    printcolumn(name = "Selectors", type_ = "string", json_path = ".spec.selectors"),
     printcolumn(
         name = "Cluster",
         type_ = "string",

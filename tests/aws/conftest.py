@@ -5,73 +5,22 @@ Environment:
   FARGATE_WEBHOOK_BIN  the binary to start (required), run as `BIN serve ...`.
 """
 
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-import boto3
-import botocore.config
 import pytest
 
-REGION = "us-west-2"
-CLUSTER = "fargate"
-ROLE = "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole"
-SUBNET_A = "subnet-0420a37ee456daf3f"
-SUBNET_B = "subnet-09a8afb8db4f02d21"
-PUBLIC_SUBNET = "subnet-0aaaaaaaaaaaaaaaa"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def aws_env(access_key="x", secret_key="y"):
-    """A clean environment for the CLI: dummy credentials, no config files, default retries."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k not in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
-    }
-    env.update(
-        AWS_ACCESS_KEY_ID=access_key,
-        AWS_SECRET_ACCESS_KEY=secret_key,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        AWS_EC2_METADATA_DISABLED="true",
-        NO_PROXY="*",
-    )
-    return env
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self):
-        return json.loads(self.stdout)
-
-    def error_line(self):
-        """The CLI's `An error occurred (...) when calling the ... operation: ...` line."""
-        for line in self.stderr.splitlines():
-            if line.startswith("An error occurred ("):
-                return line
-        return None
+from ekscli import (  # noqa: F401  (re-exported to the tests)
+    CLUSTER, PUBLIC_SUBNET, REGION, ROLE, SUBNET_A, SUBNET_B, CliResult, aws_cli, aws_env, eks_client, free_port,
+)
 
 
 @dataclass
@@ -86,23 +35,11 @@ class Server:
     extra: list = field(default_factory=list)
 
     def aws(self, *args, access_key=None, secret_key=None, timeout=300):
-        cmd = [sys.executable, "-m", "awscli", "eks", *args, "--endpoint-url", self.url, "--output", "json"]
-        proc = subprocess.run(
-            cmd,
-            env=aws_env(access_key or self.access_key, secret_key or self.secret_key),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+        return aws_cli(self.url, *args, access_key=access_key or self.access_key,
+                       secret_key=secret_key or self.secret_key, timeout=timeout)
 
     def client(self, access_key=None, secret_key=None):
-        session = boto3.session.Session(
-            aws_access_key_id=access_key or self.access_key,
-            aws_secret_access_key=secret_key or self.secret_key,
-            region_name=REGION,
-        )
-        return session.client("eks", endpoint_url=self.url, config=botocore.config.Config())
+        return eks_client(self.url, access_key or self.access_key, secret_key or self.secret_key)
 
     def metrics(self):
         with urllib.request.urlopen(self.metrics_url, timeout=10) as r:

@@ -15,13 +15,8 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${1:-$root/.venv-aws}"
 binary="${2:-}"
 
-if [ ! -x "$venv/bin/python" ]; then
-    echo "== creating the virtual environment $venv"
-    python3 -m venv "$venv"
-fi
-echo "== installing awscli (v1), boto3 and pytest from PyPI"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade awscli boto3 pytest
-"$venv/bin/python" -m awscli --version
+bash "$root/tests/aws/venv.sh" "$venv"
+venv="$(cd "$venv" && pwd)"
 
 if [ -z "$binary" ]; then
     echo "== building fargate-webhook (release)"

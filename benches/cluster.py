@@ -1,0 +1,184 @@
+"""End-to-end costs against the real control plane (tests/cluster/up.sh). Run by benches/cluster.sh.
+
+1. Pod creations through kube-apiserver with the webhook registered (pods mutated) versus without it:
+   the same client (N threads, one keep-alive TLS connection each, POST /api/v1/namespaces/NS/pods),
+   the same concurrency, the same number of pods. Prints pods/s and p50/p99 create latency.
+2. Profile propagation: three `serve --store kubernetes` replicas; a FargateProfile is created through
+   the apiserver (what `kubectl apply` sends) and each replica's webhook is polled with an
+   AdmissionReview until it answers with the mutation. Prints p50/p99 of the delay to every replica.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import ssl
+import statistics
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
+import conftest as c  # noqa: E402  (the suite's helpers: kubectl, serve processes, registration)
+
+
+class ApiClient:
+    """One keep-alive HTTPS connection to kube-apiserver with the admin client certificate."""
+
+    def __init__(self):
+        pki = os.path.dirname(c.ENV["CLUSTER_CA"])
+        ctx = ssl.create_default_context(cafile=c.ENV["CLUSTER_CA"])
+        ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+        host, port = c.ENV["APISERVER"].removeprefix("https://").split(":")
+        self.conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
+
+    def request(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        r = self.conn.getresponse()
+        payload = r.read()
+        if r.status >= 300:
+            raise RuntimeError(f"{method} {path}: {r.status} {payload[:300]!r}")
+        return json.loads(payload)
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def create_pods(ns, count, concurrency, expect_scheduler):
+    latencies, errors = [], []
+    lock = threading.Lock()
+    per_thread = count // concurrency
+
+    def worker(t):
+        client = ApiClient()
+        local = []
+        for i in range(per_thread):
+            body = c.pod(f"p-{t}-{i}", ns, labels={"app": "bench"})
+            start = time.perf_counter()
+            try:
+                stored = client.request("POST", f"/api/v1/namespaces/{ns}/pods", body)
+            except Exception as e:  # noqa: BLE001  (reported, and the run fails)
+                errors.append(str(e))
+                continue
+            local.append(time.perf_counter() - start)
+            if stored["spec"]["schedulerName"] != expect_scheduler:
+                errors.append(f"pod {stored['metadata']['name']}: schedulerName {stored['spec']['schedulerName']}")
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(concurrency)]
+    start = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise SystemExit(f"{len(errors)} errors, first: {errors[0]}")
+    return len(latencies) / elapsed, percentile(latencies, 50), percentile(latencies, 99), len(latencies)
+
+
+def delete_pods(ns):
+    c.kubectl("delete", "pods", "--all", "-n", ns, "--wait=true", "--timeout=300s", timeout=400)
+
+
+def bench_pods(args):
+    ns = "bench"
+    c.ensure_namespace(ns)
+    hook = c.start_webhook(profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
+                                      "selectors": [{"namespace": ns}]}])
+    rows = []
+    try:
+        for rnd in range(args.rounds):
+            for mode in ("without", "with"):
+                delete_pods(ns)
+                if mode == "with":
+                    c.register(hook, "fargate-webhook-bench")
+                else:
+                    c.unregister("fargate-webhook-bench")
+                time.sleep(1)  # the apiserver picks up configuration changes asynchronously
+                expect = "fargate-scheduler" if mode == "with" else "default-scheduler"
+                rate, p50, p99, n = create_pods(ns, args.pods, args.concurrency, expect)
+                rows.append((mode, rate, p50, p99))
+                print(f"round {rnd + 1} {mode:>7} webhook: {n} pods, {args.concurrency} threads: "
+                      f"{rate:7.1f} pods/s  p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms", flush=True)
+    finally:
+        c.unregister("fargate-webhook-bench")
+        hook.stop()
+        delete_pods(ns)
+    for mode in ("without", "with"):
+        sel = [r for r in rows if r[0] == mode]
+        print(f"median of {len(sel)} rounds, {mode:>7} webhook: "
+              f"{statistics.median(r[1] for r in sel):7.1f} pods/s  "
+              f"p50 {statistics.median(r[2] for r in sel) * 1000:6.2f} ms  "
+              f"p99 {statistics.median(r[3] for r in sel) * 1000:6.2f} ms")
+
+
+def bench_propagation(args):
+    c.kubectl("apply", "--server-side", "--force-conflicts", "-f", c.CRD)
+    c.kubectl("wait", "--for=condition=Established", "crd/fargateprofiles.fargate-webhook.io", "--timeout=60s")
+    c.ensure_namespace("fw-store")
+    replicas = [c.start_webhook("--store", "kubernetes",
+                                env={"KUBECONFIG": c.ENV["KUBECONFIG"], "POD_NAMESPACE": "fw-store"})
+                for _ in range(3)]
+    client = ApiClient()
+    path = "/apis/fargate-webhook.io/v1alpha1/fargateprofiles"
+    pod = {"metadata": {"name": "p", "namespace": "propagation", "labels": {"app": "x"}},
+           "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    per_replica, to_all = [], []
+    try:
+        for i in range(args.applies):
+            name = f"prop-{i}"
+            body = {"apiVersion": "fargate-webhook.io/v1alpha1", "kind": "FargateProfile",
+                    "metadata": {"name": name},
+                    "spec": {"podExecutionRoleArn": c.ROLE, "selectors": [{"namespace": "propagation"}]}}
+            seen = [None] * len(replicas)
+
+            def poll(k, start):
+                while time.perf_counter() - start < 30:
+                    patch = replicas[k].review(pod)
+                    if any(op.get("value") == name for op in patch):
+                        seen[k] = time.perf_counter() - start
+                        return
+
+            start = time.perf_counter()
+            client.request("POST", path, body)
+            threads = [threading.Thread(target=poll, args=(k, start)) for k in range(len(replicas))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            if None in seen:
+                raise SystemExit(f"apply {i}: a replica never matched within 30 s: {seen}")
+            per_replica.extend(seen)
+            to_all.append(max(seen))
+            client.request("DELETE", f"{path}/{name}")
+            c.wait_until("profile gone on every replica", lambda: all(r.review(pod) == [] for r in replicas), timeout=30)
+    finally:
+        for r in replicas:
+            r.stop()
+    print(f"profile apply -> replica matching, {args.applies} applies x 3 replicas: "
+          f"per replica p50 {percentile(per_replica, 50) * 1000:.1f} ms p99 {percentile(per_replica, 99) * 1000:.1f} ms; "
+          f"every replica p50 {percentile(to_all, 50) * 1000:.1f} ms p99 {percentile(to_all, 99) * 1000:.1f} ms")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--applies", type=int, default=50)
+    ap.add_argument("--only", choices=["pods", "propagation"])
+    args = ap.parse_args()
+    if args.only in (None, "pods"):
+        bench_pods(args)
+    if args.only in (None, "propagation"):
+        bench_propagation(args)
+
+
+if __name__ == "__main__":
+    main()
