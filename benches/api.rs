@@ -12,10 +12,10 @@
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use fargate_webhook::api::{Api, ApiArgs};
+use fargate_webhook::api::{Api, ApiConfig};
 use fargate_webhook::decision::{SharedSnapshot, Snapshot};
 use fargate_webhook::ops::metrics::Metrics;
-use fargate_webhook::profile::{FargateProfile, ProfilesFile, Selector};
+use fargate_webhook::profile::{FargateProfile, ProfileState, Selector};
 use fargate_webhook::store::file::FileStore;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
@@ -50,7 +50,7 @@ fn seed(dir: &std::path::Path) {
             ..Default::default()
         })
         .collect();
-    let file = ProfilesFile {
+    let file = ProfileState {
         fargate_profiles: profiles,
         ..Default::default()
     };
@@ -84,11 +84,11 @@ fn bench_api(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     seed(dir.path());
-    let args = ApiArgs {
+    let args = ApiConfig {
         create_delay: Duration::ZERO,
         delete_delay: Duration::ZERO,
         max_profiles: 10_000,
-        ..ApiArgs::default()
+        ..ApiConfig::default()
     };
     let metrics = Arc::new(Metrics::new());
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));

@@ -10,7 +10,7 @@ use crate::server::http::{self, Timeouts};
 use crate::server::{self as webhook_server, Webhook, tls};
 use crate::store::ProfileStore;
 use crate::store::file::FileStore;
-use crate::store::kube::{KubeStore, KubeStoreOptions};
+use crate::store::kubernetes::{KubeStore, KubeStoreOptions};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -70,45 +70,39 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let mut watchers = Vec::new();
 
-    let limits = args.api.limits();
-    let mut kube_store: Option<Arc<KubeStore>> = None;
-    let (store, store_loaded): (Arc<dyn ProfileStore>, Arc<dyn Fn() -> bool + Send + Sync>) =
-        match args.store {
-            StoreKind::File => {
-                let store = FileStore::open(
-                    &args.state_dir,
-                    limits,
-                    Arc::clone(&snapshot),
-                    Arc::clone(&metrics),
-                )
-                .with_context(|| {
-                    format!("opening the state directory {}", args.state_dir.display())
-                })?;
-                watchers.push(store.watch().context("watching the state directory")?);
-                let loaded = Arc::clone(&store);
-                (store, Arc::new(move || loaded.is_loaded()))
-            }
-            StoreKind::Kubernetes => {
-                let client = kube::Client::try_default().await.context(
-                    "connecting to the Kubernetes API (in-cluster service account or kubeconfig)",
-                )?;
-                // Empty: the client's default namespace (in a pod, its own).
-                let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
-                let mut options = KubeStoreOptions::new(namespace);
-                options.lock_name = args.lock_name.clone();
-                let store = KubeStore::new(
-                    client,
-                    Arc::clone(&snapshot),
-                    Arc::clone(&metrics),
-                    limits,
-                    options,
-                );
-                watchers.push(store.start());
-                kube_store = Some(Arc::clone(&store));
-                let loaded = Arc::clone(&store);
-                (store, Arc::new(move || loaded.is_loaded()))
-            }
-        };
+    let api_config = args.api.config();
+    let limits = api_config.limits();
+    let store: Arc<dyn ProfileStore> = match args.store {
+        StoreKind::File => {
+            let store = FileStore::open(
+                &args.state_dir,
+                limits,
+                Arc::clone(&snapshot),
+                Arc::clone(&metrics),
+            )
+            .with_context(|| format!("opening the state directory {}", args.state_dir.display()))?;
+            watchers.push(store.watch().context("watching the state directory")?);
+            store
+        }
+        StoreKind::Kubernetes => {
+            let client = kube::Client::try_default().await.context(
+                "connecting to the Kubernetes API (in-cluster service account or kubeconfig)",
+            )?;
+            // Empty: the client's default namespace (in a pod, its own).
+            let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
+            let mut options = KubeStoreOptions::new(namespace);
+            options.lock_name = args.lock_name.clone();
+            let store = KubeStore::new(
+                client,
+                Arc::clone(&snapshot),
+                Arc::clone(&metrics),
+                limits,
+                options,
+            );
+            watchers.push(store.start());
+            store
+        }
+    };
 
     if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
         announce!(
@@ -143,26 +137,25 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let webhook_addr = webhook_listener.local_addr()?;
     let metrics_addr = metrics_listener.local_addr()?;
 
-    let api = Api::new(&args.api, Arc::clone(&store), Arc::clone(&metrics))
+    let api = Api::new(&api_config, Arc::clone(&store), Arc::clone(&metrics))
         .context("configuring the EKS API")?;
     let api_listener = bind(args.api.api_addr, "API").await?;
     let api_addr = api_listener.local_addr()?;
-    // Lifecycle timers resume once the store has the whole state (the Kubernetes store lists first).
-    match &kube_store {
-        Some(kube_store) => {
-            let (kube_store, api) = (Arc::clone(kube_store), api.clone());
-            tokio::spawn(async move {
-                kube_store.wait_loaded().await;
-                api.resume_lifecycle();
-            });
-        }
-        None => api.resume_lifecycle(),
+    // Lifecycle timers resume once the store has the whole state (the Kubernetes store lists
+    // first; a file store waits for a valid file).
+    {
+        let (store, api) = (Arc::clone(&store), api.clone());
+        tokio::spawn(async move {
+            store.wait_loaded().await;
+            api.resume_lifecycle();
+        });
     }
     let api_handler = api.handler();
 
     let ready = {
         let certs = Arc::clone(&certs);
-        Arc::new(move || store_loaded() && certs.is_loaded())
+        let store = Arc::clone(&store);
+        Arc::new(move || store.is_loaded() && certs.is_loaded())
     };
     let servers = vec![
         tokio::spawn(http::serve(

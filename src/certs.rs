@@ -76,11 +76,11 @@ pub fn write_dir(dir: &Path, generated: &Generated) -> anyhow::Result<()> {
 }
 
 fn write_files(ca: &Path, cert: &Path, key: &Path, generated: &Generated) -> anyhow::Result<()> {
-    let dir = crate::watch::parent_dir(cert);
+    let dir = crate::files::parent_dir(cert);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::store::file::write_atomic(ca, generated.ca_pem.as_bytes())?;
-    crate::store::file::write_atomic(cert, generated.cert_pem.as_bytes())?;
-    crate::store::file::write_atomic_private(key, generated.key_pem.as_bytes())?;
+    crate::files::write_atomic(ca, generated.ca_pem.as_bytes())?;
+    crate::files::write_atomic(cert, generated.cert_pem.as_bytes())?;
+    crate::files::write_atomic_private(key, generated.key_pem.as_bytes())?;
     Ok(())
 }
 
@@ -90,8 +90,8 @@ pub fn ensure_dev_certs(cert: &Path, key: &Path) -> anyhow::Result<Option<PathBu
     match (cert.exists(), key.exists()) {
         (true, true) => Ok(None),
         (false, false) => {
-            let dir = crate::watch::parent_dir(cert);
-            if crate::watch::parent_dir(key) != dir {
+            let dir = crate::files::parent_dir(cert);
+            if crate::files::parent_dir(key) != dir {
                 anyhow::bail!(
                     "{} and {} are both missing and in different directories: generate them with `fargate-webhook certs generate`",
                     cert.display(),

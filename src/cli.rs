@@ -68,10 +68,89 @@ pub struct ServeArgs {
     #[arg(long, env = "FARGATE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
     /// Kubernetes store: the coordination ConfigMap (in `POD_NAMESPACE`, else the client's namespace).
-    #[arg(long, env = "FARGATE_LOCK_NAME", default_value = crate::store::kube::DEFAULT_LOCK_NAME)]
+    #[arg(long, env = "FARGATE_LOCK_NAME", default_value = crate::store::kubernetes::DEFAULT_LOCK_NAME)]
     pub lock_name: String,
     #[command(flatten)]
-    pub api: crate::api::ApiArgs,
+    pub api: ApiArgs,
+}
+
+/// The API's flags (flattened into `fargate-webhook serve`). Every flag is also an environment
+/// variable with the `FARGATE_` prefix.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// Address of the EKS-compatible API.
+    #[arg(long, env = "FARGATE_API_ADDR", default_value = "127.0.0.1:8080")]
+    pub api_addr: SocketAddr,
+    /// Serve the API over TLS with the webhook's certificate (plain HTTP otherwise).
+    #[arg(long, env = "FARGATE_API_TLS")]
+    pub api_tls: bool,
+    /// The one cluster this API serves; other names answer 404 ResourceNotFoundException.
+    #[arg(long, env = "FARGATE_CLUSTER_NAME", default_value = "fargate")]
+    pub cluster_name: String,
+    /// Region used in ARNs and required in SigV4 credential scopes.
+    #[arg(long, env = "FARGATE_REGION", default_value = "us-west-2")]
+    pub region: String,
+    /// 12-digit account id used in ARNs.
+    #[arg(long, env = "FARGATE_ACCOUNT_ID", default_value = "012345678910")]
+    pub account_id: String,
+    /// The cluster's private subnets (comma-separated): profiles may use these; the default when a
+    /// profile names none.
+    #[arg(
+        long,
+        env = "FARGATE_PRIVATE_SUBNETS",
+        value_delimiter = ',',
+        default_value = crate::api::DEFAULT_PRIVATE_SUBNETS
+    )]
+    pub private_subnets: Vec<String>,
+    /// The cluster's public subnets (comma-separated): refused in profiles.
+    #[arg(long, env = "FARGATE_PUBLIC_SUBNETS", value_delimiter = ',')]
+    pub public_subnets: Vec<String>,
+    /// Time a new profile stays CREATING before it turns ACTIVE (`2s`, `500ms`, `0s`).
+    #[arg(long, env = "FARGATE_CREATE_DELAY", default_value = "2s", value_parser = parse_duration)]
+    pub create_delay: Duration,
+    /// Time a deleted profile stays DELETING before it disappears.
+    #[arg(long, env = "FARGATE_DELETE_DELAY", default_value = "2s", value_parser = parse_duration)]
+    pub delete_delay: Duration,
+    /// Quota: Fargate profiles per cluster.
+    #[arg(long, env = "FARGATE_MAX_PROFILES", default_value_t = 10)]
+    pub max_profiles: usize,
+    /// Quota: selectors per profile.
+    #[arg(long, env = "FARGATE_MAX_SELECTORS", default_value_t = 5)]
+    pub max_selectors: usize,
+    /// Quota: label pairs per selector.
+    #[arg(long, env = "FARGATE_MAX_LABELS", default_value_t = 5)]
+    pub max_labels: usize,
+    /// Verify SigV4 signatures with the key pairs in this file (`ACCESS_KEY_ID SECRET` per line).
+    #[arg(long, env = "FARGATE_SIGV4_CREDENTIALS")]
+    pub sigv4_credentials: Option<PathBuf>,
+    /// Verify SigV4 signatures with this key pair (`ACCESS_KEY_ID:SECRET`; repeatable).
+    #[arg(
+        long = "sigv4-key",
+        env = "FARGATE_SIGV4_KEY",
+        value_delimiter = ',',
+        value_name = "AKID:SECRET"
+    )]
+    pub sigv4_keys: Vec<String>,
+}
+
+impl ApiArgs {
+    /// The API's configuration (the listener's address and TLS stay with `serve`).
+    pub fn config(&self) -> crate::api::ApiConfig {
+        crate::api::ApiConfig {
+            cluster_name: self.cluster_name.clone(),
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            private_subnets: self.private_subnets.clone(),
+            public_subnets: self.public_subnets.clone(),
+            create_delay: self.create_delay,
+            delete_delay: self.delete_delay,
+            max_profiles: self.max_profiles,
+            max_selectors: self.max_selectors,
+            max_labels: self.max_labels,
+            sigv4_credentials: self.sigv4_credentials.clone(),
+            sigv4_keys: self.sigv4_keys.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +242,48 @@ mod tests {
         assert!(parse_duration("2x").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn api_flags_parse_with_the_config_defaults() {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            api: ApiArgs,
+        }
+        let cli = Cli::parse_from(["x"]);
+        let defaults = crate::api::ApiConfig::default();
+        let parsed = cli.api.config();
+        assert_eq!(parsed.private_subnets, defaults.private_subnets);
+        assert_eq!(parsed.create_delay, defaults.create_delay);
+        assert_eq!(parsed.delete_delay, defaults.delete_delay);
+        assert_eq!(parsed.cluster_name, defaults.cluster_name);
+        assert_eq!(parsed.region, defaults.region);
+        assert_eq!(parsed.account_id, defaults.account_id);
+        assert_eq!(
+            (parsed.max_profiles, parsed.max_selectors, parsed.max_labels),
+            (
+                defaults.max_profiles,
+                defaults.max_selectors,
+                defaults.max_labels
+            )
+        );
+        assert_eq!(cli.api.api_addr, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let cli = Cli::parse_from([
+            "x",
+            "--sigv4-key",
+            "AKID:secret",
+            "--sigv4-key",
+            "B:c",
+            "--public-subnets",
+            "subnet-1,subnet-2",
+            "--create-delay",
+            "500ms",
+        ]);
+        let parsed = cli.api.config();
+        assert_eq!(parsed.sigv4_keys, vec!["AKID:secret", "B:c"]);
+        assert_eq!(parsed.public_subnets, vec!["subnet-1", "subnet-2"]);
+        assert_eq!(parsed.create_delay, Duration::from_millis(500));
     }
 
     #[test]

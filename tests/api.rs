@@ -3,7 +3,7 @@
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use fargate_webhook::api::{self, Api, ApiArgs};
+use fargate_webhook::api::{self, Api, ApiConfig};
 use fargate_webhook::decision::{SharedSnapshot, Snapshot};
 use fargate_webhook::ops::metrics::Metrics;
 use fargate_webhook::profile::{Limits, ProfileStatus};
@@ -83,12 +83,12 @@ impl Answer {
     }
 }
 
-fn args() -> ApiArgs {
-    ApiArgs {
+fn args() -> ApiConfig {
+    ApiConfig {
         public_subnets: vec![PUBLIC_SUBNET.into()],
         create_delay: Duration::from_millis(300),
         delete_delay: Duration::from_millis(300),
-        ..ApiArgs::default()
+        ..ApiConfig::default()
     }
 }
 
@@ -104,7 +104,7 @@ fn empty_state() -> tempfile::TempDir {
 }
 
 impl Server {
-    async fn start(dir: &Path, args: ApiArgs) -> Server {
+    async fn start(dir: &Path, args: ApiConfig) -> Server {
         let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let metrics = Arc::new(Metrics::new());
         let store = FileStore::open(dir, args.limits(), snapshot.clone(), metrics.clone()).unwrap();
@@ -603,7 +603,7 @@ async fn one_profile_creating_or_deleting_at_a_time() {
     let dir = empty_state();
     let server = Server::start(
         dir.path(),
-        ApiArgs {
+        ApiConfig {
             create_delay: Duration::from_millis(700),
             delete_delay: Duration::from_millis(700),
             ..args()
@@ -660,7 +660,7 @@ async fn quota_is_configurable_and_counts_every_profile() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         dir.path(),
-        ApiArgs {
+        ApiConfig {
             create_delay: Duration::ZERO,
             max_profiles: 3,
             ..args()
@@ -706,7 +706,7 @@ async fn quota_is_configurable_and_counts_every_profile() {
     let dir = empty_state();
     let server = Server::start(
         dir.path(),
-        ApiArgs {
+        ApiConfig {
             max_selectors: 2,
             max_labels: 1,
             ..args()
@@ -752,7 +752,7 @@ async fn subnets_default_to_the_private_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idempotency_tokens() {
     let dir = empty_state();
-    let fast = ApiArgs {
+    let fast = ApiConfig {
         create_delay: Duration::from_millis(200),
         delete_delay: Duration::from_millis(200),
         ..args()
@@ -824,7 +824,7 @@ async fn paging_and_bad_tokens() {
     let dir = empty_state();
     let server = Server::start(
         dir.path(),
-        ApiArgs {
+        ApiConfig {
             create_delay: Duration::ZERO,
             max_profiles: 20,
             ..args()
@@ -922,7 +922,7 @@ async fn tag_operations() {
     let dir = empty_state();
     let server = Server::start(
         dir.path(),
-        ApiArgs {
+        ApiConfig {
             create_delay: Duration::ZERO,
             ..args()
         },
@@ -1171,33 +1171,33 @@ fn bad_arguments_are_refused() {
     };
     let m = Arc::new(Metrics::new());
     for bad in [
-        ApiArgs {
+        ApiConfig {
             account_id: "123".into(),
-            ..ApiArgs::default()
+            ..ApiConfig::default()
         },
-        ApiArgs {
+        ApiConfig {
             cluster_name: "bad name".into(),
-            ..ApiArgs::default()
+            ..ApiConfig::default()
         },
-        ApiArgs {
+        ApiConfig {
             region: "".into(),
-            ..ApiArgs::default()
+            ..ApiConfig::default()
         },
-        ApiArgs {
+        ApiConfig {
             public_subnets: vec![SUBNET_A.into()],
-            ..ApiArgs::default()
+            ..ApiConfig::default()
         },
-        ApiArgs {
+        ApiConfig {
             max_profiles: 0,
-            ..ApiArgs::default()
+            ..ApiConfig::default()
         },
-        ApiArgs {
+        ApiConfig {
             sigv4_keys: vec!["no-colon".into()],
-            ..ApiArgs::default()
+            ..ApiConfig::default()
         },
-        ApiArgs {
+        ApiConfig {
             sigv4_credentials: Some("/nonexistent/creds".into()),
-            ..ApiArgs::default()
+            ..ApiConfig::default()
         },
     ] {
         let (_dir, s) = store();
@@ -1302,7 +1302,7 @@ async fn sigv4_verification() {
     std::fs::write(&creds, "# operators\nAKIDFILE filesecret\n\n").unwrap();
     let server = Server::start(
         dir.path(),
-        ApiArgs {
+        ApiConfig {
             sigv4_keys: vec!["AKIDEXAMPLE:secret".into()],
             sigv4_credentials: Some(creds),
             ..args()

@@ -21,7 +21,7 @@ use base64::Engine;
 use fargate_webhook::admission;
 use fargate_webhook::decision::{self, NoMatch, Options, Outcome, Pod, Snapshot};
 use fargate_webhook::profile::{
-    self, FargateProfile, Limits, PROFILE_LABEL, ProfileStatus, ProfilesFile, Selector,
+    self, FargateProfile, Limits, PROFILE_LABEL, ProfileState, ProfileStatus, Selector,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -848,7 +848,7 @@ fn check_profiles(bytes: &[u8]) {
             other => panic!("createdAt changed: {other:?}"),
         }
     }
-    let strip = |f: &ProfilesFile| {
+    let strip = |f: &ProfileState| {
         let mut f = f.clone();
         for p in &mut f.fargate_profiles {
             p.created_at = None;

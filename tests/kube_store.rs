@@ -7,15 +7,15 @@
 //!   with compaction, and the CRD's CEL rules evaluated with kube's client-side CEL validator).
 
 use bytes::Bytes;
-use fargate_webhook::api::ApiError;
 use fargate_webhook::decision::{SharedSnapshot, Snapshot};
 use fargate_webhook::ops::metrics::Metrics;
+use fargate_webhook::profile::ProfileState;
 use fargate_webhook::profile::{FargateProfile, Limits, ProfileStatus, Selector, TokenRecord};
 use fargate_webhook::store::crd;
-use fargate_webhook::store::kube::{
+use fargate_webhook::store::kubernetes::{
     FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions, PENDING_KEY, TOKENS_KEY,
 };
-use fargate_webhook::store::{ProfileStore, Rejection, StoreState, UpdateError};
+use fargate_webhook::store::{BoxFuture, ProfileStore, Step, UpdateError, Updated, Violation};
 use futures::channel::mpsc;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
@@ -624,24 +624,53 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Why a test change did not commit: it refused (its own reason), or the store failed.
 #[derive(Debug)]
-struct Refused(String);
+enum Failed {
+    Refused(String),
+    Store(UpdateError),
+}
 
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+fn refused(failed: Failed) -> String {
+    match failed {
+        Failed::Refused(reason) => reason,
+        Failed::Store(error) => panic!("store error: {error}"),
     }
 }
 
-impl std::error::Error for Refused {}
+/// Run a change the way the API does: `Err(reason)` aborts it, and the reason comes back.
+trait RunChange {
+    fn apply_change<'a>(
+        &'a self,
+        change: impl FnMut(&mut ProfileState) -> Result<(), String> + Send + 'a,
+    ) -> BoxFuture<'a, Result<Arc<ProfileState>, Failed>>;
+}
 
-fn refused(rejection: UpdateError) -> String {
-    match rejection {
-        UpdateError::Rejected(r) => match r.downcast::<Refused>() {
-            Ok(refused) => refused.0,
-            Err(other) => panic!("unexpected rejection: {other}"),
-        },
-        other => panic!("store error: {other}"),
+impl<S: ProfileStore + ?Sized> RunChange for S {
+    fn apply_change<'a>(
+        &'a self,
+        mut change: impl FnMut(&mut ProfileState) -> Result<(), String> + Send + 'a,
+    ) -> BoxFuture<'a, Result<Arc<ProfileState>, Failed>> {
+        Box::pin(async move {
+            let mut reason = None;
+            let outcome = self
+                .update(Box::new(|state: &mut ProfileState| match change(state) {
+                    Ok(()) => {
+                        reason = None;
+                        Step::Commit
+                    }
+                    Err(why) => {
+                        reason = Some(why);
+                        Step::Abort
+                    }
+                }))
+                .await;
+            match outcome {
+                Ok(Updated::Committed(state)) => Ok(state),
+                Ok(Updated::Aborted) => Err(Failed::Refused(reason.unwrap_or_default())),
+                Err(error) => Err(Failed::Store(error)),
+            }
+        })
     }
 }
 
@@ -672,9 +701,9 @@ fn create_change(
     token: Option<&str>,
     runs: Arc<AtomicUsize>,
     meet: Option<Arc<AtomicUsize>>,
-) -> impl FnMut(&mut StoreState) -> Result<(), Rejection> + Send + 'static {
+) -> impl FnMut(&mut ProfileState) -> Result<(), String> + Send + 'static {
     let token = token.map(str::to_owned);
-    move |state: &mut StoreState| {
+    move |state: &mut ProfileState| {
         if runs.fetch_add(1, Ordering::SeqCst) == 0
             && let Some(meet) = &meet
         {
@@ -691,17 +720,14 @@ fn create_change(
             .iter()
             .any(|p| &p.fargate_profile_name == name)
         {
-            return Err(Box::new(Refused(format!("duplicate {name}"))));
+            return Err(format!("duplicate {name}"));
         }
         if let Some(busy) = state
             .fargate_profiles
             .iter()
             .find(|p| matches!(p.status, ProfileStatus::Creating | ProfileStatus::Deleting))
         {
-            return Err(Box::new(Refused(format!(
-                "busy {}",
-                busy.fargate_profile_name
-            ))));
+            return Err(format!("busy {}", busy.fargate_profile_name));
         }
         state.fargate_profiles.push(profile.clone());
         if let Some(token) = &token {
@@ -721,13 +747,13 @@ fn create_change(
 fn set_status(
     name: &'static str,
     status: ProfileStatus,
-) -> impl FnMut(&mut StoreState) -> Result<(), Rejection> + Send + 'static {
-    move |state: &mut StoreState| {
+) -> impl FnMut(&mut ProfileState) -> Result<(), String> + Send + 'static {
+    move |state: &mut ProfileState| {
         let profile = state
             .fargate_profiles
             .iter_mut()
             .find(|p| p.fargate_profile_name == name)
-            .ok_or_else(|| Box::new(Refused(format!("missing {name}"))) as Rejection)?;
+            .ok_or_else(|| format!("missing {name}"))?;
         profile.status = status;
         Ok(())
     }
@@ -736,10 +762,10 @@ fn set_status(
 /// Run an update in its own task (so that two replicas' changes run on two threads at once).
 fn spawn_update(
     store: &Arc<KubeStore>,
-    change: impl FnMut(&mut StoreState) -> Result<(), Rejection> + Send + 'static,
-) -> tokio::task::JoinHandle<Result<Arc<StoreState>, UpdateError>> {
+    change: impl FnMut(&mut ProfileState) -> Result<(), String> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<Arc<ProfileState>, Failed>> {
     let store = Arc::clone(store);
-    tokio::spawn(async move { store.update(Box::new(change)).await })
+    tokio::spawn(async move { store.apply_change(change).await })
 }
 
 fn requests<'l>(log: &'l [Logged], method: Method, path: &str) -> Vec<&'l Logged> {
@@ -981,12 +1007,7 @@ async fn create_activate_tag_delete_round_trip() {
     let runs = Arc::new(AtomicUsize::new(0));
     let state = r
         .store
-        .update(Box::new(create_change(
-            profile.clone(),
-            Some("tok-1"),
-            runs,
-            None,
-        )))
+        .apply_change(create_change(profile.clone(), Some("tok-1"), runs, None))
         .await
         .expect("created");
     assert_eq!(state.fargate_profiles.len(), 1);
@@ -1061,7 +1082,7 @@ async fn create_activate_tag_delete_round_trip() {
     // CREATING -> ACTIVE: one status write.
     fake.clear_log();
     r.store
-        .update(Box::new(set_status("web", ProfileStatus::Active)))
+        .apply_change(set_status("web", ProfileStatus::Active))
         .await
         .expect("activated");
     assert_eq!(r.status_of("web"), Some(ProfileStatus::Active));
@@ -1083,12 +1104,12 @@ async fn create_activate_tag_delete_round_trip() {
 
     // Tags are the mutable part of spec: a PUT of the object (which the CRD's CEL rules accept).
     r.store
-        .update(Box::new(|state: &mut StoreState| {
+        .apply_change(|state: &mut ProfileState| {
             state.fargate_profiles[0]
                 .tags
                 .insert("team".into(), "payments".into());
             Ok(())
-        }))
+        })
         .await
         .expect("tagged");
     assert_eq!(
@@ -1099,30 +1120,30 @@ async fn create_activate_tag_delete_round_trip() {
     // Other spec changes are refused by the store before anything is written.
     let err = r
         .store
-        .update(Box::new(|state: &mut StoreState| {
+        .apply_change(|state: &mut ProfileState| {
             state.fargate_profiles[0].subnets.push("subnet-x".into());
             Ok(())
-        }))
+        })
         .await
         .expect_err("immutable");
-    match err {
-        UpdateError::Rejected(r) => assert!(r.downcast_ref::<ApiError>().is_some()),
-        other => panic!("{other}"),
-    }
+    assert!(
+        matches!(err, Failed::Store(UpdateError::Violation(Violation::Immutable(ref name))) if name == "web"),
+        "{err:?}"
+    );
 
     // DELETING, then removal: DELETE with preconditions, then the finalizer goes.
     r.store
-        .update(Box::new(set_status("web", ProfileStatus::Deleting)))
+        .apply_change(set_status("web", ProfileStatus::Deleting))
         .await
         .expect("deleting");
     assert_eq!(r.status_of("web"), Some(ProfileStatus::Deleting));
     fake.clear_log();
     r.store
-        .update(Box::new(|state: &mut StoreState| {
+        .apply_change(|state: &mut ProfileState| {
             state.fargate_profiles.clear();
             state.client_request_tokens.clear();
             Ok(())
-        }))
+        })
         .await
         .expect("removed");
     assert!(fake.profile("web").is_none());
@@ -1237,12 +1258,12 @@ async fn a_kubectl_create_racing_the_api_is_a_duplicate() {
     let runs = Arc::new(AtomicUsize::new(0));
     let err = r
         .store
-        .update(Box::new(create_change(
+        .apply_change(create_change(
             eks_profile("web", ProfileStatus::Creating),
             Some("tok-1"),
             Arc::clone(&runs),
             None,
-        )))
+        ))
         .await
         .expect_err("duplicate");
     assert_eq!(refused(err), "duplicate web");
@@ -1286,12 +1307,12 @@ async fn the_next_update_finishes_a_commit_left_half_done() {
     // so this one is refused, and the journal is completed and cleared.
     let err = r
         .store
-        .update(Box::new(create_change(
+        .apply_change(create_change(
             eks_profile("batch", ProfileStatus::Creating),
             None,
             Arc::new(AtomicUsize::new(0)),
             None,
-        )))
+        ))
         .await
         .expect_err("busy");
     assert_eq!(refused(err), "busy web");
@@ -1309,20 +1330,18 @@ async fn names_kubernetes_cannot_store_are_refused() {
     let r = replica(fake.client());
     let err = r
         .store
-        .update(Box::new(create_change(
+        .apply_change(create_change(
             eks_profile("My_Profile", ProfileStatus::Creating),
             None,
             Arc::new(AtomicUsize::new(0)),
             None,
-        )))
+        ))
         .await
         .expect_err("refused");
-    let UpdateError::Rejected(rejection) = err else {
-        panic!("storage error")
+    let Failed::Store(UpdateError::Violation(Violation::Invalid(message))) = err else {
+        panic!("not refused as an invalid name: {err:?}")
     };
-    let api = rejection.downcast_ref::<ApiError>().expect("an ApiError");
-    assert_eq!(api.code, "InvalidParameterException");
-    assert!(api.message.contains("lowercase"), "{}", api.message);
+    assert!(message.contains("lowercase"), "{message}");
     assert!(requests(&fake.log(), Method::POST, PROFILES).is_empty());
 }
 
@@ -1335,17 +1354,17 @@ async fn an_update_is_not_undone_by_late_watch_events() {
     for status in [ProfileStatus::Creating, ProfileStatus::Active] {
         if status == ProfileStatus::Creating {
             r.store
-                .update(Box::new(create_change(
+                .apply_change(create_change(
                     eks_profile("web", status),
                     None,
                     Arc::new(AtomicUsize::new(0)),
                     None,
-                )))
+                ))
                 .await
                 .unwrap();
         } else {
             r.store
-                .update(Box::new(set_status("web", status)))
+                .apply_change(set_status("web", status))
                 .await
                 .unwrap();
         }
@@ -1376,19 +1395,21 @@ async fn an_unreadable_resource_is_skipped_not_fatal() {
     // Its name stays taken.
     let err = r
         .store
-        .update(Box::new(create_change(
+        .apply_change(create_change(
             eks_profile("odd", ProfileStatus::Creating),
             None,
             Arc::new(AtomicUsize::new(0)),
             None,
-        )))
+        ))
         .await
         .expect_err("taken");
-    let UpdateError::Rejected(rejection) = err else {
-        panic!("storage error")
-    };
-    let api = rejection.downcast_ref::<ApiError>().expect("an ApiError");
-    assert_eq!(api.code, "ResourceInUseException");
+    assert!(
+        matches!(
+            err,
+            Failed::Store(UpdateError::Violation(Violation::DuplicateName))
+        ),
+        "{err:?}"
+    );
     // Fixed: it appears.
     fake.modify("odd", |o| o["status"] = json!({"status": "ACTIVE"}));
     eventually("odd readable", || r.names() == ["odd", "web"]).await;
@@ -1421,12 +1442,12 @@ async fn works_behind_the_store_trait() {
     let r = replica(fake.client());
     let store: Arc<dyn ProfileStore> = r.store.clone();
     store
-        .update(Box::new(create_change(
+        .apply_change(create_change(
             eks_profile("web", ProfileStatus::Active),
             None,
             Arc::new(AtomicUsize::new(0)),
             None,
-        )))
+        ))
         .await
         .unwrap();
     assert_eq!(store.current().fargate_profiles.len(), 1);
@@ -1445,12 +1466,12 @@ async fn a_conflict_on_an_own_write_is_retried_on_the_fresh_object() {
     let runs = Arc::new(AtomicUsize::new(0));
     fake.with(|s| s.touch_before_next_status = true);
     r.store
-        .update(Box::new(create_change(
+        .apply_change(create_change(
             eks_profile("web", ProfileStatus::Creating),
             None,
             Arc::clone(&runs),
             None,
-        )))
+        ))
         .await
         .expect("created despite the conflict");
     assert_eq!(

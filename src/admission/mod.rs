@@ -3,6 +3,7 @@
 //! pod in the same pass; only when that fails is the review read again with the object kept raw,
 //! to tell a non-Pod object (answered) from an unreadable pod.
 
+use crate::decision::pod::ObjectOnly;
 use crate::decision::{self, Decision, Options, Outcome, Pod, Snapshot};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -47,29 +48,6 @@ struct GroupVersionKind {
     group: String,
     #[serde(default)]
     kind: String,
-}
-
-/// A struct that must come as a JSON object: serde's derive would also read a JSON array as the
-/// fields in declaration order, which no Kubernetes client sends and which must not be answered.
-#[derive(Default)]
-pub(crate) struct ObjectOnly<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        deserializer
-            .deserialize_map(Visit(std::marker::PhantomData))
-            .map(ObjectOnly)
-    }
 }
 
 #[derive(Serialize)]

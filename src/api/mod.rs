@@ -29,7 +29,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Body;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,70 +41,38 @@ pub const LIFECYCLE_SWEEP: Duration = Duration::from_secs(5);
 
 pub const DEFAULT_PRIVATE_SUBNETS: &str = "subnet-0420a37ee456daf3f,subnet-09a8afb8db4f02d21";
 
-/// The API's flags (flattened into `fargate-webhook serve`). Every flag is also an environment
-/// variable with the `FARGATE_` prefix.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ApiArgs {
-    /// Address of the EKS-compatible API.
-    #[arg(long, env = "FARGATE_API_ADDR", default_value = "127.0.0.1:8080")]
-    pub api_addr: SocketAddr,
-    /// Serve the API over TLS with the webhook's certificate (plain HTTP otherwise).
-    #[arg(long, env = "FARGATE_API_TLS")]
-    pub api_tls: bool,
+/// What the API is configured with (the flags of `fargate-webhook serve`, see `cli::ApiArgs`).
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
     /// The one cluster this API serves; other names answer 404 ResourceNotFoundException.
-    #[arg(long, env = "FARGATE_CLUSTER_NAME", default_value = "fargate")]
     pub cluster_name: String,
     /// Region used in ARNs and required in SigV4 credential scopes.
-    #[arg(long, env = "FARGATE_REGION", default_value = "us-west-2")]
     pub region: String,
     /// 12-digit account id used in ARNs.
-    #[arg(long, env = "FARGATE_ACCOUNT_ID", default_value = "012345678910")]
     pub account_id: String,
-    /// The cluster's private subnets (comma-separated): profiles may use these; the default when a
-    /// profile names none.
-    #[arg(
-        long,
-        env = "FARGATE_PRIVATE_SUBNETS",
-        value_delimiter = ',',
-        default_value = DEFAULT_PRIVATE_SUBNETS
-    )]
+    /// The cluster's private subnets: profiles may use these; the default when a profile names none.
     pub private_subnets: Vec<String>,
-    /// The cluster's public subnets (comma-separated): refused in profiles.
-    #[arg(long, env = "FARGATE_PUBLIC_SUBNETS", value_delimiter = ',')]
+    /// The cluster's public subnets: refused in profiles.
     pub public_subnets: Vec<String>,
-    /// Time a new profile stays CREATING before it turns ACTIVE (`2s`, `500ms`, `0s`).
-    #[arg(long, env = "FARGATE_CREATE_DELAY", default_value = "2s", value_parser = crate::cli::parse_duration)]
+    /// Time a new profile stays CREATING before it turns ACTIVE.
     pub create_delay: Duration,
     /// Time a deleted profile stays DELETING before it disappears.
-    #[arg(long, env = "FARGATE_DELETE_DELAY", default_value = "2s", value_parser = crate::cli::parse_duration)]
     pub delete_delay: Duration,
     /// Quota: Fargate profiles per cluster.
-    #[arg(long, env = "FARGATE_MAX_PROFILES", default_value_t = 10)]
     pub max_profiles: usize,
     /// Quota: selectors per profile.
-    #[arg(long, env = "FARGATE_MAX_SELECTORS", default_value_t = 5)]
     pub max_selectors: usize,
     /// Quota: label pairs per selector.
-    #[arg(long, env = "FARGATE_MAX_LABELS", default_value_t = 5)]
     pub max_labels: usize,
     /// Verify SigV4 signatures with the key pairs in this file (`ACCESS_KEY_ID SECRET` per line).
-    #[arg(long, env = "FARGATE_SIGV4_CREDENTIALS")]
     pub sigv4_credentials: Option<PathBuf>,
-    /// Verify SigV4 signatures with this key pair (`ACCESS_KEY_ID:SECRET`; repeatable).
-    #[arg(
-        long = "sigv4-key",
-        env = "FARGATE_SIGV4_KEY",
-        value_delimiter = ',',
-        value_name = "AKID:SECRET"
-    )]
+    /// Verify SigV4 signatures with these key pairs (`ACCESS_KEY_ID:SECRET`).
     pub sigv4_keys: Vec<String>,
 }
 
-impl Default for ApiArgs {
+impl Default for ApiConfig {
     fn default() -> Self {
-        ApiArgs {
-            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            api_tls: false,
+        ApiConfig {
             cluster_name: "fargate".into(),
             region: "us-west-2".into(),
             account_id: "012345678910".into(),
@@ -125,7 +92,7 @@ impl Default for ApiArgs {
     }
 }
 
-impl ApiArgs {
+impl ApiConfig {
     /// The quotas, also to be given to the store so that file loads apply the same selector limits.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -187,7 +154,7 @@ impl std::fmt::Debug for Api {
 
 impl Api {
     pub fn new(
-        args: &ApiArgs,
+        args: &ApiConfig,
         store: Arc<dyn ProfileStore>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
@@ -381,39 +348,5 @@ impl Api {
             headers.insert("x-amzn-ErrorType", HeaderValue::from_static(code));
         }
         response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn args_parse_with_defaults() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            api: ApiArgs,
-        }
-        let cli = Cli::parse_from(["x"]);
-        let defaults = ApiArgs::default();
-        assert_eq!(cli.api.private_subnets, defaults.private_subnets);
-        assert_eq!(cli.api.create_delay, defaults.create_delay);
-        assert_eq!(cli.api.api_addr, defaults.api_addr);
-        let cli = Cli::parse_from([
-            "x",
-            "--sigv4-key",
-            "AKID:secret",
-            "--sigv4-key",
-            "B:c",
-            "--public-subnets",
-            "subnet-1,subnet-2",
-            "--create-delay",
-            "500ms",
-        ]);
-        assert_eq!(cli.api.sigv4_keys, vec!["AKID:secret", "B:c"]);
-        assert_eq!(cli.api.public_subnets, vec!["subnet-1", "subnet-2"]);
-        assert_eq!(cli.api.create_delay, Duration::from_millis(500));
     }
 }

@@ -3,16 +3,16 @@
 use super::error::ApiError;
 use super::{Api, Cluster};
 use crate::profile::{
-    self, FargateProfile, Health, ProfileStatus, ProfilesFile, Selector, TokenRecord,
+    self, FargateProfile, Health, ProfileState, ProfileStatus, Selector, TokenRecord,
 };
-use crate::store::{Rejection, UpdateError};
+use crate::store::{Step, UpdateError, Updated, Violation};
 use bytes::Bytes;
 use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Largest page of ListFargateProfiles (and the default).
 pub const MAX_RESULTS: usize = 100;
@@ -142,46 +142,30 @@ enum Refusal {
     NoChange,
 }
 
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Error(e) => e.fmt(f),
-            Refusal::Replay(p) => write!(f, "replay of {}", p.fargate_profile_name),
-            Refusal::NoChange => f.write_str("no change"),
-        }
-    }
+fn refuse(error: ApiError) -> Refusal {
+    Refusal::Error(error)
 }
 
-impl std::error::Error for Refusal {}
-
-fn refuse(error: ApiError) -> Rejection {
-    Box::new(Refusal::Error(error))
-}
-
-/// Map a store failure: our own refusals back to themselves, a store that has not loaded its state
-/// to the EKS "cluster not ACTIVE" client error (no retry storm), storage trouble to 500.
-fn store_error(error: UpdateError, cluster: &str) -> Result<Refusal, ApiError> {
+/// Map a store failure to EKS: a broken store rule to the parameter or in-use error it is, a
+/// store that has not loaded its state to the EKS "cluster not ACTIVE" client error (no retry
+/// storm), storage trouble to 500.
+fn store_error(error: UpdateError, cluster: &str) -> ApiError {
     match error {
-        UpdateError::Rejected(rejection) => match rejection.downcast::<Refusal>() {
-            Ok(refusal) => Ok(*refusal),
-            Err(other) => match other.downcast::<ApiError>() {
-                Ok(api_error) => Err(*api_error),
-                Err(other) => Err(ApiError::server(format!(
-                    "The profile store refused the change: {other}"
-                ))),
-            },
+        UpdateError::Violation(violation) => match violation {
+            Violation::DuplicateName | Violation::NameStillDeleting => {
+                ApiError::resource_in_use(violation.to_string())
+            }
+            Violation::Invalid(_) | Violation::Immutable(_) => {
+                ApiError::invalid_parameter(violation.to_string())
+            }
         },
         UpdateError::NotLoaded(reason) => {
             tracing::warn!(%reason, "write refused: the profile store has not loaded its state");
-            Err(ApiError::invalid_request(format!(
-                "Cluster '{cluster}' is not in ACTIVE status"
-            )))
+            ApiError::invalid_request(format!("Cluster '{cluster}' is not in ACTIVE status"))
         }
-        UpdateError::Storage(message) => {
-            tracing::error!(%message, "profile store write failed");
-            Err(ApiError::server(
-                "The Fargate profile could not be stored; retry the request.",
-            ))
+        error @ UpdateError::Storage { .. } => {
+            tracing::error!(error = %crate::store::report(&error), "profile store write failed");
+            ApiError::server("The Fargate profile could not be stored; retry the request.")
         }
     }
 }
@@ -245,11 +229,7 @@ struct SelectorOut<'a> {
 }
 
 fn now_epoch_millis_secs() -> f64 {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    millis as f64 / 1000.0
+    jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
 }
 
 fn is_busy(status: ProfileStatus) -> bool {
@@ -464,9 +444,7 @@ impl Api {
         };
         let limits = self.inner.limits;
         let result = self
-            .inner
-            .store
-            .update(Box::new(|state: &mut ProfilesFile| {
+            .run(|state: &mut ProfileState| {
                 if let Some(token) = &token
                     && let Some(record) = state.client_request_tokens.get(token)
                 {
@@ -477,7 +455,7 @@ impl Api {
                     // A record whose profile is gone is stale: the token is free again.
                     if let Some(original) = original {
                         if record.request_digest == digest {
-                            return Err(Box::new(Refusal::Replay(Box::new(original.clone()))));
+                            return Err(Refusal::Replay(Box::new(original.clone())));
                         }
                         return Err(refuse(on_profile(ApiError::invalid_parameter(format!(
                             "The client request token {token} was already used with a different request."
@@ -520,8 +498,8 @@ impl Api {
                     );
                 }
                 Ok(())
-            }))
-            .await;
+            })
+            .await?;
         match result {
             Ok(_) => {
                 if !activate_now {
@@ -529,13 +507,11 @@ impl Api {
                 }
                 Ok(json!({ "fargateProfile": self.render(&new_profile) }))
             }
-            Err(error) => match store_error(error, &self.inner.cluster.name)? {
-                Refusal::Replay(original) => {
-                    Ok(json!({ "fargateProfile": self.render(&original) }))
-                }
-                Refusal::Error(error) => Err(error),
-                Refusal::NoChange => Err(ApiError::server("The create request changed nothing.")),
-            },
+            Err(Refusal::Replay(original)) => {
+                Ok(json!({ "fargateProfile": self.render(&original) }))
+            }
+            Err(Refusal::Error(error)) => Err(error),
+            Err(Refusal::NoChange) => Err(ApiError::server("The create request changed nothing.")),
         }
     }
 
@@ -621,9 +597,7 @@ impl Api {
         let remove_now = self.inner.delete_delay.is_zero();
         let mut answer: Option<FargateProfile> = None;
         let result = self
-            .inner
-            .store
-            .update(Box::new(|state: &mut ProfilesFile| {
+            .run(|state: &mut ProfileState| {
                 let Some(index) = state
                     .fargate_profiles
                     .iter()
@@ -652,8 +626,8 @@ impl Api {
                 }
                 answer = Some(profile);
                 Ok(())
-            }))
-            .await;
+            })
+            .await?;
         match result {
             Ok(_) => {
                 let profile =
@@ -667,15 +641,13 @@ impl Api {
                 }
                 Ok(json!({ "fargateProfile": self.render(&profile) }))
             }
-            Err(error) => match store_error(error, &self.inner.cluster.name)? {
-                Refusal::Error(error) => Err(error),
-                _ => Err(ApiError::server("The delete changed nothing.")),
-            },
+            Err(Refusal::Error(error)) => Err(error),
+            Err(_) => Err(ApiError::server("The delete changed nothing.")),
         }
     }
 
     /// The index of the profile an ARN names, or 400/404 as the tag operations answer.
-    fn find_by_arn(&self, state: &ProfilesFile, arn: &str) -> Result<usize, ApiError> {
+    fn find_by_arn(&self, state: &ProfileState, arn: &str) -> Result<usize, ApiError> {
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
         if parts.len() != 6 || parts[0] != "arn" || parts[2] != "eks" || parts[5].is_empty() {
             return Err(ApiError::bad_request(format!("Invalid ARN: {arn}")));
@@ -708,9 +680,7 @@ impl Api {
         }
         profile::validate_tags(&tags).map_err(|v| ApiError::bad_request(v.0))?;
         let result = self
-            .inner
-            .store
-            .update(Box::new(|state: &mut ProfilesFile| {
+            .run(|state: &mut ProfileState| {
                 let index = self.find_by_arn(state, arn).map_err(refuse)?;
                 let mut merged = state.fargate_profiles[index].tags.clone();
                 merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -721,8 +691,8 @@ impl Api {
                 }
                 profile.tags = merged;
                 Ok(())
-            }))
-            .await;
+            })
+            .await?;
         self.tag_result(result)
     }
 
@@ -754,35 +724,62 @@ impl Api {
             )));
         }
         let result = self
-            .inner
-            .store
-            .update(Box::new(|state: &mut ProfilesFile| {
+            .run(|state: &mut ProfileState| {
                 let index = self.find_by_arn(state, arn).map_err(refuse)?;
                 let profile = &mut state.fargate_profiles[index];
                 if !keys.iter().any(|k| profile.tags.contains_key(k)) {
-                    return Err(Box::new(Refusal::NoChange));
+                    return Err(Refusal::NoChange);
                 }
                 for key in &keys {
                     profile.tags.remove(key);
                 }
                 Ok(())
-            }))
-            .await;
+            })
+            .await?;
         self.tag_result(result)
     }
 
     fn tag_result(
         &self,
-        result: Result<std::sync::Arc<ProfilesFile>, UpdateError>,
+        result: Result<std::sync::Arc<ProfileState>, Refusal>,
     ) -> Result<Value, ApiError> {
         match result {
             Ok(_) => Ok(json!({})),
-            Err(error) => match store_error(error, &self.inner.cluster.name)? {
-                Refusal::Error(error) => Err(error),
-                // Removing keys that are not there is a success that writes nothing.
-                Refusal::NoChange => Ok(json!({})),
-                Refusal::Replay(_) => Err(ApiError::server("Unexpected replay.")),
-            },
+            Err(Refusal::Error(error)) => Err(error),
+            // Removing keys that are not there is a success that writes nothing.
+            Err(Refusal::NoChange) => Ok(json!({})),
+            Err(Refusal::Replay(_)) => Err(ApiError::server("Unexpected replay.")),
+        }
+    }
+
+    /// Run a change through the store. A refusal the change returns aborts the write and comes
+    /// back as a value; a store failure comes back as the EKS error it maps to.
+    async fn run<F>(
+        &self,
+        mut change: F,
+    ) -> Result<Result<std::sync::Arc<ProfileState>, Refusal>, ApiError>
+    where
+        F: FnMut(&mut ProfileState) -> Result<(), Refusal> + Send,
+    {
+        let mut refusal = None;
+        let outcome = self
+            .inner
+            .store
+            .update(Box::new(|state: &mut ProfileState| match change(state) {
+                Ok(()) => {
+                    refusal = None;
+                    Step::Commit
+                }
+                Err(why) => {
+                    refusal = Some(why);
+                    Step::Abort
+                }
+            }))
+            .await;
+        match outcome {
+            Ok(Updated::Committed(state)) => Ok(Ok(state)),
+            Ok(Updated::Aborted) => Ok(Err(refusal.unwrap_or(Refusal::NoChange))),
+            Err(error) => Err(store_error(error, &self.inner.cluster.name)),
         }
     }
 
@@ -836,11 +833,11 @@ impl Api {
                 let result =
                     api.inner
                         .store
-                        .update(Box::new(|state: &mut ProfilesFile| {
+                        .update(Box::new(|state: &mut ProfileState| -> Step {
                             let Some(index) = state.fargate_profiles.iter().position(|p| {
                                 p.fargate_profile_name == name && api.arn_of(p) == arn
                             }) else {
-                                return Err(Box::new(Refusal::NoChange));
+                                return Step::Abort; // gone, or replaced by another profile
                             };
                             match (transition, state.fargate_profiles[index].status) {
                                 (Transition::Activate, ProfileStatus::Creating) => {
@@ -850,19 +847,23 @@ impl Api {
                                     state.fargate_profiles.remove(index);
                                     drop_tokens(state, &name, &arn);
                                 }
-                                _ => return Err(Box::new(Refusal::NoChange)),
+                                _ => return Step::Abort, // another writer moved it on
                             }
-                            Ok(())
+                            Step::Commit
                         }))
                         .await;
                 match result {
-                    Ok(_) => {
+                    Ok(Updated::Committed(_)) => {
                         tracing::info!(profile = %name, ?transition, "profile lifecycle step done");
                         break;
                     }
-                    Err(UpdateError::Rejected(_)) => break,
-                    Err(UpdateError::Storage(message) | UpdateError::NotLoaded(message)) => {
-                        tracing::error!(profile = %name, ?transition, %message, "profile lifecycle step failed; retrying");
+                    Ok(Updated::Aborted) => break,
+                    Err(UpdateError::Violation(violation)) => {
+                        tracing::error!(profile = %name, ?transition, %violation, "profile lifecycle step refused by the store");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(profile = %name, ?transition, error = %crate::store::report(&error), "profile lifecycle step failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -884,7 +885,7 @@ enum Transition {
 }
 
 /// Forget the tokens that created a removed profile.
-fn drop_tokens(state: &mut ProfilesFile, name: &str, arn: &str) {
+fn drop_tokens(state: &mut ProfileState, name: &str, arn: &str) {
     state
         .client_request_tokens
         .retain(|_, r| !(r.fargate_profile_name == name && r.fargate_profile_arn == arn));
@@ -892,6 +893,47 @@ fn drop_tokens(state: &mut ProfilesFile, name: &str, arn: &str) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn store_errors_map_to_eks_codes() {
+        let cases = [
+            (
+                UpdateError::Violation(Violation::DuplicateName),
+                "ResourceInUseException",
+                "A Fargate Profile already exists with this name in this cluster.",
+            ),
+            (
+                UpdateError::Violation(Violation::NameStillDeleting),
+                "ResourceInUseException",
+                "A Fargate Profile with this name is still being deleted; try again later.",
+            ),
+            (
+                UpdateError::Violation(Violation::Invalid("bad name".into())),
+                "InvalidParameterException",
+                "bad name",
+            ),
+            (
+                UpdateError::Violation(Violation::Immutable("web".into())),
+                "InvalidParameterException",
+                "Fargate profile web is immutable except for its tags.",
+            ),
+            (
+                UpdateError::NotLoaded("corrupt".into()),
+                "InvalidRequestException",
+                "Cluster 'fargate' is not in ACTIVE status",
+            ),
+            (
+                UpdateError::storage("writing x", std::io::Error::other("disk full")),
+                "ServerException",
+                "The Fargate profile could not be stored; retry the request.",
+            ),
+        ];
+        for (error, code, message) in cases {
+            let api = store_error(error, "fargate");
+            assert_eq!((api.code, api.message.as_str()), (code, message));
+        }
+    }
+
     use super::*;
 
     #[test]

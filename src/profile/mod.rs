@@ -103,11 +103,12 @@ pub struct FargateProfile {
     pub health: Option<Health>,
 }
 
-/// The local store's file: `{"fargateProfiles": [...]}`. Idempotency tokens ride along so that a
-/// profile and the token that created it are committed in one atomic write.
+/// The profiles of the cluster and the idempotency tokens that created them: what every store
+/// holds, and the shape of the file store's `profiles.json` (`{"fargateProfiles": [...]}`). Tokens
+/// ride along so that a profile and the token that created it are committed in one atomic write.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProfilesFile {
+pub struct ProfileState {
     /// Required: a misspelt key must not read as "no profiles" and wipe the snapshot.
     pub fargate_profiles: Vec<FargateProfile>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -292,13 +293,13 @@ pub fn validate(profile: &FargateProfile, limits: &Limits) -> Result<(), RuleVio
 
 /// Parse and validate a profiles file. Any error rejects the whole file: a half-valid file must not
 /// replace the last good snapshot.
-pub fn parse_profiles_file(bytes: &[u8], limits: &Limits) -> Result<ProfilesFile, LoadError> {
+pub fn parse_profiles_file(bytes: &[u8], limits: &Limits) -> Result<ProfileState, LoadError> {
     // serde accepts a JSON array for a struct; only the documented object form is a profiles file.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(LoadError::NotAnObject);
     }
-    let file: ProfilesFile = serde_json::from_slice(bytes).map_err(LoadError::Json)?;
+    let file: ProfileState = serde_json::from_slice(bytes).map_err(LoadError::Json)?;
     let mut seen = std::collections::HashSet::new();
     for profile in &file.fargate_profiles {
         validate(profile, limits).map_err(|rule| LoadError::Invalid {

@@ -164,7 +164,7 @@ fn a_bad_file_is_refused_whole() {
     let mut bad = profile("bad");
     bad.selectors = vec![bad.selectors[0].clone(); 6];
     let file = |profiles: Vec<FargateProfile>| {
-        serde_json::to_vec(&ProfilesFile {
+        serde_json::to_vec(&ProfileState {
             fargate_profiles: profiles,
             ..Default::default()
         })

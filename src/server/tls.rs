@@ -138,10 +138,10 @@ impl CertReloader {
     /// Watch the directories of the certificate and the key (Secret volumes swap `..data`).
     pub fn watch(self: &Arc<Self>) -> notify::Result<tokio::task::JoinHandle<()>> {
         let this = Arc::clone(self);
-        crate::watch::watch_dirs(
+        crate::files::watch_dirs(
             vec![
-                crate::watch::parent_dir(&self.cert_path),
-                crate::watch::parent_dir(&self.key_path),
+                crate::files::parent_dir(&self.cert_path),
+                crate::files::parent_dir(&self.key_path),
             ],
             move || {
                 this.reload();

@@ -19,10 +19,10 @@
 use crate::profile::{self, ProfileStatus, Selector};
 use ::kube::core::CustomResourceExt;
 use ::kube::{CustomResource, KubeSchema};
+use jiff::Timestamp;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
-use k8s_openapi::jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -3,15 +3,13 @@
 //! so a profile acknowledged to a client survives `kill -9` and a reader never sees half a file.
 //! A broken file (hand edit, bad ConfigMap) never replaces the last good snapshot.
 
-use super::{BoxFuture, Change, ProfileStore, StoreState, UpdateError};
-use crate::decision::{SharedSnapshot, Snapshot};
+use super::{BoxFuture, Change, ProfileStore, Publisher, Step, UpdateError, Updated, check_change};
+use crate::decision::SharedSnapshot;
+use crate::files::write_atomic;
 use crate::ops::metrics::Metrics;
-use crate::profile::{self, FargateProfile, Limits, ProfilesFile, Selector};
-use arc_swap::ArcSwap;
+use crate::profile::{self, FargateProfile, Limits, ProfileState, Selector};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub const PROFILES_FILE: &str = "profiles.json";
@@ -19,12 +17,9 @@ pub const PROFILES_FILE: &str = "profiles.json";
 pub struct FileStore {
     path: PathBuf,
     limits: Limits,
-    current: ArcSwap<StoreState>,
     /// Serialises writers and reloads, so a reload never overtakes a write in flight.
     write_lock: Mutex<()>,
-    snapshot: SharedSnapshot,
-    metrics: Arc<Metrics>,
-    loaded: AtomicBool,
+    published: Publisher,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -36,8 +31,8 @@ impl std::fmt::Debug for FileStore {
 }
 
 /// The profile a fresh state directory starts with, so `serve` does something visible at once.
-pub fn example_profiles() -> ProfilesFile {
-    ProfilesFile {
+pub fn example_profiles() -> ProfileState {
+    ProfileState {
         fargate_profiles: vec![FargateProfile {
             fargate_profile_name: "example".into(),
             pod_execution_role_arn: "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole"
@@ -74,23 +69,11 @@ impl FileStore {
         let store = Arc::new(FileStore {
             path,
             limits,
-            current: ArcSwap::from_pointee(StoreState::default()),
             write_lock: Mutex::new(()),
-            snapshot,
-            metrics,
-            loaded: AtomicBool::new(false),
+            published: Publisher::new(snapshot, metrics),
         });
         store.reload();
         Ok(store)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether a good snapshot has been loaded at least once.
-    pub fn is_loaded(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
     }
 
     /// Re-read the file; publish it if it is valid and different, keep the last good one otherwise.
@@ -103,39 +86,32 @@ impl FileStore {
             });
         match result {
             Ok(state) => {
-                if self.is_loaded() && *self.current.load_full() == state {
+                if self.is_loaded() && *self.published.current() == state {
                     return true; // our own write, or a touch: nothing new
                 }
-                self.publish(Arc::new(state));
-                self.loaded.store(true, Ordering::Release);
-                self.metrics.reload("profiles", true);
+                self.published.publish(Arc::new(state));
+                self.published.mark_loaded();
+                self.published.metrics().reload("profiles", true);
                 tracing::info!(path = %self.path.display(), "profiles reloaded");
                 true
             }
             Err(error) => {
-                self.metrics.reload("profiles", false);
+                self.published.metrics().reload("profiles", false);
                 tracing::error!(path = %self.path.display(), %error, "profiles file rejected; keeping the last good snapshot");
                 false
             }
         }
     }
 
-    fn publish(&self, state: Arc<StoreState>) {
-        let snapshot = Snapshot::new(state.fargate_profiles.clone());
-        self.metrics.observe_snapshot(&snapshot);
-        self.snapshot.store(Arc::new(snapshot));
-        self.current.store(state);
-    }
-
     /// Watch the state directory and reload on change.
     pub fn watch(self: &Arc<Self>) -> notify::Result<tokio::task::JoinHandle<()>> {
         let store = Arc::clone(self);
-        crate::watch::watch_dirs(vec![crate::watch::parent_dir(&self.path)], move || {
+        crate::files::watch_dirs(vec![crate::files::parent_dir(&self.path)], move || {
             store.reload();
         })
     }
 
-    fn update_blocking(&self, mut change: Change<'_>) -> Result<Arc<StoreState>, UpdateError> {
+    fn update_blocking(&self, mut change: Change<'_>) -> Result<Updated, UpdateError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         if !self.is_loaded() {
             return Err(UpdateError::NotLoaded(format!(
@@ -144,14 +120,14 @@ impl FileStore {
             )));
         }
         // Writers in other processes sharing the directory serialise on this lock file.
-        let lock_path = crate::watch::parent_dir(&self.path).join(".profiles.json.lock");
+        let lock_path = crate::files::parent_dir(&self.path).join(".profiles.json.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
             .and_then(|file| file.lock().map(|()| file))
-            .map_err(|e| UpdateError::Storage(format!("locking {}: {e}", lock_path.display())))?;
+            .map_err(|e| UpdateError::storage(format!("locking {}", lock_path.display()), e))?;
         // Start from the file as it is now, not from memory: a hand edit (or another process's
         // write) that the watcher has not reloaded yet must not be overwritten.
         let mut next = match std::fs::read(&self.path) {
@@ -162,82 +138,118 @@ impl FileStore {
                 ))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                (*self.current.load_full()).clone()
+                (*self.published.current()).clone()
             }
             Err(e) => {
-                return Err(UpdateError::Storage(format!(
-                    "reading {}: {e}",
-                    self.path.display()
-                )));
+                return Err(UpdateError::storage(
+                    format!("reading {}", self.path.display()),
+                    e,
+                ));
             }
         };
-        change(&mut next).map_err(UpdateError::Rejected)?;
+        let before = next.clone();
+        if change(&mut next) == Step::Abort {
+            return Ok(Updated::Aborted);
+        }
+        check_change(&before, &next, &self.limits)?;
         write_atomic(&self.path, &encode(&next))
-            .map_err(|e| UpdateError::Storage(format!("writing {}: {e}", self.path.display())))?;
+            .map_err(|e| UpdateError::storage(format!("writing {}", self.path.display()), e))?;
         drop(lock);
         let next = Arc::new(next);
-        self.publish(Arc::clone(&next));
-        self.loaded.store(true, Ordering::Release);
-        Ok(next)
+        self.published.publish(Arc::clone(&next));
+        self.published.mark_loaded();
+        Ok(Updated::Committed(next))
     }
 }
 
 impl ProfileStore for FileStore {
-    fn current(&self) -> Arc<StoreState> {
-        self.current.load_full()
+    fn current(&self) -> Arc<ProfileState> {
+        self.published.current()
     }
 
-    fn update<'a>(
-        &'a self,
-        change: Change<'a>,
-    ) -> BoxFuture<'a, Result<Arc<StoreState>, UpdateError>> {
+    fn update<'a>(&'a self, change: Change<'a>) -> BoxFuture<'a, Result<Updated, UpdateError>> {
         // The write is a few small syscalls plus two fsyncs; block_in_place keeps the borrowed
         // closure usable without forcing 'static on every caller.
         Box::pin(async move { tokio::task::block_in_place(|| self.update_blocking(change)) })
     }
+
+    fn is_loaded(&self) -> bool {
+        self.published.is_loaded()
+    }
+
+    fn wait_loaded(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.published.wait_loaded())
+    }
 }
 
-fn encode(state: &StoreState) -> Vec<u8> {
+fn encode(state: &ProfileState) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(state).expect("profiles always serialize");
     bytes.push(b'\n');
     bytes
 }
 
-/// Replace `path` with `bytes` so that a crash at any moment leaves either the old or the new file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with_mode(path, bytes, 0o644)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Violation;
 
-/// [`write_atomic`] for secrets: the file is 0600 from its creation, never readable by others.
-pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with_mode(path, bytes, 0o600)
-}
-
-fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = crate::watch::parent_dir(path);
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".into());
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        // A temporary file left by a crash would keep its old mode: start from a new one.
-        let _ = std::fs::remove_file(&tmp);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    fn open(dir: &Path) -> Arc<FileStore> {
+        let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(
+            crate::decision::Snapshot::default(),
+        ));
+        FileStore::open(dir, Limits::default(), snapshot, Arc::new(Metrics::new())).unwrap()
     }
-    result
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn every_write_keeps_the_store_rules_and_aborts_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let path = dir.path().join(PROFILES_FILE);
+        let before = std::fs::read(&path).unwrap();
+
+        // A duplicate name and a change of an immutable field are refused; the file is untouched.
+        let duplicate = store
+            .update(Box::new(|state: &mut ProfileState| {
+                let copy = state.fargate_profiles[0].clone();
+                state.fargate_profiles.push(copy);
+                Step::Commit
+            }))
+            .await;
+        assert!(matches!(
+            duplicate,
+            Err(UpdateError::Violation(Violation::DuplicateName))
+        ));
+        let moved = store
+            .update(Box::new(|state: &mut ProfileState| {
+                state.fargate_profiles[0].subnets.push("subnet-x".into());
+                Step::Commit
+            }))
+            .await;
+        assert!(
+            matches!(moved, Err(UpdateError::Violation(Violation::Immutable(ref n))) if n == "example")
+        );
+        // An aborted change writes nothing, even if it touched the state it was given.
+        let aborted = store
+            .update(Box::new(|state: &mut ProfileState| {
+                state.fargate_profiles.clear();
+                Step::Abort
+            }))
+            .await;
+        assert!(matches!(aborted, Ok(Updated::Aborted)));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(store.current().fargate_profiles.len(), 1);
+
+        // Tags may change.
+        let tagged = store
+            .update(Box::new(|state: &mut ProfileState| {
+                let tags = &mut state.fargate_profiles[0].tags;
+                tags.insert("team".into(), "a".into());
+                Step::Commit
+            }))
+            .await;
+        assert!(
+            matches!(tagged, Ok(Updated::Committed(ref s)) if s.fargate_profiles[0].tags.len() == 1)
+        );
+        assert!(store.is_loaded());
+    }
 }

@@ -17,7 +17,7 @@ fi
 command -v go >/dev/null 2>&1 || { echo "build.sh: 'go' is not on PATH; the control plane is built from Go modules (Go >= 1.25)" >&2; exit 1; }
 mkdir -p "$bin"
 log="$bin/../build.log"
-echo "build.sh: building Kubernetes $release control plane into $bin (first time: 10-20 min on 2 cores; log: $log)" >&2
+echo "build.sh: building Kubernetes $release control plane into $bin (the first time takes about 7 min on 2 cores; log: $log)" >&2
 start=$(date +%s)
 # -mod=readonly: go.mod/go.sum are the pins; a build must never rewrite them.
 # Static, stripped, no VCS stamping (module builds carry no git data). Version stamped as upstream does.

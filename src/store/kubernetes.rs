@@ -6,7 +6,7 @@
 //! A kube-rs [`watcher`] lists and watches the resources. Every event rebuilds the state (each
 //! resource converted with [`profile_from_resource`] and checked with [`profile::validate`]; an
 //! invalid one is skipped with an error log and counts as a failed `profiles` reload) and
-//! publishes it to the webhook snapshot through `arc-swap`. [`KubeStore::is_loaded`] (readiness)
+//! publishes it to the webhook snapshot through `arc-swap`. [`ProfileStore::is_loaded`] (readiness)
 //! turns true after the first complete list. Watch restarts (a closed stream, `410 Gone` /
 //! "too old resource version", transport errors) are handled by the watcher: it re-watches or
 //! re-lists with its default backoff, and the re-list replaces the state. A resource that does
@@ -81,11 +81,13 @@
 use super::crd::{
     self, FargateProfile as ProfileResource, FargateProfileSpec, FargateProfileStatus,
 };
-use super::{BoxFuture, Change, ProfileStore, Rejection, StoreState, UpdateError};
-use crate::api::ApiError;
-use crate::decision::{SharedSnapshot, Snapshot};
+use super::{
+    BoxFuture, Change, ProfileStore, Publisher, Step as ChangeStep, UpdateError, Updated,
+    Violation, check_change,
+};
+use crate::decision::SharedSnapshot;
 use crate::ops::metrics::Metrics;
-use crate::profile::{self, FargateProfile, Limits, ProfileStatus, TokenRecord};
+use crate::profile::{self, FargateProfile, Limits, ProfileState, ProfileStatus, TokenRecord};
 use ::kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use ::kube::core::DeserializeGuard;
 use ::kube::core::error_boundary::InvalidObject;
@@ -93,7 +95,6 @@ use ::kube::core::params::Preconditions;
 use ::kube::runtime::WatchStreamExt;
 use ::kube::runtime::watcher::{self, Event};
 use ::kube::{Client, ResourceExt};
-use arc_swap::ArcSwap;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde::{Deserialize, Serialize};
@@ -204,8 +205,9 @@ enum AttemptError {
     Retry(String),
     /// Our own create met an object of that name that is not ours.
     Clash(String),
-    Rejected(Rejection),
-    Storage(String),
+    /// The change broke a rule every store keeps.
+    Violation(Violation),
+    Storage(UpdateError),
 }
 
 enum Mode<'m> {
@@ -427,13 +429,9 @@ pub struct KubeStore {
     locks: Api<ConfigMap>,
     options: KubeStoreOptions,
     limits: Limits,
-    snapshot: SharedSnapshot,
-    metrics: Arc<Metrics>,
+    published: Publisher,
     observed: Mutex<Observed>,
-    current: ArcSwap<StoreState>,
-    loaded: AtomicBool,
     housekeeping: AtomicBool,
-    changes: tokio::sync::watch::Sender<Arc<StoreState>>,
     /// Serialises this process's writers: they would only conflict with each other on the lock.
     writer: tokio::sync::Mutex<()>,
 }
@@ -460,7 +458,6 @@ impl KubeStore {
         if options.namespace.is_empty() {
             options.namespace = client.default_namespace().to_owned();
         }
-        let (changes, _) = tokio::sync::watch::channel(Arc::new(StoreState::default()));
         Arc::new(KubeStore {
             profiles: Api::all(client.clone()),
             guarded: Api::all(client.clone()),
@@ -468,12 +465,8 @@ impl KubeStore {
             housekeeping: AtomicBool::new(options.housekeeping),
             options,
             limits,
-            snapshot,
-            metrics,
+            published: Publisher::new(snapshot, metrics),
             observed: Mutex::new(Observed::default()),
-            current: ArcSwap::from_pointee(StoreState::default()),
-            loaded: AtomicBool::new(false),
-            changes,
             writer: tokio::sync::Mutex::new(()),
         })
     }
@@ -502,26 +495,6 @@ impl KubeStore {
         }
     }
 
-    /// Whether the first complete list of the resources has been published (readiness).
-    pub fn is_loaded(&self) -> bool {
-        self.loaded.load(Ordering::Acquire)
-    }
-
-    /// Wait until [`is_loaded`](Self::is_loaded).
-    pub async fn wait_loaded(&self) {
-        let mut changes = self.changes.subscribe();
-        while !self.is_loaded() {
-            if changes.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Every published state, e.g. to resume lifecycle transitions that another replica started.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<StoreState>> {
-        self.changes.subscribe()
-    }
-
     fn lock_observed(&self) -> std::sync::MutexGuard<'_, Observed> {
         self.observed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -534,12 +507,13 @@ impl KubeStore {
             Event::InitDone => {
                 let listed = observed.init.take().unwrap_or_default();
                 observed.replace_all(listed);
-                self.loaded.store(true, Ordering::Release);
                 tracing::info!(
                     profiles = observed.objects.len(),
                     "FargateProfile resources listed"
                 );
                 self.publish(&mut observed, Source::Watch);
+                // Readiness: the first complete list is published.
+                self.published.mark_loaded();
             }
             Event::Apply(guard) => {
                 observed.apply(guard);
@@ -558,7 +532,7 @@ impl KubeStore {
     /// Rebuild the state from what we observed and publish it (webhook snapshot, metrics,
     /// subscribers). Called with the observed lock held, so publications are ordered. Watch
     /// events count as `profiles` reloads (failed when a resource was skipped as invalid).
-    fn publish(&self, observed: &mut Observed, source: Source) -> Arc<StoreState> {
+    fn publish(&self, observed: &mut Observed, source: Source) -> Arc<ProfileState> {
         let mut profiles = Vec::with_capacity(observed.objects.len());
         let mut all_valid = observed.broken.is_empty();
         let mut newly_broken = Vec::new();
@@ -599,18 +573,14 @@ impl KubeStore {
                 }
             }
         }
-        let state = Arc::new(StoreState {
+        let state = Arc::new(ProfileState {
             fargate_profiles: profiles,
             client_request_tokens: observed.tokens.clone(),
         });
-        let snapshot = Snapshot::new(state.fargate_profiles.clone());
-        self.metrics.observe_snapshot(&snapshot);
+        self.published.publish(Arc::clone(&state));
         if source == Source::Watch {
-            self.metrics.reload("profiles", all_valid);
+            self.published.metrics().reload("profiles", all_valid);
         }
-        self.snapshot.store(Arc::new(snapshot));
-        self.current.store(Arc::clone(&state));
-        self.changes.send_replace(Arc::clone(&state));
         state
     }
 
@@ -710,10 +680,7 @@ impl KubeStore {
 
     // ---- writes ----
 
-    async fn update_with_retries(
-        &self,
-        change: &mut Change<'_>,
-    ) -> Result<Arc<StoreState>, UpdateError> {
+    async fn update_with_retries(&self, change: &mut Change<'_>) -> Result<Updated, UpdateError> {
         let _writer = self.writer.lock().await;
         let mut pause = self.options.retry_backoff;
         let attempts = self.options.max_attempts.max(1);
@@ -721,10 +688,8 @@ impl KubeStore {
         for attempt in 1..=attempts {
             match self.attempt(change).await {
                 Ok(state) => return Ok(state),
-                Err(AttemptError::Rejected(rejection)) => {
-                    return Err(UpdateError::Rejected(rejection));
-                }
-                Err(AttemptError::Storage(message)) => return Err(UpdateError::Storage(message)),
+                Err(AttemptError::Violation(violation)) => return Err(violation.into()),
+                Err(AttemptError::Storage(error)) => return Err(error),
                 Err(AttemptError::Retry(reason) | AttemptError::Clash(reason)) => {
                     tracing::debug!(attempt, %reason, "FargateProfile update conflicted; running it again");
                     last = reason;
@@ -735,12 +700,12 @@ impl KubeStore {
                 }
             }
         }
-        Err(UpdateError::Storage(format!(
+        Err(UpdateError::storage_context(format!(
             "the FargateProfile update did not go through after {attempts} attempts: {last}"
         )))
     }
 
-    async fn attempt(&self, change: &mut Change<'_>) -> Result<Arc<StoreState>, AttemptError> {
+    async fn attempt(&self, change: &mut Change<'_>) -> Result<Updated, AttemptError> {
         let lock = self.read_lock().await?;
         let (mut listed, mut list_version) = self.list().await?;
         if let Some(pending) = &lock.pending {
@@ -761,7 +726,7 @@ impl KubeStore {
 
         let before = state_of(&listed.objects, &lock.tokens);
         let mut after = before.clone();
-        if let Err(rejection) = change(&mut after) {
+        if change(&mut after) == ChangeStep::Abort {
             if lock.pending.is_some() {
                 // The journal we completed is done: clear it (conditional on the lock we read),
                 // so that no later roll-forward repeats it over changes made since.
@@ -770,13 +735,15 @@ impl KubeStore {
                 let mut observed = self.lock_observed();
                 self.publish(&mut observed, Source::Update);
             }
-            return Err(AttemptError::Rejected(rejection));
+            return Ok(Updated::Aborted);
         }
         let ops = plan(&before, &after, &listed, &self.limits)?;
         let tokens_changed = after.client_request_tokens != before.client_request_tokens;
         if ops.is_empty() && !tokens_changed && lock.pending.is_none() {
             let mut observed = self.lock_observed();
-            return Ok(self.publish(&mut observed, Source::Update));
+            return Ok(Updated::Committed(
+                self.publish(&mut observed, Source::Update),
+            ));
         }
 
         let pending = (!ops.is_empty()).then(|| Pending {
@@ -818,8 +785,10 @@ impl KubeStore {
                     // Committed: running the change again would see its own effects. Fail;
                     // the next update from any replica completes the journal.
                     Err(AttemptError::Retry(message)) => {
-                        return Err(AttemptError::Storage(format!(
-                            "{message} (the change is committed; the next update completes it)"
+                        return Err(AttemptError::Storage(UpdateError::storage_context(
+                            format!(
+                                "{message} (the change is committed; the next update completes it)"
+                            ),
                         )));
                     }
                     Err(other) => return Err(other),
@@ -831,7 +800,9 @@ impl KubeStore {
             }
         }
         let mut observed = self.lock_observed();
-        Ok(self.publish(&mut observed, Source::Update))
+        Ok(Updated::Committed(
+            self.publish(&mut observed, Source::Update),
+        ))
     }
 
     async fn list(&self) -> Result<(Listed, Option<u64>), AttemptError> {
@@ -926,15 +897,17 @@ impl KubeStore {
             .await
             .map_err(|e| failure("committing to the coordination ConfigMap", e))?;
         written.metadata.resource_version.ok_or_else(|| {
-            AttemptError::Storage("the coordination ConfigMap has no resourceVersion".into())
+            AttemptError::Storage(UpdateError::storage_context(
+                "the coordination ConfigMap has no resourceVersion",
+            ))
         })
     }
 
     /// Remove the pending writes of our commit once applied. A conflict means a later commit
     /// already replaced them.
     async fn clear_pending(&self, version: &str, tokens: &BTreeMap<String, TokenRecord>) {
-        if let Err(AttemptError::Storage(message)) = self.write_lock(version, tokens, None).await {
-            tracing::warn!(%message, "could not clear the applied writes from the coordination ConfigMap; the next update will");
+        if let Err(AttemptError::Storage(error)) = self.write_lock(version, tokens, None).await {
+            tracing::warn!(error = %crate::store::report(&error), "could not clear the applied writes from the coordination ConfigMap; the next update will");
         }
     }
 
@@ -956,10 +929,10 @@ impl KubeStore {
             });
         }
         let rest = (!rest.ops.is_empty()).then_some(rest);
-        if let Err(AttemptError::Storage(message)) =
+        if let Err(AttemptError::Storage(error)) =
             self.write_lock(version, &tokens, rest.as_ref()).await
         {
-            tracing::warn!(%message, "could not drop a failed create from the coordination ConfigMap");
+            tracing::warn!(error = %crate::store::report(&error), "could not drop a failed create from the coordination ConfigMap");
         }
     }
 
@@ -1024,17 +997,22 @@ impl KubeStore {
                         Mode::Foreign => {
                             failure("finishing an earlier FargateProfile commit", error)
                         }
-                        Mode::Own { .. } => AttemptError::Storage(format!(
-                            "writing FargateProfile {}: {error} (the change is committed; the next update completes it)",
-                            op.name()
+                        Mode::Own { .. } => AttemptError::Storage(UpdateError::storage(
+                            format!(
+                                "writing FargateProfile {} (the change is committed; the next update completes it)",
+                                op.name()
+                            ),
+                            error,
                         )),
                     });
                 }
             }
         }
-        Err(AttemptError::Storage(format!(
-            "FargateProfile {} kept changing while it was written",
-            op.name()
+        Err(AttemptError::Storage(UpdateError::storage_context(
+            format!(
+                "FargateProfile {} kept changing while it was written",
+                op.name()
+            ),
         )))
     }
 
@@ -1164,15 +1142,21 @@ impl KubeStore {
 }
 
 impl ProfileStore for KubeStore {
-    fn current(&self) -> Arc<StoreState> {
-        self.current.load_full()
+    fn current(&self) -> Arc<ProfileState> {
+        self.published.current()
     }
 
-    fn update<'a>(
-        &'a self,
-        mut change: Change<'a>,
-    ) -> BoxFuture<'a, Result<Arc<StoreState>, UpdateError>> {
+    fn update<'a>(&'a self, mut change: Change<'a>) -> BoxFuture<'a, Result<Updated, UpdateError>> {
         Box::pin(async move { self.update_with_retries(&mut change).await })
+    }
+
+    /// The first complete list of the resources has been published.
+    fn is_loaded(&self) -> bool {
+        self.published.is_loaded()
+    }
+
+    fn wait_loaded(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.published.wait_loaded())
     }
 }
 
@@ -1205,7 +1189,7 @@ fn failure(what: &str, error: ::kube::Error) -> AttemptError {
     if is_transient(&error) {
         AttemptError::Retry(format!("{what}: {error}"))
     } else {
-        AttemptError::Storage(format!("{what}: {error}"))
+        AttemptError::Storage(UpdateError::storage(what, error))
     }
 }
 
@@ -1332,15 +1316,11 @@ pub fn profile_from_resource(obj: &ProfileResource) -> Option<FargateProfile> {
 fn state_of(
     listed: &BTreeMap<String, ProfileResource>,
     tokens: &BTreeMap<String, TokenRecord>,
-) -> StoreState {
-    StoreState {
+) -> ProfileState {
+    ProfileState {
         fargate_profiles: listed.values().filter_map(profile_from_resource).collect(),
         client_request_tokens: tokens.clone(),
     }
-}
-
-fn refuse(error: ApiError) -> AttemptError {
-    AttemptError::Rejected(Box::new(error))
 }
 
 /// The status part of a profile, compared at the precision the resource keeps.
@@ -1355,11 +1335,12 @@ fn status_part(p: &FargateProfile) -> (ProfileStatus, Option<&str>, Option<&str>
 
 /// The writes that turn `before` into `after`.
 fn plan(
-    before: &StoreState,
-    after: &StoreState,
+    before: &ProfileState,
+    after: &ProfileState,
     listed: &Listed,
     limits: &Limits,
 ) -> Result<Vec<Op>, AttemptError> {
+    check_change(before, after, limits).map_err(AttemptError::Violation)?;
     let taken = listed.names();
     let listed = &listed.objects;
     let old: BTreeMap<&str, &FargateProfile> = before
@@ -1367,14 +1348,11 @@ fn plan(
         .iter()
         .map(|p| (p.fargate_profile_name.as_str(), p))
         .collect();
-    let mut new: BTreeMap<&str, &FargateProfile> = BTreeMap::new();
-    for p in &after.fargate_profiles {
-        if new.insert(p.fargate_profile_name.as_str(), p).is_some() {
-            return Err(refuse(ApiError::resource_in_use(
-                "A Fargate Profile already exists with this name in this cluster.",
-            )));
-        }
-    }
+    let new: BTreeMap<&str, &FargateProfile> = after
+        .fargate_profiles
+        .iter()
+        .map(|p| (p.fargate_profile_name.as_str(), p))
+        .collect();
     let uid_of = |name: &str| {
         listed
             .get(name)
@@ -1394,18 +1372,15 @@ fn plan(
         match old.get(name) {
             None => {
                 if let Some(problem) = crd::k8s_name_problem(name) {
-                    return Err(refuse(ApiError::invalid_parameter(problem)));
+                    return Err(AttemptError::Violation(Violation::Invalid(problem)));
                 }
-                profile::validate(now, limits)
-                    .map_err(|rule| refuse(ApiError::invalid_parameter(rule.0)))?;
                 if taken.contains(*name) {
                     // There, but not a profile for the change: being deleted, or unreadable.
-                    let message = if listed.contains_key(*name) {
-                        "A Fargate Profile with this name is still being deleted; try again later."
+                    return Err(AttemptError::Violation(if listed.contains_key(*name) {
+                        Violation::NameStillDeleting
                     } else {
-                        "A Fargate Profile already exists with this name in this cluster."
-                    };
-                    return Err(refuse(ApiError::resource_in_use(message)));
+                        Violation::DuplicateName
+                    }));
                 }
                 ops.push(Op::Create {
                     name: (*name).to_owned(),
@@ -1414,14 +1389,6 @@ fn plan(
                 });
             }
             Some(was) => {
-                if was.pod_execution_role_arn != now.pod_execution_role_arn
-                    || was.subnets != now.subnets
-                    || was.selectors != now.selectors
-                {
-                    return Err(refuse(ApiError::invalid_parameter(format!(
-                        "Fargate profile {name} is immutable except for its tags."
-                    ))));
-                }
                 let tags = (was.tags != now.tags).then(|| now.tags.clone());
                 let status = (status_part(was) != status_part(now))
                     .then(|| FargateProfileStatus::from_profile(now));
@@ -1501,9 +1468,7 @@ mod tests {
         assert_eq!(profile.status, ProfileStatus::Creating);
         assert_eq!(profile.fargate_profile_arn.as_deref(), Some("arn"));
         obj.metadata.deletion_timestamp = obj.metadata.creation_timestamp.clone().or(Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ),
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
         ));
         assert!(profile_from_resource(&obj).is_none(), "no finalizer: gone");
         obj.metadata.finalizers = Some(vec![FINALIZER.into()]);
