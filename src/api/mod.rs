@@ -15,10 +15,17 @@
 //! - A hand-written profile without ARN gets a stable one derived from its name.
 //! - `nextToken` is the last name returned, HMAC-authenticated; it survives restarts.
 
+mod change;
 pub mod error;
-mod ops;
+mod identity;
+mod lifecycle;
+mod operations;
 pub mod paging;
+mod route;
+mod rules;
 pub mod sigv4;
+mod tags;
+mod wire;
 
 pub use error::ApiError;
 
@@ -283,7 +290,7 @@ impl Api {
         let body = match body {
             Ok(body) => body,
             Err(error) => {
-                let operation = ops::Route::of(&parts.method, parts.uri.path()).operation();
+                let operation = route::Route::of(&parts.method, parts.uri.path()).operation();
                 return self.finish(operation, Err(error), &request_id);
             }
         };
@@ -298,7 +305,7 @@ impl Api {
             Err(join_error) => {
                 tracing::error!(%join_error, "EKS API operation failed");
                 (
-                    ops::Route::of(&method, &uri_path).operation(),
+                    route::Route::of(&method, &uri_path).operation(),
                     Err(ApiError::server(
                         "An internal error occurred while processing the request.",
                     )),

@@ -1,0 +1,93 @@
+//! The lifecycle timers: CREATING → ACTIVE and DELETING → removed after the configured delays,
+//! resumed after a restart and for transitions another replica started.
+
+use super::Api;
+use super::rules::{self, Transition};
+use crate::profile::{ProfileState, ProfileStatus};
+use crate::store::{Step, UpdateError, Updated};
+use std::time::Duration;
+
+impl Api {
+    /// Start the timers for the profiles found CREATING or DELETING.
+    pub(crate) fn resume_transitions(&self) {
+        let state = self.inner.store.current();
+        // Only profiles the API wrote (they carry `createdAt`) follow its lifecycle: a hand-written
+        // entry keeps the status written in it (spec §6).
+        for profile in state
+            .fargate_profiles
+            .iter()
+            .filter(|p| p.created_at.is_some())
+        {
+            let transition = match profile.status {
+                ProfileStatus::Creating => Transition::Activate,
+                ProfileStatus::Deleting => Transition::Remove,
+                _ => continue,
+            };
+            self.spawn_transition(
+                transition,
+                profile.fargate_profile_name.clone(),
+                self.arn_of(profile),
+            );
+        }
+    }
+
+    /// After the delay, CREATING → ACTIVE or DELETING → removed, if the profile is still the same
+    /// one in the same status. Storage failures are retried (a profile stuck CREATING would block
+    /// every later create).
+    pub(super) fn spawn_transition(&self, transition: Transition, name: String, arn: String) {
+        let timer = format!("{arn} {transition:?}");
+        if !self
+            .inner
+            .timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(timer.clone())
+        {
+            return; // this profile's step is already scheduled here
+        }
+        tracing::debug!(profile = %name, ?transition, "lifecycle step scheduled");
+        let api = self.clone();
+        let delay = match transition {
+            Transition::Activate => self.inner.create_delay,
+            Transition::Remove => self.inner.delete_delay,
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let result = api
+                    .inner
+                    .store
+                    .update(Box::new(|state: &mut ProfileState| {
+                        if rules::advance(state, transition, &name, &arn, |p| api.arn_of(p)) {
+                            Step::Commit
+                        } else {
+                            Step::Abort // gone, replaced, or moved on by another writer
+                        }
+                    }))
+                    .await;
+                match result {
+                    Ok(Updated::Committed(_)) => {
+                        tracing::info!(profile = %name, ?transition, "profile lifecycle step done");
+                        break;
+                    }
+                    Ok(Updated::Aborted) => break,
+                    Err(UpdateError::Violation(violation)) => {
+                        tracing::error!(profile = %name, ?transition, %violation, "profile lifecycle step refused by the store");
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::error!(profile = %name, ?transition, error = %crate::store::report(&error), "profile lifecycle step failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            api.inner
+                .timers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&timer);
+        });
+    }
+}

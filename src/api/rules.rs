@@ -1,0 +1,481 @@
+//! The EKS rules of the Fargate-profile API over the store's state, as pure functions: each runs
+//! inside a store change (so it sees the latest committed state, also across replicas) and
+//! either edits the state or says why not. No I/O, no clock: tested by tables below.
+
+use super::error::ApiError;
+use crate::profile::{FargateProfile, Limits, ProfileState, ProfileStatus, TokenRecord};
+
+pub(crate) fn is_busy(status: ProfileStatus) -> bool {
+    matches!(status, ProfileStatus::Creating | ProfileStatus::Deleting)
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Transition {
+    Activate,
+    Remove,
+}
+
+/// Forget the tokens that created a removed profile.
+pub(crate) fn drop_tokens(state: &mut ProfileState, name: &str, arn: &str) {
+    state
+        .client_request_tokens
+        .retain(|_, r| !(r.fargate_profile_name == name && r.fargate_profile_arn == arn));
+}
+
+/// Why a change closure refused to change the state.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Error(ApiError),
+    /// The token was already used for this very request: answer with this profile.
+    Replay(Box<FargateProfile>),
+    /// Nothing to do (a transition whose profile is gone or changed).
+    NoChange,
+}
+
+pub(crate) fn refuse(error: ApiError) -> Refusal {
+    Refusal::Error(error)
+}
+
+/// A CreateFargateProfile request, validated and turned into the profile to store.
+pub(crate) struct CreateRequest<'a> {
+    pub profile: &'a FargateProfile,
+    pub token: Option<&'a str>,
+    /// Digest of the request's meaningful content, for token reuse.
+    pub digest: &'a str,
+    /// A zero create delay: store the profile ACTIVE at once.
+    pub activate_now: bool,
+}
+
+/// CreateFargateProfile. In EKS's order: a reused `clientRequestToken` (the same request replays
+/// the original profile, another request is refused), a duplicate name, the quota, another
+/// profile CREATING or DELETING. Then the profile and its token are added.
+pub(crate) fn create(
+    state: &mut ProfileState,
+    request: &CreateRequest<'_>,
+    limits: &Limits,
+    cluster: &str,
+    arn_of: impl Fn(&FargateProfile) -> String,
+) -> Result<(), Refusal> {
+    let name = &request.profile.fargate_profile_name;
+    let on_profile = |e: ApiError| Refusal::Error(e.with_cluster(cluster).with_profile(name));
+    if let Some(token) = request.token
+        && let Some(record) = state.client_request_tokens.get(token)
+    {
+        let original = state.fargate_profiles.iter().find(|p| {
+            p.fargate_profile_name == record.fargate_profile_name
+                && arn_of(p) == record.fargate_profile_arn
+        });
+        // A record whose profile is gone is stale: the token is free again.
+        if let Some(original) = original {
+            if record.request_digest == request.digest {
+                return Err(Refusal::Replay(Box::new(original.clone())));
+            }
+            return Err(on_profile(ApiError::invalid_parameter(format!(
+                "The client request token {token} was already used with a different request."
+            ))));
+        }
+    }
+    if state
+        .fargate_profiles
+        .iter()
+        .any(|p| &p.fargate_profile_name == name)
+    {
+        return Err(on_profile(ApiError::resource_in_use(
+            "A Fargate Profile already exists with this name in this cluster.",
+        )));
+    }
+    if state.fargate_profiles.len() >= limits.max_profiles {
+        return Err(on_profile(ApiError::limit_exceeded(
+            "Fargate Profile limit exceeded for cluster.",
+        )));
+    }
+    if let Some(busy) = state.fargate_profiles.iter().find(|p| is_busy(p.status)) {
+        return Err(on_profile(ApiError::resource_in_use(format!(
+            "Cannot create Fargate Profile {name} because cluster {cluster} currently has Fargate profile {} in status {}",
+            busy.fargate_profile_name, busy.status
+        ))));
+    }
+    let mut stored = request.profile.clone();
+    if request.activate_now {
+        stored.status = ProfileStatus::Active;
+    }
+    let arn = arn_of(&stored);
+    state.fargate_profiles.push(stored);
+    if let Some(token) = request.token {
+        state.client_request_tokens.insert(
+            token.to_owned(),
+            TokenRecord {
+                fargate_profile_name: name.clone(),
+                fargate_profile_arn: arn,
+                request_digest: request.digest.to_owned(),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The EKS answer for a profile that does not exist.
+pub(crate) fn profile_not_found(cluster: &str, name: &str) -> ApiError {
+    ApiError::resource_not_found(format!("No Fargate Profile found with name: {name}."))
+        .with_cluster(cluster)
+        .with_profile(name)
+}
+
+/// DeleteFargateProfile: the profile goes DELETING (or, with a zero delay, away with its tokens),
+/// unless it does not exist or a profile is CREATING or DELETING. Returns the profile as answered
+/// (status DELETING).
+pub(crate) fn delete(
+    state: &mut ProfileState,
+    name: &str,
+    cluster: &str,
+    remove_now: bool,
+    arn_of: impl Fn(&FargateProfile) -> String,
+) -> Result<FargateProfile, Refusal> {
+    let Some(index) = state
+        .fargate_profiles
+        .iter()
+        .position(|p| p.fargate_profile_name == name)
+    else {
+        return Err(Refusal::Error(profile_not_found(cluster, name)));
+    };
+    if let Some(busy) = state.fargate_profiles.iter().find(|p| is_busy(p.status)) {
+        return Err(Refusal::Error(
+            ApiError::resource_in_use(format!(
+                "Cannot Delete Fargate Profile {name} because cluster {cluster} currently has Fargate profile {} in status {}",
+                busy.fargate_profile_name, busy.status
+            ))
+            .with_cluster(cluster)
+            .with_profile(name),
+        ));
+    }
+    let mut profile = state.fargate_profiles[index].clone();
+    profile.status = ProfileStatus::Deleting;
+    if remove_now {
+        let arn = arn_of(&profile);
+        state.fargate_profiles.remove(index);
+        drop_tokens(state, name, &arn);
+    } else {
+        state.fargate_profiles[index].status = ProfileStatus::Deleting;
+    }
+    Ok(profile)
+}
+
+/// One lifecycle step: CREATING → ACTIVE, or DELETING → removed (with its tokens), if the profile
+/// (same name and ARN) is still in the status the step expects. Returns whether it changed.
+pub(crate) fn advance(
+    state: &mut ProfileState,
+    transition: Transition,
+    name: &str,
+    arn: &str,
+    arn_of: impl Fn(&FargateProfile) -> String,
+) -> bool {
+    let Some(index) = state
+        .fargate_profiles
+        .iter()
+        .position(|p| p.fargate_profile_name == name && arn_of(p) == arn)
+    else {
+        return false;
+    };
+    match (transition, state.fargate_profiles[index].status) {
+        (Transition::Activate, ProfileStatus::Creating) => {
+            state.fargate_profiles[index].status = ProfileStatus::Active;
+        }
+        (Transition::Remove, ProfileStatus::Deleting) => {
+            state.fargate_profiles.remove(index);
+            drop_tokens(state, name, arn);
+        }
+        _ => return false,
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Selector;
+    use std::collections::BTreeMap;
+
+    const CLUSTER: &str = "fargate";
+
+    fn arn(p: &FargateProfile) -> String {
+        p.fargate_profile_arn
+            .clone()
+            .unwrap_or_else(|| format!("derived/{}", p.fargate_profile_name))
+    }
+
+    fn profile(name: &str, status: ProfileStatus) -> FargateProfile {
+        FargateProfile {
+            fargate_profile_name: name.into(),
+            fargate_profile_arn: Some(format!("arn/{name}")),
+            pod_execution_role_arn: "arn:aws:iam::012345678910:role/R".into(),
+            selectors: vec![Selector {
+                namespace: Some("ns".into()),
+                labels: BTreeMap::new(),
+            }],
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn state(profiles: Vec<FargateProfile>) -> ProfileState {
+        ProfileState {
+            fargate_profiles: profiles,
+            client_request_tokens: BTreeMap::new(),
+        }
+    }
+
+    /// (what, state, token, quota, expected code, profiles after)
+    type CreateCase<'a> = (
+        &'a str,
+        ProfileState,
+        Option<&'a str>,
+        usize,
+        &'a str,
+        usize,
+    );
+
+    fn code(result: &Result<(), Refusal>) -> &'static str {
+        match result {
+            Ok(()) => "ok",
+            Err(Refusal::Error(e)) => e.code,
+            Err(Refusal::Replay(_)) => "replay",
+            Err(Refusal::NoChange) => "no change",
+        }
+    }
+
+    #[test]
+    fn create_checks_in_eks_order() {
+        let new = profile("new", ProfileStatus::Creating);
+        let limits = |max_profiles| Limits {
+            max_profiles,
+            ..Limits::default()
+        };
+        let with_token = |mut s: ProfileState, digest: &str| {
+            s.client_request_tokens.insert(
+                "tok".into(),
+                TokenRecord {
+                    fargate_profile_name: "new".into(),
+                    fargate_profile_arn: "arn/new".into(),
+                    request_digest: digest.into(),
+                },
+            );
+            s
+        };
+        let active = |n: &str| profile(n, ProfileStatus::Active);
+        let cases: Vec<CreateCase> = vec![
+            ("empty cluster", state(vec![]), None, 10, "ok", 1),
+            (
+                "beside an ACTIVE one",
+                state(vec![active("a")]),
+                None,
+                10,
+                "ok",
+                2,
+            ),
+            (
+                "duplicate name",
+                state(vec![profile("new", ProfileStatus::Active)]),
+                None,
+                10,
+                "ResourceInUseException",
+                1,
+            ),
+            (
+                "quota reached",
+                state(vec![active("a"), active("b")]),
+                None,
+                2,
+                "ResourceLimitExceededException",
+                2,
+            ),
+            (
+                "quota before busy",
+                state(vec![profile("a", ProfileStatus::Creating)]),
+                None,
+                1,
+                "ResourceLimitExceededException",
+                1,
+            ),
+            (
+                "another CREATING",
+                state(vec![profile("a", ProfileStatus::Creating)]),
+                None,
+                10,
+                "ResourceInUseException",
+                1,
+            ),
+            (
+                "another DELETING",
+                state(vec![profile("a", ProfileStatus::Deleting)]),
+                None,
+                10,
+                "ResourceInUseException",
+                1,
+            ),
+            (
+                "same token, same request",
+                with_token(state(vec![profile("new", ProfileStatus::Creating)]), "d"),
+                Some("tok"),
+                10,
+                "replay",
+                1,
+            ),
+            (
+                "same token, other request",
+                with_token(state(vec![profile("new", ProfileStatus::Active)]), "other"),
+                Some("tok"),
+                10,
+                "InvalidParameterException",
+                1,
+            ),
+            (
+                "stale token (its profile is gone)",
+                with_token(state(vec![]), "other"),
+                Some("tok"),
+                10,
+                "ok",
+                1,
+            ),
+        ];
+        for (what, mut s, token, max, want, after) in cases {
+            let request = CreateRequest {
+                profile: &new,
+                token,
+                digest: "d",
+                activate_now: false,
+            };
+            let result = create(&mut s, &request, &limits(max), CLUSTER, arn);
+            assert_eq!(code(&result), want, "{what}");
+            assert_eq!(s.fargate_profiles.len(), after, "{what}");
+        }
+    }
+
+    #[test]
+    fn create_stores_the_profile_and_its_token() {
+        let new = profile("new", ProfileStatus::Creating);
+        for activate_now in [false, true] {
+            let mut s = state(vec![]);
+            let request = CreateRequest {
+                profile: &new,
+                token: Some("tok"),
+                digest: "d",
+                activate_now,
+            };
+            create(&mut s, &request, &Limits::default(), CLUSTER, arn).unwrap();
+            let want = if activate_now {
+                ProfileStatus::Active
+            } else {
+                ProfileStatus::Creating
+            };
+            assert_eq!(s.fargate_profiles[0].status, want);
+            let record = &s.client_request_tokens["tok"];
+            assert_eq!(
+                (
+                    record.fargate_profile_name.as_str(),
+                    record.fargate_profile_arn.as_str(),
+                    record.request_digest.as_str()
+                ),
+                ("new", "arn/new", "d")
+            );
+        }
+        let err = create(
+            &mut state(vec![profile("a", ProfileStatus::Deleting)]),
+            &CreateRequest {
+                profile: &new,
+                token: None,
+                digest: "d",
+                activate_now: false,
+            },
+            &Limits::default(),
+            CLUSTER,
+            arn,
+        );
+        let Err(Refusal::Error(e)) = err else {
+            panic!("not refused")
+        };
+        assert_eq!(
+            e.message,
+            "Cannot create Fargate Profile new because cluster fargate currently has Fargate profile a in status DELETING"
+        );
+    }
+
+    #[test]
+    fn delete_cases() {
+        // Not found, busy, DELETING, removed at once with its tokens.
+        let mut s = state(vec![profile("a", ProfileStatus::Active)]);
+        let Err(Refusal::Error(e)) = delete(&mut s, "b", CLUSTER, false, arn) else {
+            panic!("found b")
+        };
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                "ResourceNotFoundException",
+                "No Fargate Profile found with name: b."
+            )
+        );
+        let mut busy = state(vec![
+            profile("a", ProfileStatus::Active),
+            profile("c", ProfileStatus::Creating),
+        ]);
+        let Err(Refusal::Error(e)) = delete(&mut busy, "a", CLUSTER, false, arn) else {
+            panic!("deleted while c is CREATING")
+        };
+        assert_eq!(
+            e.message,
+            "Cannot Delete Fargate Profile a because cluster fargate currently has Fargate profile c in status CREATING"
+        );
+        let answered = delete(&mut s, "a", CLUSTER, false, arn).unwrap();
+        assert_eq!(answered.status, ProfileStatus::Deleting);
+        assert_eq!(s.fargate_profiles[0].status, ProfileStatus::Deleting);
+        // Deleting one that is itself DELETING: it is busy.
+        assert!(delete(&mut s, "a", CLUSTER, false, arn).is_err());
+
+        let mut now = state(vec![profile("a", ProfileStatus::Active)]);
+        now.client_request_tokens.insert(
+            "tok".into(),
+            TokenRecord {
+                fargate_profile_name: "a".into(),
+                fargate_profile_arn: "arn/a".into(),
+                request_digest: "d".into(),
+            },
+        );
+        let answered = delete(&mut now, "a", CLUSTER, true, arn).unwrap();
+        assert_eq!(answered.status, ProfileStatus::Deleting);
+        assert!(now.fargate_profiles.is_empty());
+        assert!(now.client_request_tokens.is_empty());
+    }
+
+    #[test]
+    fn advance_only_moves_the_expected_status_of_the_same_profile() {
+        use ProfileStatus::*;
+        let cases = [
+            (Transition::Activate, Creating, "arn/a", true, Some(Active)),
+            (Transition::Activate, Active, "arn/a", false, Some(Active)),
+            (
+                Transition::Activate,
+                Deleting,
+                "arn/a",
+                false,
+                Some(Deleting),
+            ),
+            (Transition::Remove, Deleting, "arn/a", true, None),
+            (Transition::Remove, Active, "arn/a", false, Some(Active)),
+            (
+                Transition::Activate,
+                Creating,
+                "arn/other",
+                false,
+                Some(Creating),
+            ),
+        ];
+        for (transition, status, target, changed, after) in cases {
+            let mut s = state(vec![profile("a", status)]);
+            assert_eq!(
+                advance(&mut s, transition, "a", target, arn),
+                changed,
+                "{transition:?} {status:?} {target}"
+            );
+            assert_eq!(s.fargate_profiles.first().map(|p| p.status), after);
+        }
+    }
+}

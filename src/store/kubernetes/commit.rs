@@ -1,0 +1,542 @@
+//! The write protocol (see the module documentation): read the lock, roll a pending commit
+//! forward, run the change on a fresh list, commit to the lock, apply the writes.
+
+use super::*;
+
+pub(super) enum AttemptError {
+    /// Start the update again (conflict, moved lock, transient error).
+    Retry(String),
+    /// Our own create met an object of that name that is not ours.
+    Clash(String),
+    /// The change broke a rule every store keeps.
+    Violation(Violation),
+    Storage(UpdateError),
+}
+
+pub(super) enum Mode<'m> {
+    /// Finishing another writer's commit: any conflict restarts the attempt.
+    Foreign,
+    /// Applying our own commit, made at this lock resourceVersion.
+    Own { lock_version: &'m str },
+}
+
+pub(super) enum Flow {
+    Continue,
+    /// A later commit replaced ours (and so applied it): stop.
+    Superseded,
+}
+
+pub(super) enum Step {
+    Done,
+    /// A write succeeded; the object as it is now (None: gone).
+    Wrote(Option<Box<ProfileResource>>),
+    /// A create found an object of that name that is not ours.
+    Clash,
+}
+
+impl KubeStore {
+    pub(super) async fn update_with_retries(
+        &self,
+        change: &mut Change<'_>,
+    ) -> Result<Updated, UpdateError> {
+        let _writer = self.writer.lock().await;
+        let mut pause = self.options.retry_backoff;
+        let attempts = self.options.max_attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match self.attempt(change).await {
+                Ok(state) => return Ok(state),
+                Err(AttemptError::Violation(violation)) => return Err(violation.into()),
+                Err(AttemptError::Storage(error)) => return Err(error),
+                Err(AttemptError::Retry(reason) | AttemptError::Clash(reason)) => {
+                    tracing::debug!(attempt, %reason, "FargateProfile update conflicted; running it again");
+                    last = reason;
+                    if attempt < attempts {
+                        tokio::time::sleep(jitter(pause)).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        Err(UpdateError::storage_context(format!(
+            "the FargateProfile update did not go through after {attempts} attempts: {last}"
+        )))
+    }
+
+    pub(super) async fn attempt(&self, change: &mut Change<'_>) -> Result<Updated, AttemptError> {
+        let lock = self.read_lock().await?;
+        let (mut listed, mut list_version) = self.list().await?;
+        if let Some(pending) = &lock.pending {
+            if self.lock_moved(&lock.resource_version).await? {
+                return Err(AttemptError::Retry("the coordination object moved".into()));
+            }
+            for op in &pending.ops {
+                self.drive(op, listed.objects.get(op.name()).cloned(), &Mode::Foreign)
+                    .await?;
+            }
+            (listed, list_version) = self.list().await?;
+        }
+        {
+            let mut observed = self.lock_observed();
+            observed.absorb_list(&listed.objects, list_version);
+            observed.tokens = lock.tokens.clone();
+        }
+
+        let before = state_of(&listed.objects, &lock.tokens);
+        let mut after = before.clone();
+        if change(&mut after) == ChangeStep::Abort {
+            if lock.pending.is_some() {
+                // The journal we completed is done: clear it (conditional on the lock we read),
+                // so that no later roll-forward repeats it over changes made since.
+                self.clear_pending(&lock.resource_version, &lock.tokens)
+                    .await;
+                let mut observed = self.lock_observed();
+                self.publish(&mut observed, Source::Update);
+            }
+            return Ok(Updated::Aborted);
+        }
+        let ops = plan(&before, &after, &listed, &self.limits)?;
+        let tokens_changed = after.client_request_tokens != before.client_request_tokens;
+        if ops.is_empty() && !tokens_changed && lock.pending.is_none() {
+            let mut observed = self.lock_observed();
+            return Ok(Updated::Committed(
+                self.publish(&mut observed, Source::Update),
+            ));
+        }
+
+        let pending = (!ops.is_empty()).then(|| Pending {
+            commit: uuid::Uuid::new_v4().to_string(),
+            ops,
+        });
+        let lock_version = self
+            .write_lock(
+                &lock.resource_version,
+                &after.client_request_tokens,
+                pending.as_ref(),
+            )
+            .await?;
+        self.lock_observed().tokens = after.client_request_tokens.clone();
+
+        if let Some(pending) = &pending {
+            let mode = Mode::Own {
+                lock_version: &lock_version,
+            };
+            let mut superseded = false;
+            for op in &pending.ops {
+                match self
+                    .drive(op, listed.objects.get(op.name()).cloned(), &mode)
+                    .await
+                {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Superseded) => {
+                        superseded = true;
+                        break;
+                    }
+                    Err(AttemptError::Clash(reason)) => {
+                        // Our create met an object that is not ours: forget that write, so no
+                        // roll-forward performs it later, and run the change again on the fresh
+                        // state, where the caller sees the duplicate.
+                        self.drop_clashed(&lock_version, pending, op, &after.client_request_tokens)
+                            .await;
+                        return Err(AttemptError::Retry(reason));
+                    }
+                    // Committed: running the change again would see its own effects. Fail;
+                    // the next update from any replica completes the journal.
+                    Err(AttemptError::Retry(message)) => {
+                        return Err(AttemptError::Storage(UpdateError::storage_context(
+                            format!(
+                                "{message} (the change is committed; the next update completes it)"
+                            ),
+                        )));
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            if !superseded {
+                self.clear_pending(&lock_version, &after.client_request_tokens)
+                    .await;
+            }
+        }
+        let mut observed = self.lock_observed();
+        Ok(Updated::Committed(
+            self.publish(&mut observed, Source::Update),
+        ))
+    }
+
+    pub(super) async fn list(&self) -> Result<(Listed, Option<u64>), AttemptError> {
+        let list = self
+            .guarded
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| failure("listing FargateProfiles", e))?;
+        let version = list
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok());
+        let mut listed = Listed::default();
+        for guard in list.items {
+            listed.add(guard);
+        }
+        Ok((listed, version))
+    }
+
+    pub(super) async fn read_lock(&self) -> Result<Lock, AttemptError> {
+        let name = &self.options.lock_name;
+        let found = self
+            .locks
+            .get_opt(name)
+            .await
+            .map_err(|e| failure("reading the coordination ConfigMap", e))?;
+        let config_map = match found {
+            Some(config_map) => config_map,
+            None => {
+                let fresh = ConfigMap {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(self.options.namespace.clone()),
+                        labels: Some(BTreeMap::from([(PART_OF.0.into(), PART_OF.1.into())])),
+                        ..Default::default()
+                    },
+                    data: Some(BTreeMap::new()),
+                    ..Default::default()
+                };
+                self.locks
+                    .create(&post_params(), &fresh)
+                    .await
+                    .map_err(|e| failure("creating the coordination ConfigMap", e))?
+            }
+        };
+        Ok(parse_lock(&config_map))
+    }
+
+    pub(super) async fn lock_moved(&self, version: &str) -> Result<bool, AttemptError> {
+        let found = self
+            .locks
+            .get_opt(&self.options.lock_name)
+            .await
+            .map_err(|e| failure("reading the coordination ConfigMap", e))?;
+        Ok(found
+            .and_then(|cm| cm.metadata.resource_version)
+            .is_none_or(|v| v != version))
+    }
+
+    pub(super) async fn write_lock(
+        &self,
+        version: &str,
+        tokens: &BTreeMap<String, TokenRecord>,
+        pending: Option<&Pending>,
+    ) -> Result<String, AttemptError> {
+        let mut data = BTreeMap::new();
+        data.insert(
+            TOKENS_KEY.to_owned(),
+            serde_json::to_string(tokens).expect("tokens serialize"),
+        );
+        if let Some(pending) = pending {
+            data.insert(
+                PENDING_KEY.to_owned(),
+                serde_json::to_string(pending).expect("pending writes serialize"),
+            );
+        }
+        let config_map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.options.lock_name.clone()),
+                namespace: Some(self.options.namespace.clone()),
+                resource_version: Some(version.to_owned()),
+                labels: Some(BTreeMap::from([(PART_OF.0.into(), PART_OF.1.into())])),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        let written = self
+            .locks
+            .replace(&self.options.lock_name, &post_params(), &config_map)
+            .await
+            .map_err(|e| failure("committing to the coordination ConfigMap", e))?;
+        written.metadata.resource_version.ok_or_else(|| {
+            AttemptError::Storage(UpdateError::storage_context(
+                "the coordination ConfigMap has no resourceVersion",
+            ))
+        })
+    }
+
+    /// Remove the pending writes of our commit once applied. A conflict means a later commit
+    /// already replaced them.
+    pub(super) async fn clear_pending(
+        &self,
+        version: &str,
+        tokens: &BTreeMap<String, TokenRecord>,
+    ) {
+        if let Err(AttemptError::Storage(error)) = self.write_lock(version, tokens, None).await {
+            tracing::warn!(error = %crate::store::report(&error), "could not clear the applied writes from the coordination ConfigMap; the next update will");
+        }
+    }
+
+    /// Take a create that met someone else's object out of our journal (and its tokens).
+    pub(super) async fn drop_clashed(
+        &self,
+        version: &str,
+        pending: &Pending,
+        clashed: &Op,
+        tokens: &BTreeMap<String, TokenRecord>,
+    ) {
+        let mut rest = pending.clone();
+        rest.ops.retain(|op| op != clashed);
+        let mut tokens = tokens.clone();
+        if let Op::Create { name, status, .. } = clashed {
+            tokens.retain(|_, r| {
+                !(r.fargate_profile_name == *name
+                    && Some(&r.fargate_profile_arn) == status.fargate_profile_arn.as_ref())
+            });
+        }
+        let rest = (!rest.ops.is_empty()).then_some(rest);
+        if let Err(AttemptError::Storage(error)) =
+            self.write_lock(version, &tokens, rest.as_ref()).await
+        {
+            tracing::warn!(error = %crate::store::report(&error), "could not drop a failed create from the coordination ConfigMap");
+        }
+    }
+
+    /// Apply one journaled write, step by step, until it is done.
+    pub(super) async fn drive(
+        &self,
+        op: &Op,
+        mut current: Option<ProfileResource>,
+        mode: &Mode<'_>,
+    ) -> Result<Flow, AttemptError> {
+        let mut transient = 0;
+        for _ in 0..MAX_OP_STEPS {
+            match self.step(op, current.as_ref()).await {
+                Ok(Step::Done) => return Ok(Flow::Continue),
+                Ok(Step::Wrote(now)) => {
+                    let now = now.map(|obj| *obj);
+                    match &now {
+                        Some(obj) => self.record(obj.clone()),
+                        None => self.bury(op.name(), current.as_ref()),
+                    }
+                    current = now;
+                }
+                Ok(Step::Clash) => {
+                    return match mode {
+                        Mode::Foreign => Ok(Flow::Continue),
+                        Mode::Own { .. } => Err(AttemptError::Clash(format!(
+                            "a FargateProfile named {} was created by someone else",
+                            op.name()
+                        ))),
+                    };
+                }
+                Err(error) if api_code(&error) == Some(409) => match mode {
+                    Mode::Foreign => {
+                        return Err(AttemptError::Retry(format!(
+                            "FargateProfile {} changed while finishing an earlier commit",
+                            op.name()
+                        )));
+                    }
+                    Mode::Own { lock_version } => {
+                        current = self
+                            .profiles
+                            .get_opt(op.name())
+                            .await
+                            .map_err(|e| failure("reading a FargateProfile", e))?;
+                        if self.lock_moved(lock_version).await? {
+                            return Ok(Flow::Superseded);
+                        }
+                    }
+                },
+                Err(error) if is_transient(&error) && transient < 3 => {
+                    transient += 1;
+                    tracing::debug!(%error, profile = op.name(), "FargateProfile write failed; retrying");
+                    tokio::time::sleep(jitter(self.options.retry_backoff * 4)).await;
+                    current = self
+                        .profiles
+                        .get_opt(op.name())
+                        .await
+                        .map_err(|e| failure("reading a FargateProfile", e))?;
+                }
+                Err(error) => {
+                    return Err(match mode {
+                        Mode::Foreign => {
+                            failure("finishing an earlier FargateProfile commit", error)
+                        }
+                        Mode::Own { .. } => AttemptError::Storage(UpdateError::storage(
+                            format!(
+                                "writing FargateProfile {} (the change is committed; the next update completes it)",
+                                op.name()
+                            ),
+                            error,
+                        )),
+                    });
+                }
+            }
+        }
+        Err(AttemptError::Storage(UpdateError::storage_context(
+            format!(
+                "FargateProfile {} kept changing while it was written",
+                op.name()
+            ),
+        )))
+    }
+
+    /// One write towards `op`'s goal, given the object as last seen.
+    pub(super) async fn step(
+        &self,
+        op: &Op,
+        current: Option<&ProfileResource>,
+    ) -> Result<Step, ::kube::Error> {
+        match op {
+            Op::Create { name, spec, status } => match current {
+                None => {
+                    let created = self
+                        .profiles
+                        .create(&post_params(), &new_resource(name, spec, status))
+                        .await?;
+                    Ok(Step::Wrote(Some(Box::new(created))))
+                }
+                Some(obj) if !created_by(obj, status) => Ok(Step::Clash),
+                Some(obj) if obj.metadata.deletion_timestamp.is_some() => Ok(Step::Done),
+                Some(obj) => self.write_status(obj, status).await,
+            },
+            Op::Update {
+                uid, tags, status, ..
+            } => {
+                let Some(obj) = current.filter(|o| {
+                    o.metadata.uid.as_deref() == Some(uid.as_str())
+                        && o.metadata.deletion_timestamp.is_none()
+                }) else {
+                    return Ok(Step::Done);
+                };
+                if let Some(tags) = tags
+                    && obj.spec.tags != *tags
+                {
+                    let mut desired = obj.clone();
+                    desired.spec.tags = tags.clone();
+                    let name = obj.name_any();
+                    let written = self
+                        .profiles
+                        .replace(&name, &post_params(), &desired)
+                        .await?;
+                    return Ok(Step::Wrote(Some(Box::new(written))));
+                }
+                match status {
+                    Some(status) => self.write_status(obj, status).await,
+                    None => Ok(Step::Done),
+                }
+            }
+            Op::Remove { name, uid } => {
+                let Some(obj) = current.filter(|o| o.metadata.uid.as_deref() == Some(uid.as_str()))
+                else {
+                    return Ok(Step::Done);
+                };
+                if obj.metadata.deletion_timestamp.is_none() {
+                    let params = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            uid: Some(uid.clone()),
+                            resource_version: obj.metadata.resource_version.clone(),
+                        }),
+                        ..Default::default()
+                    };
+                    let deleted = self.profiles.delete(name, &params).await?;
+                    return Ok(Step::Wrote(deleted.left().map(Box::new)));
+                }
+                if has_finalizer(obj) {
+                    return self
+                        .release(obj)
+                        .await
+                        .map(|now| Step::Wrote(now.map(Box::new)));
+                }
+                Ok(Step::Done)
+            }
+        }
+    }
+
+    pub(super) async fn write_status(
+        &self,
+        obj: &ProfileResource,
+        status: &FargateProfileStatus,
+    ) -> Result<Step, ::kube::Error> {
+        if same_status(obj.status.as_ref(), status) {
+            return Ok(Step::Done);
+        }
+        let mut desired = obj.clone();
+        let mut status = status.clone();
+        status.observed_generation = obj.metadata.generation;
+        desired.status = Some(status);
+        let written = self
+            .profiles
+            .replace_status(&obj.name_any(), &post_params(), &desired)
+            .await?;
+        Ok(Step::Wrote(Some(Box::new(written))))
+    }
+
+    /// Drop our finalizer (conditional on the resourceVersion seen). Returns the object if it is
+    /// still there (other finalizers), None when it is gone.
+    pub(super) async fn release(
+        &self,
+        obj: &ProfileResource,
+    ) -> Result<Option<ProfileResource>, ::kube::Error> {
+        let finalizers: Vec<&String> = obj
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .collect();
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": obj.metadata.resource_version,
+                "finalizers": finalizers,
+            }
+        });
+        let name = obj.name_any();
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let after = self
+            .profiles
+            .patch(&name, &params, &Patch::Merge(&patch))
+            .await?;
+        if after.metadata.deletion_timestamp.is_some() && after.finalizers().is_empty() {
+            self.bury(&name, Some(&after));
+            return Ok(None);
+        }
+        Ok(Some(after))
+    }
+}
+
+pub(super) fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+pub(super) fn api_code(error: &::kube::Error) -> Option<u16> {
+    match error {
+        ::kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Worth trying again: conflicts, throttling, server trouble and transport errors.
+pub(super) fn is_transient(error: &::kube::Error) -> bool {
+    match api_code(error) {
+        Some(code) => matches!(code, 409 | 429 | 500 | 502 | 503 | 504),
+        None => !matches!(
+            error,
+            ::kube::Error::SerdeError(_) | ::kube::Error::BuildRequest(_)
+        ),
+    }
+}
+
+pub(super) fn failure(what: &str, error: ::kube::Error) -> AttemptError {
+    if is_transient(&error) {
+        AttemptError::Retry(format!("{what}: {error}"))
+    } else {
+        AttemptError::Storage(UpdateError::storage(what, error))
+    }
+}
+
+pub(super) fn jitter(pause: Duration) -> Duration {
+    let nanos = uuid::Uuid::new_v4().as_u128() as u64 % (pause.as_nanos() as u64 / 2 + 1);
+    pause / 2 + Duration::from_nanos(nanos)
+}

@@ -1,0 +1,100 @@
+//! Housekeeping of resources written by others: stamp ACTIVE on status-less resources created
+//! with kubectl, and drop the finalizer of resources deleted with kubectl.
+
+use super::*;
+
+impl KubeStore {
+    /// Stamp ACTIVE on status-less resources created by others and drop the finalizer of
+    /// resources deleted by others (see the module documentation).
+    pub(super) fn housekeep(self: &Arc<Self>, observed: &mut Observed) {
+        if !self.housekeeping.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut work = Vec::new();
+        for obj in observed.objects.values() {
+            let key = (
+                obj.name_any(),
+                obj.metadata.resource_version.clone().unwrap_or_default(),
+            );
+            let deleting = obj.metadata.deletion_timestamp.is_some();
+            let needs_status = !deleting
+                && recorded_status(obj).is_none()
+                && !obj.annotations().contains_key(INITIAL_STATUS_ANNOTATION);
+            let needs_release = deleting && has_finalizer(obj);
+            if (needs_status || needs_release) && !observed.housekept.contains(&key) {
+                observed.housekept.insert(key);
+                work.push(obj.clone());
+            }
+        }
+        if observed.housekept.len() > 4 * observed.objects.len() + 64 {
+            let live: HashSet<(String, String)> = observed
+                .objects
+                .values()
+                .map(|o| {
+                    (
+                        o.name_any(),
+                        o.metadata.resource_version.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            observed.housekept.retain(|k| live.contains(k));
+            observed.reported.retain(|k| live.contains(k));
+        }
+        for obj in work {
+            let store = Arc::clone(self);
+            tokio::spawn(async move { store.housekeep_one(obj).await });
+        }
+    }
+
+    pub(super) async fn housekeep_one(&self, obj: ProfileResource) {
+        let name = obj.name_any();
+        let result = if obj.metadata.deletion_timestamp.is_some() {
+            self.release(&obj).await.map(|_| "finalizer dropped")
+        } else {
+            let mut status = FargateProfileStatus {
+                status: Some(ProfileStatus::Active),
+                created_at: obj
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| crd::format_created_at(t.0.as_millisecond() as f64 / 1000.0)),
+                ..Default::default()
+            };
+            status.observed_generation = obj.metadata.generation;
+            let mut desired = obj.clone();
+            desired.status = Some(status);
+            self.profiles
+                .replace_status(&name, &post_params(), &desired)
+                .await
+                .map(|written| {
+                    self.record(written);
+                    "status ACTIVE written"
+                })
+        };
+        match result {
+            Ok(what) => {
+                tracing::info!(profile = %name, "{what} on a FargateProfile written by others")
+            }
+            Err(::kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
+                tracing::debug!(profile = %name, "FargateProfile changed meanwhile; housekeeping skipped");
+            }
+            Err(::kube::Error::Api(status)) if status.code == 403 => {
+                self.housekeeping.store(false, Ordering::Relaxed);
+                tracing::warn!(profile = %name, message = %status.message, "no permission to write FargateProfile status; housekeeping turned off");
+            }
+            Err(error) => {
+                tracing::warn!(profile = %name, %error, "FargateProfile housekeeping failed")
+            }
+        }
+    }
+
+    pub(super) fn record(&self, obj: ProfileResource) {
+        let mut observed = self.lock_observed();
+        observed.upsert(obj);
+    }
+
+    pub(super) fn bury(&self, name: &str, last: Option<&ProfileResource>) {
+        let mut observed = self.lock_observed();
+        observed.bury(name, last);
+    }
+}

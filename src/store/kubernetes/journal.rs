@@ -1,0 +1,152 @@
+//! The commit journal kept in the coordination ConfigMap (the writes of the last commit, the
+//! idempotency tokens) and the plan that turns one state into another as writes.
+
+use super::*;
+
+/// One write of a commit, as journaled in the coordination ConfigMap.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Op {
+    /// Create the resource and write its status.
+    #[serde(rename_all = "camelCase")]
+    Create {
+        name: String,
+        spec: FargateProfileSpec,
+        status: FargateProfileStatus,
+    },
+    /// Change the tags and/or the status of the resource with this uid.
+    #[serde(rename_all = "camelCase")]
+    Update {
+        name: String,
+        uid: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tags: Option<BTreeMap<String, String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<FargateProfileStatus>,
+    },
+    /// Delete the resource with this uid and drop its finalizer.
+    #[serde(rename_all = "camelCase")]
+    Remove { name: String, uid: String },
+}
+
+impl Op {
+    pub fn name(&self) -> &str {
+        match self {
+            Op::Create { name, .. } | Op::Update { name, .. } | Op::Remove { name, .. } => name,
+        }
+    }
+}
+
+/// The pending writes of the last commit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub commit: String,
+    pub ops: Vec<Op>,
+}
+
+/// The coordination ConfigMap as read.
+#[derive(Debug)]
+pub(super) struct Lock {
+    pub(super) resource_version: String,
+    pub(super) tokens: BTreeMap<String, TokenRecord>,
+    pub(super) pending: Option<Pending>,
+}
+pub(super) fn parse_lock(config_map: &ConfigMap) -> Lock {
+    let data = config_map.data.clone().unwrap_or_default();
+    let tokens = match data.get(TOKENS_KEY) {
+        None => BTreeMap::new(),
+        Some(text) => serde_json::from_str(text).unwrap_or_else(|error| {
+            tracing::error!(%error, "the coordination ConfigMap's tokens are unreadable; starting without them");
+            BTreeMap::new()
+        }),
+    };
+    let pending = data.get(PENDING_KEY).and_then(|text| {
+        serde_json::from_str(text)
+            .map_err(|error| {
+                tracing::error!(%error, "the coordination ConfigMap's pending writes are unreadable; ignoring them");
+            })
+            .ok()
+    });
+    Lock {
+        resource_version: config_map
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default(),
+        tokens,
+        pending,
+    }
+}
+
+/// The writes that turn `before` into `after`.
+pub(super) fn plan(
+    before: &ProfileState,
+    after: &ProfileState,
+    listed: &Listed,
+    limits: &Limits,
+) -> Result<Vec<Op>, AttemptError> {
+    check_change(before, after, limits).map_err(AttemptError::Violation)?;
+    let taken = listed.names();
+    let listed = &listed.objects;
+    let old: BTreeMap<&str, &FargateProfile> = before
+        .fargate_profiles
+        .iter()
+        .map(|p| (p.fargate_profile_name.as_str(), p))
+        .collect();
+    let new: BTreeMap<&str, &FargateProfile> = after
+        .fargate_profiles
+        .iter()
+        .map(|p| (p.fargate_profile_name.as_str(), p))
+        .collect();
+    let uid_of = |name: &str| {
+        listed
+            .get(name)
+            .and_then(|o| o.metadata.uid.clone())
+            .unwrap_or_default()
+    };
+    let mut ops = Vec::new();
+    for name in old.keys() {
+        if !new.contains_key(name) {
+            ops.push(Op::Remove {
+                name: (*name).to_owned(),
+                uid: uid_of(name),
+            });
+        }
+    }
+    for (name, now) in &new {
+        match old.get(name) {
+            None => {
+                if let Some(problem) = crd::k8s_name_problem(name) {
+                    return Err(AttemptError::Violation(Violation::Invalid(problem)));
+                }
+                if taken.contains(*name) {
+                    // There, but not a profile for the change: being deleted, or unreadable.
+                    return Err(AttemptError::Violation(if listed.contains_key(*name) {
+                        Violation::NameStillDeleting
+                    } else {
+                        Violation::DuplicateName
+                    }));
+                }
+                ops.push(Op::Create {
+                    name: (*name).to_owned(),
+                    spec: FargateProfileSpec::from_profile(now),
+                    status: FargateProfileStatus::from_profile(now),
+                });
+            }
+            Some(was) => {
+                let tags = (was.tags != now.tags).then(|| now.tags.clone());
+                let status = (status_part(was) != status_part(now))
+                    .then(|| FargateProfileStatus::from_profile(now));
+                if tags.is_some() || status.is_some() {
+                    ops.push(Op::Update {
+                        name: (*name).to_owned(),
+                        uid: uid_of(name),
+                        tags,
+                        status,
+                    });
+                }
+            }
+        }
+    }
+    Ok(ops)
+}

@@ -1,0 +1,91 @@
+use super::*;
+
+fn resource(name: &str, version: u64) -> ProfileResource {
+    let mut obj = ProfileResource::new(name, FargateProfileSpec::default());
+    obj.metadata.resource_version = Some(version.to_string());
+    obj.metadata.uid = Some(format!("uid-{name}"));
+    obj
+}
+
+#[test]
+fn newer_versions_win_and_tombstones_hold() {
+    let mut observed = Observed::default();
+    observed.upsert(resource("a", 5));
+    observed.upsert(resource("a", 3));
+    assert_eq!(version_of(&observed.objects["a"]), Some(5));
+    observed.bury("a", Some(&resource("a", 7)));
+    observed.upsert(resource("a", 6));
+    assert!(observed.objects.is_empty());
+    observed.upsert(resource("a", 9));
+    assert_eq!(version_of(&observed.objects["a"]), Some(9));
+}
+
+#[test]
+fn a_relist_replaces_all_but_newer_writes() {
+    let mut observed = Observed::default();
+    observed.upsert(resource("gone", 2));
+    observed.upsert(resource("written", 20));
+    let listed = BTreeMap::from([
+        ("kept".to_owned(), resource("kept", 10)),
+        ("written".to_owned(), resource("written", 11)),
+    ]);
+    observed.replace_all(Listed {
+        objects: listed,
+        ..Default::default()
+    });
+    let names: Vec<&str> = observed.objects.keys().map(String::as_str).collect();
+    assert_eq!(names, ["kept", "written"]);
+    assert_eq!(version_of(&observed.objects["written"]), Some(20));
+}
+
+#[test]
+fn status_less_resources_read_as_active_or_as_created() {
+    let mut obj = resource("p", 1);
+    assert_eq!(
+        profile_from_resource(&obj).unwrap().status,
+        ProfileStatus::Active
+    );
+    let initial = FargateProfileStatus {
+        status: Some(ProfileStatus::Creating),
+        fargate_profile_arn: Some("arn".into()),
+        ..Default::default()
+    };
+    obj.metadata.annotations = Some(BTreeMap::from([(
+        INITIAL_STATUS_ANNOTATION.to_owned(),
+        serde_json::to_string(&initial).unwrap(),
+    )]));
+    let profile = profile_from_resource(&obj).unwrap();
+    assert_eq!(profile.status, ProfileStatus::Creating);
+    assert_eq!(profile.fargate_profile_arn.as_deref(), Some("arn"));
+    obj.metadata.deletion_timestamp = obj.metadata.creation_timestamp.clone().or(Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+    ));
+    assert!(profile_from_resource(&obj).is_none(), "no finalizer: gone");
+    obj.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    assert_eq!(
+        profile_from_resource(&obj).unwrap().status,
+        ProfileStatus::Deleting
+    );
+}
+
+#[test]
+fn journal_round_trips() {
+    let pending = Pending {
+        commit: "c".into(),
+        ops: vec![
+            Op::Remove {
+                name: "a".into(),
+                uid: "u".into(),
+            },
+            Op::Update {
+                name: "b".into(),
+                uid: "v".into(),
+                tags: None,
+                status: Some(FargateProfileStatus::default()),
+            },
+        ],
+    };
+    let text = serde_json::to_string(&pending).unwrap();
+    assert!(text.contains(r#""op":"remove""#), "{text}");
+    assert_eq!(serde_json::from_str::<Pending>(&text).unwrap(), pending);
+}
