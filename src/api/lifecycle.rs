@@ -12,7 +12,7 @@ impl Api {
     pub(crate) fn resume_transitions(&self) {
         let state = self.inner.store.current();
         // Only profiles the API wrote (they carry `createdAt`) follow its lifecycle: a hand-written
-        // entry keeps the status written in it (spec §6).
+        // entry keeps the status written in it (`docs/eks-behaviour.md` §6).
         for profile in state
             .fargate_profiles
             .iter()

@@ -113,7 +113,7 @@ pub struct Decision {
     pub warnings: Vec<String>,
 }
 
-/// The skip rules of spec section 5, in a fixed order so the reported reason is stable.
+/// The skip rules of `docs/eks-behaviour.md` §5, in a fixed order so the reported reason is stable.
 pub fn skip_reason(req: &Request<'_>) -> Option<SkipReason> {
     if req.kind != "Pod" || !req.group.is_empty() {
         return Some(SkipReason::NotPod);

@@ -1,4 +1,4 @@
-//! RFC 6902 JSON Patch for a matching pod (spec section 4). Only members the webhook owns are
+//! RFC 6902 JSON Patch for a matching pod (`docs/eks-behaviour.md` §4). Only members the webhook owns are
 //! touched; a map is added whole only when it is absent.
 
 use super::pod::Pod;

@@ -1,4 +1,5 @@
-//! The EKS `FargateProfile` object and the rules every profile must follow (spec section 6).
+//! The EKS `FargateProfile` object and the rules every profile must follow
+//! (`docs/eks-behaviour.md` §6).
 //!
 //! One place for the rules: the API, the file loader and the Kubernetes store all call [`validate`].
 
