@@ -4,5 +4,5 @@
 pub mod atomic;
 pub mod watch;
 
-pub use atomic::{write_atomic, write_atomic_private};
+pub use atomic::{remove_stale_temporaries, write_atomic, write_atomic_private};
 pub use watch::{parent_dir, watch_dirs};

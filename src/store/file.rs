@@ -62,6 +62,15 @@ impl FileStore {
     ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(state_dir)?;
         let path = state_dir.join(PROFILES_FILE);
+        {
+            // Temporary files of writers killed mid-write: under the writers' lock none is live.
+            let lock = open_lock(&path)?;
+            let removed = crate::files::remove_stale_temporaries(&path);
+            drop(lock);
+            if removed > 0 {
+                tracing::info!(removed, dir = %state_dir.display(), "removed temporary files left by interrupted writes");
+            }
+        }
         if !path.exists() {
             write_atomic(&path, &encode(&example_profiles()))?;
             tracing::info!(path = %path.display(), "created a profiles file with an example profile");
@@ -120,14 +129,9 @@ impl FileStore {
             )));
         }
         // Writers in other processes sharing the directory serialise on this lock file.
-        let lock_path = crate::files::parent_dir(&self.path).join(".profiles.json.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .and_then(|file| file.lock().map(|()| file))
-            .map_err(|e| UpdateError::storage(format!("locking {}", lock_path.display()), e))?;
+        let lock = open_lock(&self.path).map_err(|e| {
+            UpdateError::storage(format!("locking {}", lock_path(&self.path).display()), e)
+        })?;
         // Start from the file as it is now, not from memory: a hand edit (or another process's
         // write) that the watcher has not reloaded yet must not be overwritten.
         let mut next = match std::fs::read(&self.path) {
@@ -180,6 +184,22 @@ impl ProfileStore for FileStore {
     fn wait_loaded(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.published.wait_loaded())
     }
+}
+
+/// The lock file every writer of `path` (in any process sharing the directory) holds exclusively.
+fn lock_path(path: &Path) -> PathBuf {
+    crate::files::parent_dir(path).join(".profiles.json.lock")
+}
+
+/// Take the writers' lock (blocks while another writer holds it); released when dropped.
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(path))?;
+    file.lock()?;
+    Ok(file)
 }
 
 fn encode(state: &ProfileState) -> Vec<u8> {
@@ -251,5 +271,19 @@ mod tests {
             matches!(tagged, Ok(Updated::Committed(ref s)) if s.fargate_profiles[0].tags.len() == 1)
         );
         assert!(store.is_loaded());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn opening_removes_temporaries_of_killed_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".profiles.json.tmp-99999");
+        std::fs::write(&stale, b"{\"fargateProfiles\": [").unwrap();
+        let store = open(dir.path());
+        assert!(
+            !stale.exists(),
+            "a killed writer's temporary file survived a restart"
+        );
+        assert!(store.is_loaded());
+        assert!(dir.path().join(PROFILES_FILE).exists());
     }
 }
