@@ -14,7 +14,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fargate_webhook::api::{Api, ApiConfig};
 use fargate_webhook::decision::{SharedSnapshot, Snapshot};
-use fargate_webhook::ops::metrics::Metrics;
+use fargate_webhook::metrics::Metrics;
 use fargate_webhook::profile::{FargateProfile, ProfileState, Selector};
 use fargate_webhook::store::file::FileStore;
 use http::{Method, Request};

@@ -4,7 +4,7 @@
 use crate::api::Api;
 use crate::cli::{CertsCommand, Cli, Command, ExplainArgs, OutputFormat, ServeArgs, StoreKind};
 use crate::decision::{self, Options, SharedSnapshot, Snapshot};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::profile::Limits;
 use crate::server::http::{self, Timeouts};
 use crate::server::{self as webhook_server, Webhook, tls};

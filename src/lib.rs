@@ -10,7 +10,7 @@ pub mod certs;
 pub mod cli;
 pub mod decision;
 pub mod files;
-pub mod ops;
+pub mod metrics;
 pub mod profile;
 pub mod server;
 pub mod store;

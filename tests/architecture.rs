@@ -2,7 +2,7 @@
 //! names must be one of the modules it is allowed to know. A new back-arrow fails this test.
 //!
 //! profile ← decision ← admission ← server (webhook handler); profile ← store ← api;
-//! files and ops are leaves; cli and app sit on top and may use anything.
+//! files and metrics are leaves; cli and app sit on top and may use anything.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -14,10 +14,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("files", &[][..]),
         ("decision", &["profile"][..]),
         ("admission", &["decision", "profile"][..]),
-        ("ops", &["decision", "profile"][..]),
-        ("server", &["admission", "decision", "ops", "files"][..]),
-        ("store", &["profile", "decision", "ops", "files"][..]),
-        ("api", &["profile", "store", "ops", "server"][..]),
+        ("metrics", &["decision", "profile"][..]),
+        ("server", &["admission", "decision", "metrics", "files"][..]),
+        ("store", &["profile", "decision", "metrics", "files"][..]),
+        ("api", &["profile", "store", "metrics", "server"][..]),
         ("certs", &["files"][..]),
     ])
 }

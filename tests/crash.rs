@@ -4,34 +4,25 @@
 //!
 //! `FARGATE_CRASH_BIN` may name another binary taking the same `serve` flags.
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use support::process::{free_port, serve_command};
+use support::{PlainClient, ProfileBuilder, Reply, json_request, plain_client, poll_every, until};
 
-const ROLE: &str = "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole";
 const WRITERS: usize = 4;
 
 fn binary() -> PathBuf {
     std::env::var_os("FARGATE_CRASH_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fargate-webhook")))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .unwrap_or_else(support::process::binary)
 }
 
 /// A pseudo-random number from the clock (no rand crate needed for one number).
@@ -53,82 +44,76 @@ struct Proc {
 
 fn start(bin: &Path, base: &Path) -> Proc {
     let port = free_port();
-    let state = base.join("state");
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--tls-cert")
-        .arg(base.join("tls.crt"))
-        .arg("--tls-key")
-        .arg(base.join("tls.key"))
-        .args(["--webhook-addr", "127.0.0.1:0"])
-        .arg("--metrics-addr")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--api-addr")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--create-delay", "0s", "--delete-delay", "0s"])
-        .args(["--max-profiles", "10000"])
-        .current_dir(base)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
+    let child = serve_command(
+        bin,
+        &base.join("state"),
+        &base.join("tls.crt"),
+        &base.join("tls.key"),
+    )
+    .args(["--webhook-addr", "127.0.0.1:0"])
+    .arg("--metrics-addr")
+    .arg(format!("127.0.0.1:{}", free_port()))
+    .arg("--api-addr")
+    .arg(format!("127.0.0.1:{port}"))
+    .args(["--create-delay", "0s", "--delete-delay", "0s"])
+    .args(["--max-profiles", "10000"])
+    .current_dir(base)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("the binary starts");
     Proc {
         child,
         url: format!("http://127.0.0.1:{port}"),
     }
 }
 
+/// One request with a 20 s cap; transport errors (the server died) come back as `Err`, a body
+/// that is not JSON as `Null`.
 async fn call(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &PlainClient,
     method: Method,
     url: &str,
     body: Option<&Value>,
 ) -> Result<(StatusCode, Value), String> {
-    let body = body
-        .map(|b| serde_json::to_vec(b).unwrap())
-        .unwrap_or_default();
-    let req = Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
+    let req = json_request(method, url, body);
     let response = tokio::time::timeout(Duration::from_secs(20), client.request(req))
         .await
         .map_err(|_| "timeout".to_string())?
         .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((status, json))
+    let reply = Reply::read(response).await.map_err(|e| e.to_string())?;
+    let json = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    Ok((reply.status, json))
 }
 
-async fn wait_up(client: &Client<HttpConnector, Full<Bytes>>, proc: &mut Proc) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = proc.child.try_wait().unwrap() {
-            panic!("the server exited at start: {status}");
-        }
-        let url = format!(
-            "{}/clusters/fargate/fargate-profiles?maxResults=1",
-            proc.url
-        );
-        if let Ok((StatusCode::OK, _)) = call(client, Method::GET, &url, None).await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the server did not answer");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_up(client: &PlainClient, proc: &mut Proc) {
+    let url = format!(
+        "{}/clusters/fargate/fargate-profiles?maxResults=1",
+        proc.url
+    );
+    let url = url.as_str();
+    let child = &mut proc.child;
+    poll_every(
+        "the server did not answer",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the server exited at start: {status}");
+            }
+            async move {
+                match call(client, Method::GET, url, None).await {
+                    Ok((StatusCode::OK, _)) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
 }
 
-async fn all_names(client: &Client<HttpConnector, Full<Bytes>>, url: &str) -> BTreeSet<String> {
+async fn all_names(client: &PlainClient, url: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut token: Option<String> = None;
     loop {
@@ -159,8 +144,7 @@ async fn kill_dash_nine_loses_no_acknowledged_profile() {
         r#"{"fargateProfiles": []}"#,
     )
     .unwrap();
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = plain_client();
     let acknowledged = Arc::new(Mutex::new(BTreeSet::<String>::new()));
 
     for round in 0..3 {
@@ -183,12 +167,10 @@ async fn kill_dash_nine_loses_no_acknowledged_profile() {
                 let mut i = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 5_000 {
                     let name = format!("r{round}-w{writer}-{i}");
-                    let body = json!({
-                        "fargateProfileName": name,
-                        "podExecutionRoleArn": ROLE,
-                        "selectors": [{"namespace": name}],
-                        "clientRequestToken": format!("token-{name}"),
-                    });
+                    let body = ProfileBuilder::new(&name)
+                        .namespace(&name)
+                        .client_request_token(&format!("token-{name}"))
+                        .json();
                     match call(&client, Method::POST, &url, Some(&body)).await {
                         Ok((StatusCode::OK, _)) => {
                             acknowledged.lock().unwrap().insert(name);
@@ -204,14 +186,12 @@ async fn kill_dash_nine_loses_no_acknowledged_profile() {
         let prefix = format!("r{round}-");
         let this_round =
             |acked: &BTreeSet<String>| acked.iter().filter(|n| n.starts_with(&prefix)).count();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while this_round(&acknowledged.lock().unwrap()) == 0 {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: no create was acknowledged"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until(
+            &format!("round {round}: no create was acknowledged"),
+            Duration::from_secs(30),
+            || this_round(&acknowledged.lock().unwrap()) > 0,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(random_below(700))).await;
         proc.child.kill().unwrap(); // SIGKILL
         proc.child.wait().unwrap();
@@ -251,7 +231,7 @@ async fn kill_dash_nine_loses_no_acknowledged_profile() {
     let acked = acknowledged.lock().unwrap().clone();
     assert!(acked.is_subset(&names));
     let url = format!("{}/clusters/fargate/fargate-profiles", proc.url);
-    let body = json!({"fargateProfileName": "after", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "a"}]});
+    let body = ProfileBuilder::new("after").namespace("a").json();
     let (status, answer) = call(&client, Method::POST, &url, Some(&body))
         .await
         .unwrap();

@@ -15,13 +15,17 @@
 //! checks), its CEL cost estimate (kube-cel's coarse estimate is checked instead), pruning of
 //! unknown fields, `format: date-time` checking, and the object-name rules of Kubernetes itself.
 
-use fargate_webhook::profile::{FargateProfile, ProfileStatus, Selector};
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
+use fargate_webhook::profile::{FargateProfile, ProfileStatus};
 use fargate_webhook::store::crd::{self, FargateProfileSpec, FargateProfileStatus};
 use fargate_webhook::store::file::example_profiles;
 use kube::core::cel::{ScopeContext, Validator, WarningKind, analyze_rule, compile_schema};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use support::{ProfileBuilder, SUBNET_A};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/AmazonEKSPodExecutionRole";
 
@@ -356,24 +360,22 @@ fn schema_errors(object: &Value) -> Vec<String> {
 }
 
 fn valid_object() -> Value {
-    json!({
-        "apiVersion": "fargate-webhook.io/v1alpha1",
-        "kind": "FargateProfile",
-        "metadata": {"name": "web"},
-        "spec": {
-            "podExecutionRoleArn": ROLE,
-            "subnets": ["subnet-0420a37ee456daf3f"],
-            "selectors": [{"namespace": "web", "labels": {"app": "web"}}, {"namespace": "batch-*"}],
-            "tags": {"team": "payments"},
-        },
-        "status": {
-            "status": "ACTIVE",
-            "fargateProfileArn": "arn:aws:eks:us-east-1:123456789012:fargateprofile/fargate/web/1",
-            "clusterName": "fargate",
-            "createdAt": "2026-01-02T03:04:05.123Z",
-            "observedGeneration": 1,
-        },
-    })
+    let mut object = ProfileBuilder::new("web")
+        .role(ROLE)
+        .subnets(&[SUBNET_A])
+        .namespace("web")
+        .label("app", "web")
+        .namespace("batch-*")
+        .tag("team", "payments")
+        .resource();
+    object["status"] = json!({
+        "status": "ACTIVE",
+        "fargateProfileArn": "arn:aws:eks:us-east-1:123456789012:fargateprofile/fargate/web/1",
+        "clusterName": "fargate",
+        "createdAt": "2026-01-02T03:04:05.123Z",
+        "observedGeneration": 1,
+    });
+    object
 }
 
 fn with(mut object: Value, pointer: &str, value: Value) -> Value {
@@ -679,23 +681,18 @@ fn store_object(profile: &FargateProfile) -> Value {
 #[test]
 fn objects_written_by_the_store_pass_the_schema_and_rules() {
     let mut profiles = example_profiles().fargate_profiles;
-    profiles.push(FargateProfile {
-        fargate_profile_name: "payments-api".into(),
-        fargate_profile_arn: Some(
-            "arn:aws:eks:eu-west-1:123456789012:fargateprofile/fargate/payments-api/1".into(),
-        ),
-        cluster_name: Some("fargate".into()),
-        created_at: Some(1_767_323_045.5),
-        pod_execution_role_arn: ROLE.into(),
-        subnets: vec![],
-        selectors: vec![Selector {
-            namespace: Some("payments-*".into()),
-            labels: BTreeMap::from([("tier".into(), "api".into())]),
-        }],
-        status: ProfileStatus::Creating,
-        tags: BTreeMap::from([("team".into(), "payments".into())]),
-        health: None,
-    });
+    profiles.push(
+        ProfileBuilder::new("payments-api")
+            .arn("arn:aws:eks:eu-west-1:123456789012:fargateprofile/fargate/payments-api/1")
+            .cluster("fargate")
+            .created_at(1_767_323_045.5)
+            .role(ROLE)
+            .namespace("payments-*")
+            .label("tier", "api")
+            .status(ProfileStatus::Creating)
+            .tag("team", "payments")
+            .build(),
+    );
     for profile in &profiles {
         let object = store_object(profile);
         assert_eq!(schema_errors(&object), Vec::<String>::new(), "{object}");

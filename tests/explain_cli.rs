@@ -1,11 +1,17 @@
 //! `fargate-webhook explain` as a user runs it: the real binary, a YAML pod, text and JSON output.
 
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
 use serde_json::Value;
 use std::process::Command;
+use support::fixtures_dir;
+use support::process::binary;
 
 fn explain(args: &[&str]) -> std::process::Output {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/explain");
-    Command::new(env!("CARGO_BIN_EXE_fargate-webhook"))
+    let dir = fixtures_dir().join("explain");
+    let dir = dir.to_str().unwrap();
+    Command::new(binary())
         .arg("explain")
         .args(["--profiles", &format!("{dir}/profiles.json")])
         .args(args.iter().map(|a| a.replace("{dir}", dir)))
@@ -48,12 +54,8 @@ fn text_names_the_choice_and_why_not_the_others() {
 
 #[test]
 fn json_output_and_stdin() {
-    let pod = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/explain/pod.yaml"
-    ))
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fargate-webhook"))
+    let pod = std::fs::read(fixtures_dir().join("explain/pod.yaml")).unwrap();
+    let mut child = Command::new(binary())
         .args([
             "explain",
             "--pod",
@@ -63,13 +65,8 @@ fn json_output_and_stdin() {
             "--priority-override",
             "false",
         ])
-        .args([
-            "--profiles",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/explain/profiles.json"
-            ),
-        ])
+        .arg("--profiles")
+        .arg(fixtures_dir().join("explain/profiles.json"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -17,6 +17,9 @@
 //! Case counts are chosen so the whole file runs in a few seconds in a debug build. Raise them
 //! for a longer soak with `PROPTEST_CASES=100000 cargo test --release --test fuzz_decoders`.
 
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
 use base64::Engine;
 use fargate_webhook::admission;
 use fargate_webhook::decision::{self, NoMatch, Options, Outcome, Pod, Snapshot};
@@ -28,8 +31,9 @@ use proptest::sample::select;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use support::{ProfileBuilder, apply_patch, default_profile};
 
-const FIXTURE: &[u8] = include_bytes!("fixtures/replicaset-pod.review.json");
+const FIXTURE: &[u8] = support::FIXTURE.as_bytes();
 const LONG_NAME: &str =
     "a-profile-name-that-is-longer-than-the-sixty-three-characters-a-label-value-allows";
 
@@ -82,21 +86,6 @@ fn options() -> Options {
     }
 }
 
-fn simple_profile(name: &str, namespace: &str, labels: &[(&str, &str)]) -> FargateProfile {
-    FargateProfile {
-        fargate_profile_name: name.into(),
-        pod_execution_role_arn: "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole".into(),
-        selectors: vec![Selector {
-            namespace: Some(namespace.into()),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }],
-        ..Default::default()
-    }
-}
-
 /// The fixture pod matches `fp-default`; pods in `long-*` namespaces get a profile whose name is
 /// too long for a label; every other pod still matches the catch-all, so most mutated reviews
 /// exercise the patch.
@@ -104,9 +93,9 @@ fn snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
         Snapshot::new(vec![
-            simple_profile("zz-catch-all", "*", &[]),
-            simple_profile("fp-default", "default", &[("infrastructure", "fargate")]),
-            simple_profile(LONG_NAME, "long-*", &[]),
+            ProfileBuilder::new("zz-catch-all").namespace("*").build(),
+            default_profile().build(),
+            ProfileBuilder::new(LONG_NAME).namespace("long-*").build(),
         ])
     })
 }
@@ -209,9 +198,7 @@ fn check_patch(object: &Value, ops: &[Value], profile: &str) {
         return;
     }
     let mut patched = object.clone();
-    for op in ops {
-        apply_op(&mut patched, op).unwrap_or_else(|e| panic!("patch op {op} does not apply: {e}"));
-    }
+    apply_patch(&mut patched, ops);
     let meta = &patched["metadata"];
     assert_eq!(meta["annotations"][PROFILE_LABEL], profile);
     if profile.len() <= 63 {
@@ -253,41 +240,6 @@ fn check_patch(object: &Value, ops: &[Value], profile: &str) {
         }
     }
     assert_eq!(rest_before, rest_after, "the patch touched other fields");
-}
-
-/// RFC 6902 `add` and `replace` on object members (all the webhook emits), RFC 6901 pointers.
-fn apply_op(doc: &mut Value, op: &Value) -> Result<(), String> {
-    let kind = op["op"].as_str().ok_or("no op")?;
-    let path = op["path"].as_str().ok_or("no path")?;
-    let value = op.get("value").ok_or("no value")?.clone();
-    let tokens: Vec<String> = path
-        .strip_prefix('/')
-        .ok_or("path does not start with /")?
-        .split('/')
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect();
-    let (last, parents) = tokens.split_last().ok_or("empty path")?;
-    let mut at = doc;
-    for token in parents {
-        at = at
-            .as_object_mut()
-            .and_then(|m| m.get_mut(token))
-            .ok_or_else(|| format!("parent {token} missing"))?;
-    }
-    let map = at.as_object_mut().ok_or("parent is not an object")?;
-    match kind {
-        "add" => {
-            map.insert(last.clone(), value);
-        }
-        "replace" => {
-            let slot = map
-                .get_mut(last)
-                .ok_or_else(|| format!("replace of missing member {last}"))?;
-            *slot = value;
-        }
-        other => return Err(format!("unexpected op {other}")),
-    }
-    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -2,19 +2,19 @@
 //! against `profiles.json` and compared with `<name>.expected.json` (decoded patch and warnings).
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expected files after a deliberate change.
 
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
 use base64::Engine;
 use fargate_webhook::admission;
 use fargate_webhook::decision::{Options, Snapshot};
 use fargate_webhook::profile::{Limits, parse_profiles_file};
 use serde_json::{Value, json};
 use std::path::Path;
-
-fn fixtures() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
-}
+use support::{apply_patch, fixtures_dir};
 
 fn answer_fixture(review: &Path) -> Value {
-    let profiles = std::fs::read(fixtures().join("profiles.json")).unwrap();
+    let profiles = std::fs::read(fixtures_dir().join("profiles.json")).unwrap();
     let snapshot = Snapshot::new(
         parse_profiles_file(&profiles, &Limits::default())
             .unwrap()
@@ -67,7 +67,7 @@ fn answer_fixture(review: &Path) -> Value {
 
 #[test]
 fn fixtures_match_their_golden_answers() {
-    let mut reviews: Vec<_> = std::fs::read_dir(fixtures())
+    let mut reviews: Vec<_> = std::fs::read_dir(fixtures_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(".review.json"))
@@ -101,32 +101,13 @@ fn fixtures_match_their_golden_answers() {
 #[test]
 fn replicaset_patch_applies_to_the_pod() {
     let review: Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("replicaset-pod.review.json")).unwrap(),
+        &std::fs::read(fixtures_dir().join("replicaset-pod.review.json")).unwrap(),
     )
     .unwrap();
-    let got = answer_fixture(&fixtures().join("replicaset-pod.review.json"));
+    let got = answer_fixture(&fixtures_dir().join("replicaset-pod.review.json"));
     let mut pod = review["request"]["object"].clone();
-    for op in got["patch"].as_array().unwrap() {
-        let path = op["path"].as_str().unwrap();
-        let tokens: Vec<String> = path[1..]
-            .split('/')
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect();
-        let mut at = &mut pod;
-        for t in &tokens[..tokens.len() - 1] {
-            at = at
-                .get_mut(t.as_str())
-                .unwrap_or_else(|| panic!("{path}: parent missing"));
-        }
-        let last = tokens.last().unwrap();
-        if op["op"] == "replace" {
-            assert!(
-                at.get(last.as_str()).is_some(),
-                "replace of a missing member {path}"
-            );
-        }
-        at[last.as_str()] = op["value"].clone();
-    }
+    // Parents must exist, `replace` needs the member: as kube-apiserver applies it.
+    apply_patch(&mut pod, got["patch"].as_array().unwrap());
     let name = "default-with-infrastructure-label";
     assert_eq!(pod["spec"]["schedulerName"], "fargate-scheduler");
     assert_eq!(

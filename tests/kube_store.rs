@@ -5,557 +5,34 @@
 //! - the others run against a small in-memory API server behind the same mock (resourceVersions,
 //!   optimistic concurrency with 409 Conflict, AlreadyExists, finalizers, deletion, watch history
 //!   with compaction, and the CRD's CEL rules evaluated with kube's client-side CEL validator).
+//!
+//! The fake API server is `support::fake_kube`.
 
-use bytes::Bytes;
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
 use fargate_webhook::decision::{SharedSnapshot, Snapshot};
-use fargate_webhook::ops::metrics::Metrics;
+use fargate_webhook::metrics::Metrics;
 use fargate_webhook::profile::ProfileState;
-use fargate_webhook::profile::{FargateProfile, Limits, ProfileStatus, Selector, TokenRecord};
-use fargate_webhook::store::crd;
+use fargate_webhook::profile::{FargateProfile, Limits, ProfileStatus, TokenRecord};
 use fargate_webhook::store::kubernetes::{
     FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions, PENDING_KEY, TOKENS_KEY,
 };
 use fargate_webhook::store::{BoxFuture, ProfileStore, Step, UpdateError, Updated, Violation};
 use futures::channel::mpsc;
 use http::{Method, Request, Response};
-use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Frame;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::fake_kube::{
+    Body, Fake, LOCK, Logged, NAMESPACE, PROFILES, ROLE, event_line, json_response, kubectl_object,
+    status_body, stream_response,
+};
+use support::{ProfileBuilder, SUBNET_A, until, within};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Body = UnsyncBoxBody<Bytes, BoxError>;
-type Chunk = Result<Frame<Bytes>, BoxError>;
-
-const PROFILES: &str = "/apis/fargate-webhook.io/v1alpha1/fargateprofiles";
-const NAMESPACE: &str = "fargate-system";
-const LOCK: &str = "fargate-webhook-profiles-lock";
-const ROLE: &str = "arn:aws:iam::123456789012:role/AmazonEKSPodExecutionRole";
-
-// ---------------------------------------------------------------------------------------------
-// A small API server.
-
-#[derive(Clone, Debug)]
-struct Logged {
-    method: Method,
-    path: String,
-    query: String,
-    body: Value,
-    status: u16,
-}
-
-#[derive(Default)]
-struct FakeState {
-    version: u64,
-    uid: u64,
-    profiles: BTreeMap<String, Value>,
-    config_maps: BTreeMap<String, Value>,
-    /// Profile watch events: (resourceVersion, type, object).
-    history: Vec<(u64, &'static str, Value)>,
-    /// Watches from a resourceVersion below this one get `410 Expired`.
-    compacted: u64,
-    watchers: Vec<mpsc::UnboundedSender<Chunk>>,
-    log: Vec<Logged>,
-    /// Before answering the next profile POST, create a same-named object as `kubectl` would.
-    steal_next_create: bool,
-    /// Before answering the next status PUT, change the object (as `kubectl label` would).
-    touch_before_next_status: bool,
-}
-
-#[derive(Default)]
-struct Fake {
-    state: Mutex<FakeState>,
-}
-
-fn status_body(code: u16, reason: &str, message: &str) -> Value {
-    json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {},
-        "status": "Failure", "message": message, "reason": reason, "code": code,
-    })
-}
-
-fn json_response(code: u16, body: &Value) -> Response<Body> {
-    let bytes = Bytes::from(serde_json::to_vec(body).unwrap());
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(
-            http_body_util::Full::new(bytes)
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-        .unwrap()
-}
-
-fn stream_response(rx: mpsc::UnboundedReceiver<Chunk>) -> Response<Body> {
-    Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(http_body_util::StreamBody::new(rx).boxed_unsync())
-        .unwrap()
-}
-
-fn event_line(kind: &str, object: &Value) -> Chunk {
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
-    line.push(b'\n');
-    Ok(Frame::data(Bytes::from(line)))
-}
-
-fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-}
-
-/// RFC 7396.
-fn merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(fields) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            let object = target.as_object_mut().unwrap();
-            for (key, value) in fields {
-                if value.is_null() {
-                    object.remove(key);
-                } else {
-                    merge(object.entry(key.clone()).or_insert(Value::Null), value);
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
-}
-
-fn now_rfc3339() -> String {
-    "2026-01-02T03:04:05Z".to_owned()
-}
-
-fn cel_problems(object: &Value, old: Option<&Value>) -> Option<String> {
-    let crd = crd::crd();
-    let schema = serde_json::to_value(
-        crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .unwrap(),
-    )
-    .unwrap();
-    kube::core::cel::Validator::new()
-        .validate(&schema, object, old)
-        .err()
-        .map(|errors| errors.to_string())
-}
-
-impl FakeState {
-    fn bump(&mut self) -> u64 {
-        self.version += 1;
-        self.version
-    }
-
-    fn emit(&mut self, kind: &'static str, object: Value) {
-        let version = object["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        self.history.push((version, kind, object.clone()));
-        self.watchers
-            .retain(|tx| tx.unbounded_send(event_line(kind, &object)).is_ok());
-    }
-
-    fn insert_profile(&mut self, mut object: Value, kind: &'static str) -> Value {
-        let version = self.bump();
-        object["metadata"]["resourceVersion"] = json!(version.to_string());
-        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-        self.profiles.insert(name, object.clone());
-        self.emit(kind, object.clone());
-        object
-    }
-
-    fn new_profile(&mut self, mut object: Value) -> Value {
-        self.uid += 1;
-        let uid = format!("uid-{}", self.uid);
-        let metadata = object["metadata"].as_object_mut().unwrap();
-        metadata.insert("uid".into(), json!(uid));
-        metadata.insert("generation".into(), json!(1));
-        metadata.insert("creationTimestamp".into(), json!(now_rfc3339()));
-        metadata.remove("resourceVersion");
-        object["apiVersion"] = json!("fargate-webhook.io/v1alpha1");
-        object["kind"] = json!("FargateProfile");
-        object.as_object_mut().unwrap().remove("status");
-        self.insert_profile(object, "ADDED")
-    }
-
-    fn remove_profile(&mut self, name: &str) -> Value {
-        let mut object = self.profiles.remove(name).unwrap();
-        let version = self.bump();
-        object["metadata"]["resourceVersion"] = json!(version.to_string());
-        self.emit("DELETED", object.clone());
-        object
-    }
-
-    fn list(&self) -> Value {
-        json!({
-            "apiVersion": "fargate-webhook.io/v1alpha1",
-            "kind": "FargateProfileList",
-            "metadata": {"resourceVersion": self.version.to_string()},
-            "items": self.profiles.values().cloned().collect::<Vec<_>>(),
-        })
-    }
-
-    fn handle(&mut self, method: &Method, path: &str, query: &str, body: &Value) -> Response<Body> {
-        let conflict = |what: &str| {
-            json_response(
-                409,
-                &status_body(
-                    409,
-                    "Conflict",
-                    &format!(
-                        "Operation cannot be fulfilled on {what}: the object has been modified; please apply your changes to the latest version and try again"
-                    ),
-                ),
-            )
-        };
-        let not_found = |what: &str| {
-            json_response(
-                404,
-                &status_body(404, "NotFound", &format!("{what} not found")),
-            )
-        };
-
-        // ConfigMaps of the coordination object.
-        let cm_prefix = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
-        if let Some(rest) = path.strip_prefix(&cm_prefix) {
-            let name = rest.trim_start_matches('/');
-            return match (method.clone(), name) {
-                (Method::GET, name) => match self.config_maps.get(name) {
-                    Some(cm) => json_response(200, cm),
-                    None => not_found(&format!("configmaps \"{name}\"")),
-                },
-                (Method::POST, "") => {
-                    let name = body["metadata"]["name"].as_str().unwrap().to_owned();
-                    if self.config_maps.contains_key(&name) {
-                        return json_response(
-                            409,
-                            &status_body(409, "AlreadyExists", "configmaps already exists"),
-                        );
-                    }
-                    let mut cm = body.clone();
-                    let version = self.bump();
-                    cm["metadata"]["resourceVersion"] = json!(version.to_string());
-                    self.config_maps.insert(name, cm.clone());
-                    json_response(201, &cm)
-                }
-                (Method::PUT, name) => {
-                    let Some(current) = self.config_maps.get(name) else {
-                        return not_found(&format!("configmaps \"{name}\""));
-                    };
-                    if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
-                    {
-                        return conflict(&format!("configmaps \"{name}\""));
-                    }
-                    let mut cm = body.clone();
-                    let version = self.bump();
-                    cm["metadata"]["resourceVersion"] = json!(version.to_string());
-                    self.config_maps.insert(name.to_owned(), cm.clone());
-                    json_response(200, &cm)
-                }
-                _ => json_response(405, &status_body(405, "MethodNotAllowed", "no")),
-            };
-        }
-
-        let Some(rest) = path.strip_prefix(PROFILES) else {
-            return not_found(path);
-        };
-        let mut parts = rest.trim_start_matches('/').split('/');
-        let name = parts.next().unwrap_or("").to_owned();
-        let sub = parts.next().unwrap_or("");
-        match (method.clone(), name.as_str(), sub) {
-            (Method::GET, "", _) if query_param(query, "watch") == Some("true") => {
-                let from: u64 = query_param(query, "resourceVersion")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let (tx, rx) = mpsc::unbounded();
-                if from < self.compacted {
-                    let expired = status_body(
-                        410,
-                        "Expired",
-                        &format!("too old resource version: {from} ({})", self.compacted),
-                    );
-                    let _ = tx.unbounded_send(event_line("ERROR", &expired));
-                    return stream_response(rx);
-                }
-                for (version, kind, object) in &self.history {
-                    if *version > from {
-                        let _ = tx.unbounded_send(event_line(kind, object));
-                    }
-                }
-                self.watchers.push(tx);
-                stream_response(rx)
-            }
-            (Method::GET, "", _) => json_response(200, &self.list()),
-            (Method::POST, "", _) => {
-                let name = body["metadata"]["name"].as_str().unwrap().to_owned();
-                if std::mem::take(&mut self.steal_next_create) {
-                    self.new_profile(kubectl_object(&name, None));
-                }
-                if self.profiles.contains_key(&name) {
-                    return json_response(
-                        409,
-                        &status_body(
-                            409,
-                            "AlreadyExists",
-                            &format!(
-                                "fargateprofiles.fargate-webhook.io \"{name}\" already exists"
-                            ),
-                        ),
-                    );
-                }
-                if let Some(problem) = cel_problems(body, None) {
-                    return json_response(422, &status_body(422, "Invalid", &problem));
-                }
-                let created = self.new_profile(body.clone());
-                json_response(201, &created)
-            }
-            (Method::GET, name, "") => match self.profiles.get(name) {
-                Some(object) => json_response(200, object),
-                None => not_found(&format!("fargateprofiles \"{name}\"")),
-            },
-            (Method::PUT, name, sub) => {
-                let Some(current) = self.profiles.get(name).cloned() else {
-                    return not_found(&format!("fargateprofiles \"{name}\""));
-                };
-                if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
-                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
-                }
-                if sub == "status" && std::mem::take(&mut self.touch_before_next_status) {
-                    let mut touched = current.clone();
-                    touched["metadata"]["labels"] = json!({"touched": "yes"});
-                    self.insert_profile(touched, "MODIFIED");
-                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
-                }
-                let mut next = current.clone();
-                if sub == "status" {
-                    next["status"] = body["status"].clone();
-                } else {
-                    if let Some(problem) = cel_problems(body, Some(&current)) {
-                        return json_response(422, &status_body(422, "Invalid", &problem));
-                    }
-                    for key in ["labels", "annotations", "finalizers"] {
-                        next["metadata"][key] = body["metadata"][key].clone();
-                    }
-                    if body["spec"] != current["spec"] {
-                        next["spec"] = body["spec"].clone();
-                        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
-                        next["metadata"]["generation"] = json!(generation + 1);
-                    }
-                }
-                let written = self.insert_profile(next, "MODIFIED");
-                json_response(200, &written)
-            }
-            (Method::PATCH, name, "") => {
-                let Some(current) = self.profiles.get(name).cloned() else {
-                    return not_found(&format!("fargateprofiles \"{name}\""));
-                };
-                let wanted = &body["metadata"]["resourceVersion"];
-                if !wanted.is_null() && *wanted != current["metadata"]["resourceVersion"] {
-                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
-                }
-                let mut next = current.clone();
-                let mut patch = body.clone();
-                patch["metadata"]
-                    .as_object_mut()
-                    .map(|m| m.remove("resourceVersion"));
-                patch.as_object_mut().unwrap().remove("status");
-                merge(&mut next, &patch);
-                if next["metadata"]["finalizers"]
-                    .as_array()
-                    .is_some_and(Vec::is_empty)
-                {
-                    next["metadata"]
-                        .as_object_mut()
-                        .unwrap()
-                        .remove("finalizers");
-                }
-                let written = self.insert_profile(next, "MODIFIED");
-                if !written["metadata"]["deletionTimestamp"].is_null()
-                    && written["metadata"]["finalizers"].is_null()
-                {
-                    self.remove_profile(name);
-                }
-                json_response(200, &written)
-            }
-            (Method::DELETE, name, "") => {
-                let Some(current) = self.profiles.get(name).cloned() else {
-                    return not_found(&format!("fargateprofiles \"{name}\""));
-                };
-                let pre = &body["preconditions"];
-                let uid_ok = pre["uid"].is_null() || pre["uid"] == current["metadata"]["uid"];
-                let version_ok = pre["resourceVersion"].is_null()
-                    || pre["resourceVersion"] == current["metadata"]["resourceVersion"];
-                if !uid_ok || !version_ok {
-                    return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
-                }
-                self.delete_profile(name)
-            }
-            _ => json_response(405, &status_body(405, "MethodNotAllowed", "no")),
-        }
-    }
-
-    fn delete_profile(&mut self, name: &str) -> Response<Body> {
-        let current = self.profiles[name].clone();
-        let has_finalizers = current["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-        if has_finalizers {
-            if current["metadata"]["deletionTimestamp"].is_null() {
-                let mut next = current;
-                next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-                let written = self.insert_profile(next, "MODIFIED");
-                return json_response(200, &written);
-            }
-            return json_response(200, &current);
-        }
-        let gone = self.remove_profile(name);
-        json_response(
-            200,
-            &json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": name, "kind": "fargateprofiles", "uid": gone["metadata"]["uid"]},
-            }),
-        )
-    }
-}
-
-impl Fake {
-    fn new() -> Arc<Self> {
-        Arc::new(Fake::default())
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
-        f(&mut self.state.lock().unwrap())
-    }
-
-    /// A client whose requests this fake answers.
-    fn client(self: &Arc<Self>) -> kube::Client {
-        let (service, mut handle) =
-            tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
-        let fake = Arc::clone(self);
-        tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
-                let (parts, body) = request.into_parts();
-                let bytes = body.collect_bytes().await.unwrap_or_default();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let path = parts.uri.path().to_owned();
-                let query = parts.uri.query().unwrap_or("").to_owned();
-                let response = fake.with(|state| {
-                    let response = state.handle(&parts.method, &path, &query, &body);
-                    state.log.push(Logged {
-                        method: parts.method.clone(),
-                        path: path.clone(),
-                        query: query.clone(),
-                        body: body.clone(),
-                        status: response.status().as_u16(),
-                    });
-                    response
-                });
-                respond.send_response(response);
-            }
-        });
-        kube::Client::new(service, "default")
-    }
-
-    fn log(&self) -> Vec<Logged> {
-        self.with(|s| s.log.clone())
-    }
-
-    fn clear_log(&self) {
-        self.with(|s| s.log.clear());
-    }
-
-    fn profile(&self, name: &str) -> Option<Value> {
-        self.with(|s| s.profiles.get(name).cloned())
-    }
-
-    fn lock_data(&self) -> Value {
-        self.with(|s| {
-            s.config_maps
-                .get(LOCK)
-                .map(|cm| cm["data"].clone())
-                .unwrap_or(Value::Null)
-        })
-    }
-
-    /// `kubectl apply` of a new resource.
-    fn apply(&self, object: Value) -> Value {
-        self.with(|s| s.new_profile(object))
-    }
-
-    /// `kubectl edit --subresource status`, or any later change to an existing resource.
-    fn modify(&self, name: &str, f: impl FnOnce(&mut Value)) -> Value {
-        self.with(|s| {
-            let mut object = s.profiles[name].clone();
-            f(&mut object);
-            s.insert_profile(object, "MODIFIED")
-        })
-    }
-
-    /// `kubectl delete`.
-    fn delete(&self, name: &str) {
-        self.with(|s| {
-            s.delete_profile(name);
-        });
-    }
-
-    /// End every open watch, as an API server restart or a timeout does.
-    fn close_watches(&self) {
-        self.with(|s| s.watchers.clear());
-    }
-
-    /// Forget the history: watches from any resourceVersion seen so far get `410 Expired`.
-    fn compact(&self) {
-        self.with(|s| s.compacted = s.version + 1);
-    }
-
-    /// Send `410 Expired` on every open watch and end it.
-    fn expire_watches(&self) {
-        self.with(|s| {
-            let expired = status_body(410, "Expired", "too old resource version");
-            for tx in s.watchers.drain(..) {
-                let _ = tx.unbounded_send(event_line("ERROR", &expired));
-            }
-        });
-    }
-}
-
-fn spec(namespace: &str) -> Value {
-    json!({
-        "podExecutionRoleArn": ROLE,
-        "subnets": ["subnet-0420a37ee456daf3f"],
-        "selectors": [{"namespace": namespace}],
-    })
-}
-
-/// A resource as `kubectl apply` sends it: no status.
-fn kubectl_object(name: &str, status: Option<&str>) -> Value {
-    let mut object = json!({
-        "apiVersion": "fargate-webhook.io/v1alpha1",
-        "kind": "FargateProfile",
-        "metadata": {"name": name},
-        "spec": spec(&format!("ns-{name}")),
-    });
-    if let Some(status) = status {
-        object["status"] = json!({"status": status});
-    }
-    object
-}
+/// How long the store gets to catch up with the fake API server.
+const CAP: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -613,17 +90,6 @@ impl Replica {
     }
 }
 
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Why a test change did not commit: it refused (its own reason), or the store failed.
 #[derive(Debug)]
 enum Failed {
@@ -675,23 +141,18 @@ impl<S: ProfileStore + ?Sized> RunChange for S {
 }
 
 fn eks_profile(name: &str, status: ProfileStatus) -> FargateProfile {
-    FargateProfile {
-        fargate_profile_name: name.into(),
-        fargate_profile_arn: Some(format!(
+    ProfileBuilder::new(name)
+        .arn(&format!(
             "arn:aws:eks:us-east-1:123456789012:fargateprofile/fargate/{name}/0000"
-        )),
-        cluster_name: Some("fargate".into()),
-        created_at: Some(1_767_323_045.123),
-        pod_execution_role_arn: ROLE.into(),
-        subnets: vec!["subnet-0420a37ee456daf3f".into()],
-        selectors: vec![Selector {
-            namespace: Some(format!("ns-{name}")),
-            labels: BTreeMap::from([("app".into(), "web".into())]),
-        }],
-        status,
-        tags: BTreeMap::new(),
-        health: None,
-    }
+        ))
+        .cluster("fargate")
+        .created_at(1_767_323_045.123)
+        .role(ROLE)
+        .subnets(&[SUBNET_A])
+        .namespace(&format!("ns-{name}"))
+        .label("app", "web")
+        .status(status)
+        .build()
 }
 
 /// What the EKS API's CreateFargateProfile does inside the store: refuse a duplicate name and a
@@ -786,9 +247,7 @@ async fn initial_list_then_added_modified_deleted_follow() {
     let r = replica(fake.client());
     assert!(!r.store.is_loaded());
     let watch = r.store.start();
-    tokio::time::timeout(Duration::from_secs(10), r.store.wait_loaded())
-        .await
-        .expect("loaded");
+    within("loaded", CAP, r.store.wait_loaded()).await;
 
     // Initial list: both profiles; the one without status is ACTIVE, as in a profiles file.
     assert_eq!(r.names(), ["alpha", "beta"]);
@@ -796,24 +255,27 @@ async fn initial_list_then_added_modified_deleted_follow() {
     assert_eq!(r.status_of("beta"), Some(ProfileStatus::Creating));
     assert_eq!(r.store.current().fargate_profiles.len(), 2);
     // ... and the store writes that status so that `kubectl get fp` shows it.
-    eventually("status stamped on alpha", || {
+    until("status stamped on alpha", CAP, || {
         fake.profile("alpha").unwrap()["status"]["status"] == "ACTIVE"
     })
     .await;
     assert!(fake.profile("beta").unwrap()["status"]["status"] == "CREATING");
 
     // ADDED.
-    fake.apply(kubectl_object("gamma", Some("ACTIVE")));
-    eventually("gamma added", || r.names().contains(&"gamma".to_owned())).await;
+    fake.apply(kubectl_object("gamma", Some(ProfileStatus::Active)));
+    until("gamma added", CAP, || {
+        r.names().contains(&"gamma".to_owned())
+    })
+    .await;
 
     // MODIFIED: beta turns ACTIVE, gamma gets a tag.
     fake.modify("beta", |o| o["status"]["status"] = json!("ACTIVE"));
-    eventually("beta active", || {
+    until("beta active", CAP, || {
         r.status_of("beta") == Some(ProfileStatus::Active)
     })
     .await;
     fake.modify("gamma", |o| o["spec"]["tags"] = json!({"team": "a"}));
-    eventually("gamma tagged", || {
+    until("gamma tagged", CAP, || {
         r.store
             .current()
             .fargate_profiles
@@ -824,16 +286,19 @@ async fn initial_list_then_added_modified_deleted_follow() {
 
     // DELETED.
     fake.delete("alpha");
-    eventually("alpha deleted", || !r.names().contains(&"alpha".to_owned())).await;
+    until("alpha deleted", CAP, || {
+        !r.names().contains(&"alpha".to_owned())
+    })
+    .await;
     assert_eq!(r.names(), ["beta", "gamma"]);
 
     // An invalid resource (the schema would refuse this role; pretend it got in) is skipped and
     // counted as a failed reload; the others stay.
     let failed_before = r.reloads("failed");
-    let mut bad = kubectl_object("delta", Some("ACTIVE"));
+    let mut bad = kubectl_object("delta", Some(ProfileStatus::Active));
     bad["spec"]["podExecutionRoleArn"] = json!("not-an-arn");
     fake.apply(bad);
-    eventually("failed reload counted", || {
+    until("failed reload counted", CAP, || {
         r.reloads("failed") > failed_before
     })
     .await;
@@ -845,28 +310,26 @@ async fn initial_list_then_added_modified_deleted_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_restart_after_410_lists_again() {
     let fake = Fake::new();
-    fake.apply(kubectl_object("alpha", Some("ACTIVE")));
-    fake.apply(kubectl_object("beta", Some("ACTIVE")));
+    fake.apply(kubectl_object("alpha", Some(ProfileStatus::Active)));
+    fake.apply(kubectl_object("beta", Some(ProfileStatus::Active)));
     let r = replica(fake.client());
     let watch = r.store.start();
-    tokio::time::timeout(Duration::from_secs(10), r.store.wait_loaded())
-        .await
-        .expect("loaded");
+    within("loaded", CAP, r.store.wait_loaded()).await;
     assert_eq!(r.names(), ["alpha", "beta"]);
 
     // The watch ends and, while it is down, history is compacted and things change: the
     // re-watch from the last resourceVersion gets 410 Expired and the watcher lists again.
     fake.close_watches();
     fake.delete("alpha");
-    fake.apply(kubectl_object("gamma", Some("ACTIVE")));
+    fake.apply(kubectl_object("gamma", Some(ProfileStatus::Active)));
     fake.compact();
-    eventually("relisted", || r.names() == ["beta", "gamma"]).await;
+    until("relisted", CAP, || r.names() == ["beta", "gamma"]).await;
 
     // A 410 ERROR event on an open watch does the same.
     fake.expire_watches();
     fake.delete("beta");
     fake.compact();
-    eventually("relisted again", || r.names() == ["gamma"]).await;
+    until("relisted again", CAP, || r.names() == ["gamma"]).await;
 
     let log = fake.log();
     let lists = log
@@ -925,7 +388,7 @@ async fn scripted_list_watch_events_and_410() {
     assert!(query.contains("resourceVersion=100"), "{query}");
     let (tx, rx) = mpsc::unbounded();
     respond.send_response(stream_response(rx));
-    eventually("loaded", || r.store.is_loaded()).await;
+    until("loaded", CAP, || r.store.is_loaded()).await;
     assert_eq!(r.names(), ["web"]);
     let web = r.store.current().fargate_profiles[0].clone();
     assert_eq!(web.created_at, Some(1_767_323_045.123));
@@ -935,19 +398,19 @@ async fn scripted_list_watch_events_and_410() {
     // 3. Events.
     tx.unbounded_send(event_line("ADDED", &object("batch", 101, "CREATING")))
         .unwrap();
-    eventually("batch added", || {
+    until("batch added", CAP, || {
         r.status_of("batch") == Some(ProfileStatus::Creating)
     })
     .await;
     tx.unbounded_send(event_line("MODIFIED", &object("batch", 102, "ACTIVE")))
         .unwrap();
-    eventually("batch active", || {
+    until("batch active", CAP, || {
         r.status_of("batch") == Some(ProfileStatus::Active)
     })
     .await;
     tx.unbounded_send(event_line("DELETED", &object("web", 103, "DELETING")))
         .unwrap();
-    eventually("web deleted", || r.names() == ["batch"]).await;
+    until("web deleted", CAP, || r.names() == ["batch"]).await;
     let snapshot = r.snapshot.load();
     assert!(snapshot.get("batch").is_some());
 
@@ -971,7 +434,7 @@ async fn scripted_list_watch_events_and_410() {
     assert!(query.contains("resourceVersion=200"), "{query}");
     let (_tx2, rx2) = mpsc::unbounded();
     respond.send_response(stream_response(rx2));
-    eventually("relisted", || r.names() == ["api"]).await;
+    until("relisted", CAP, || r.names() == ["api"]).await;
     drop(tx);
     watch.abort();
 }
@@ -979,7 +442,7 @@ async fn scripted_list_watch_events_and_410() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_delete_drops_the_finalizer() {
     let fake = Fake::new();
-    let mut object = kubectl_object("web", Some("ACTIVE"));
+    let mut object = kubectl_object("web", Some(ProfileStatus::Active));
     object["metadata"]["finalizers"] = json!([FINALIZER]);
     fake.apply(object);
     fake.modify("web", |o| o["status"] = json!({"status": "ACTIVE"}));
@@ -988,11 +451,11 @@ async fn kubectl_delete_drops_the_finalizer() {
     r.store.wait_loaded().await;
     assert_eq!(r.status_of("web"), Some(ProfileStatus::Active));
     fake.delete("web"); // held by the finalizer: deletionTimestamp set
-    eventually("finalizer dropped and object gone", || {
+    until("finalizer dropped and object gone", CAP, || {
         fake.profile("web").is_none()
     })
     .await;
-    eventually("gone from the snapshot", || r.names().is_empty()).await;
+    until("gone from the snapshot", CAP, || r.names().is_empty()).await;
     watch.abort();
 }
 
@@ -1380,16 +843,19 @@ async fn an_update_is_not_undone_by_late_watch_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_resource_is_skipped_not_fatal() {
     let fake = Fake::new();
-    fake.apply(kubectl_object("web", Some("ACTIVE")));
+    fake.apply(kubectl_object("web", Some(ProfileStatus::Active)));
     fake.modify("web", |o| o["status"] = json!({"status": "ACTIVE"}));
     // A status this build does not know (a newer CRD, or written around the schema).
     fake.apply(kubectl_object("odd", None));
     fake.modify("odd", |o| o["status"] = json!({"status": "PAUSED"}));
     let r = replica(fake.client());
     let watch = r.store.start();
-    tokio::time::timeout(Duration::from_secs(10), r.store.wait_loaded())
-        .await
-        .expect("loaded despite the unreadable resource");
+    within(
+        "loaded despite the unreadable resource",
+        CAP,
+        r.store.wait_loaded(),
+    )
+    .await;
     assert_eq!(r.names(), ["web"]);
     assert!(r.reloads("failed") >= 1);
     // Its name stays taken.
@@ -1412,7 +878,7 @@ async fn an_unreadable_resource_is_skipped_not_fatal() {
     );
     // Fixed: it appears.
     fake.modify("odd", |o| o["status"] = json!({"status": "ACTIVE"}));
-    eventually("odd readable", || r.names() == ["odd", "web"]).await;
+    until("odd readable", CAP, || r.names() == ["odd", "web"]).await;
     watch.abort();
 }
 

@@ -1,10 +1,15 @@
 //! The real binary and real signals: SIGTERM drains and exits 0; a second signal exits at once.
 #![cfg(unix)]
 
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::blocking_eventually;
+use support::process::{binary, serve_command};
 
 struct Server {
     child: Child,
@@ -13,27 +18,25 @@ struct Server {
 }
 
 fn start(dir: &std::path::Path, shutdown_timeout: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fargate-webhook"))
-        .arg("serve")
-        .args([
-            "--webhook-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--shutdown-timeout", shutdown_timeout])
-        .arg("--state-dir")
-        .arg(dir.join("data"))
-        .arg("--tls-cert")
-        .arg(dir.join("certs/tls.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("certs/tls.key"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = serve_command(
+        &binary(),
+        &dir.join("data"),
+        &dir.join("certs/tls.crt"),
+        &dir.join("certs/tls.key"),
+    )
+    .args([
+        "--webhook-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        "127.0.0.1:0",
+    ])
+    .args(["--shutdown-timeout", shutdown_timeout])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut ops, mut api) = (None, None);
     for line in lines.by_ref() {
@@ -77,17 +80,12 @@ fn signal(child: &Child, name: &str) {
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    blocking_eventually(
+        "the server exits",
+        within,
+        Duration::from_millis(20),
+        || child.try_wait().unwrap(),
+    )
 }
 
 #[test]

@@ -3,15 +3,16 @@
 //! inputs, certificate rotation, profile hot reload, readiness, graceful shutdown and concurrency.
 //!
 //! Each test has its own tempdir and ports. Nothing sleeps to assert: changes are polled with a
-//! deadline (`common::eventually`, capped at 3 s for what the service promises within 1 s).
+//! deadline (`support::eventually`, capped at 3 s for what the service promises within 1 s).
 
-mod common;
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
 
 use bytes::Bytes;
-use common::*;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -94,7 +95,9 @@ async fn matching_pod_over_http1_gets_the_eks_patch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_without_label_or_annotation_maps_gets_whole_maps_added() {
     let layout = Layout::standard();
-    layout.write_profiles(&profiles_file(vec![profile("bare", "bare-ns", &[])]));
+    layout.write_profiles(&profiles_file(vec![
+        ProfileBuilder::new("bare").namespace("bare-ns").json(),
+    ]));
     let server = TestServer::start_with(layout, &[]).await;
     let review = review_with(|r| {
         set_namespace(r, "bare-ns");
@@ -367,9 +370,11 @@ async fn pins_that_cannot_be_honoured_warn_and_do_not_fall_back() {
     let long_name = format!("long-{}", "x".repeat(70));
     let layout = Layout::standard();
     layout.write_profiles(&profiles_file(vec![
-        profile(DEFAULT_PROFILE, "default", &[("infrastructure", "fargate")]),
-        profile("fp-batch", "batch", &[]),
-        profile(&long_name, "long-names", &[]),
+        default_profile().json(),
+        ProfileBuilder::new("fp-batch").namespace("batch").json(),
+        ProfileBuilder::new(&long_name)
+            .namespace("long-names")
+            .json(),
     ]));
     let server = TestServer::start_with(layout, &[]).await;
     let mut client = server.h2().await;
@@ -866,7 +871,9 @@ async fn profiles_reload_through_a_configmap_data_symlink_swap_and_bad_files_are
     let ok_before = server.metric(RELOADS, &ok).await;
 
     // The ConfigMap now holds only a profile for team-b.
-    let team_b = profiles_file(vec![profile("fp-team-b", "team-b", &[])]);
+    let team_b = profiles_file(vec![
+        ProfileBuilder::new("fp-team-b").namespace("team-b").json(),
+    ]);
     kube_volume_publish(
         &server.layout.state_dir,
         &[("profiles.json", &profiles_bytes(&team_b))],
@@ -890,7 +897,8 @@ async fn profiles_reload_through_a_configmap_data_symlink_swap_and_bad_files_are
     assert!(server.running().snapshot.load().get("fp-team-b").is_some());
 
     // Invalid JSON, then a valid JSON profile with 6 selectors: both rejected, the snapshot stays.
-    let mut six = profile("fp-six", "six", &[]);
+    // Deliberately invalid: one selector more than allowed.
+    let mut six = ProfileBuilder::new("fp-six").namespace("six").json();
     six["selectors"] = json!(
         (0..6)
             .map(|i| json!({"namespace": format!("ns-{i}")}))
@@ -933,8 +941,8 @@ async fn profiles_reload_when_the_file_is_replaced_in_place() {
     let server = TestServer::start().await;
     assert!(!mutated_to(&server, "team-c", "fp-team-c").await);
     server.layout.write_profiles(&profiles_file(vec![
-        profile(DEFAULT_PROFILE, "default", &[("infrastructure", "fargate")]),
-        profile("fp-team-c", "team-*", &[]),
+        default_profile().json(),
+        ProfileBuilder::new("fp-team-c").namespace("team-*").json(),
     ]));
     eventually("the new wildcard profile matches", POLL_CAP, || async {
         mutated_to(&server, "team-c", "fp-team-c")
@@ -1265,11 +1273,7 @@ async fn api_tls_serves_the_api_with_the_webhook_certificate() {
         .await
         .expect("TLS to the API with the webhook's CA");
     let mut api = Client::h2(tls, api_addr).await;
-    let body = serde_json::json!({
-        "fargateProfileName": "over-tls",
-        "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
-        "selectors": [{"namespace": "tls-only"}],
-    });
+    let body = ProfileBuilder::new("over-tls").namespace("tls-only").json();
     let reply = api
         .post(
             "/clusters/fargate/fargate-profiles",

@@ -29,7 +29,7 @@ mod wire;
 
 pub use error::ApiError;
 
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::profile::Limits;
 use crate::store::ProfileStore;
 use bytes::Bytes;

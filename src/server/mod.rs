@@ -6,7 +6,7 @@ pub mod tls;
 
 use crate::admission::{self, ReviewError};
 use crate::decision::{NoMatch, Options, Outcome, SharedSnapshot};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;

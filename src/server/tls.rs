@@ -1,7 +1,7 @@
 //! TLS: a certificate resolver backed by `arc-swap`, so a rotated key pair is used by the next
 //! handshake without a restart, and a broken new pair leaves the old one in service.
 
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;

@@ -6,7 +6,7 @@
 use super::{BoxFuture, Change, ProfileStore, Publisher, Step, UpdateError, Updated, check_change};
 use crate::decision::SharedSnapshot;
 use crate::files::write_atomic;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::profile::{self, FargateProfile, Limits, ProfileState, Selector};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

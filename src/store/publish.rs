@@ -2,7 +2,7 @@
 //! gauges, swap both atomically for readers, and remember that a good state was loaded.
 
 use crate::decision::{SharedSnapshot, Snapshot};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::profile::ProfileState;
 use arc_swap::ArcSwap;
 use std::sync::Arc;

@@ -86,7 +86,7 @@ use super::{
     Violation, check_change,
 };
 use crate::decision::SharedSnapshot;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::profile::{self, FargateProfile, Limits, ProfileState, ProfileStatus, TokenRecord};
 use ::kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use ::kube::core::DeserializeGuard;

@@ -1,3 +1,0 @@
-//! The ops port: `/healthz`, `/readyz`, `/metrics` (plain HTTP).
-
-pub mod metrics;
