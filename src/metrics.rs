@@ -145,6 +145,38 @@ impl Metrics {
                 .with_label_values(&[status.as_str()])
                 .set(count as i64);
         }
+        self.forget_gone_profiles(snapshot);
+    }
+
+    /// Drop the `admission_requests` series of profiles that are no longer in the snapshot, so the
+    /// `profile` label is bounded by the profiles that exist now (whatever their status; the
+    /// API's quota does not bound hand-written files or kubectl-applied resources), not by every
+    /// profile ever chosen.
+    fn forget_gone_profiles(&self, snapshot: &crate::decision::Snapshot) {
+        use prometheus::core::Collector;
+        for family in self.admission_requests.collect() {
+            for metric in family.get_metric() {
+                let labels: Vec<(&str, &str)> = metric
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name(), l.value()))
+                    .collect();
+                let value = |name: &str| {
+                    labels
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map_or("", |(_, v)| *v)
+                };
+                let profile = value("profile");
+                if !profile.is_empty() && snapshot.get(profile).is_none() {
+                    let _ = self.admission_requests.remove_label_values(&[
+                        value("outcome"),
+                        value("reason"),
+                        profile,
+                    ]);
+                }
+            }
+        }
     }
 
     pub fn render(&self) -> Vec<u8> {
@@ -198,5 +230,66 @@ mod tests {
         );
         metrics.observe_snapshot(&crate::decision::Snapshot::new(vec![profile("a")]));
         assert_eq!(metrics.shadowed_selectors.get(), 0);
+    }
+
+    #[test]
+    fn series_of_gone_profiles_are_dropped() {
+        let profile = |name: &str| FargateProfile {
+            fargate_profile_name: name.into(),
+            pod_execution_role_arn: "arn:aws:iam::012345678910:role/R".into(),
+            selectors: vec![Selector {
+                namespace: Some(format!("ns-{name}")),
+                labels: Default::default(),
+            }],
+            ..Default::default()
+        };
+        let metrics = Metrics::new();
+        let series = |m: &Metrics| {
+            String::from_utf8(m.render())
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("fargate_webhook_admission_requests_total{"))
+                .count()
+        };
+        // 300 create/delete cycles, each profile chosen once: the series stay bounded.
+        for i in 0..300 {
+            let name = format!("p{i}");
+            metrics.observe_snapshot(&crate::decision::Snapshot::new(vec![
+                profile("keep"),
+                profile(&name),
+            ]));
+            metrics
+                .admission_requests
+                .with_label_values(&["mutated", "", &name])
+                .inc();
+            metrics
+                .admission_requests
+                .with_label_values(&["mutated", "", "keep"])
+                .inc();
+            metrics
+                .admission_requests
+                .with_label_values(&["skipped", "opt_out", ""])
+                .inc();
+            metrics.observe_snapshot(&crate::decision::Snapshot::new(vec![profile("keep")]));
+        }
+        assert_eq!(
+            series(&metrics),
+            2,
+            "only keep's and the profile-less series remain"
+        );
+        assert_eq!(
+            metrics
+                .admission_requests
+                .with_label_values(&["mutated", "", "keep"])
+                .get(),
+            300
+        );
+        assert_eq!(
+            metrics
+                .admission_requests
+                .with_label_values(&["skipped", "opt_out", ""])
+                .get(),
+            300
+        );
     }
 }

@@ -330,7 +330,9 @@ def test_client_faults(server, cli_args, operation, code, status, message, boto)
 
 
 def test_conflicts_quota_and_token_reuse(fresh_server):
-    server = fresh_server("--create-delay", "3s", "--delete-delay", "3s", "--max-profiles", "2")
+    # Each CLI call starts a Python interpreter (about 1 s on a loaded 2-core machine): the
+    # transitions must outlast the five calls made while "first" must still be CREATING.
+    server = fresh_server("--create-delay", "10s", "--delete-delay", "10s", "--max-profiles", "2")
     created = server.aws(*create_cli("first", "--selectors", "namespace=a", "--client-request-token", "tok-1"))
     assert created.code == 0, created.stderr
     expect_cli_error(
