@@ -164,10 +164,11 @@ def test_concurrent_creates_keep_the_rules_cluster_wide(replicas):
     assert observed["max_transitioning"] <= 1, observed
     assert observed["max_total"] <= MAX_PROFILES, observed
     # Sampling can miss a short overlap; the creation times cannot: each create was accepted only once
-    # the previous profile had spent its create delay (1 s) CREATING.
+    # the previous profile had spent its create delay (1 s) CREATING. `createdAt` is stamped when the
+    # request arrives, before it queues behind the replica's other writers, so allow half of it.
     times = sorted(float(time_of(i)) for i in stored_profiles().values())
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 0.9, gaps
+    assert min(gaps) >= 0.5, gaps
 
     # A reused clientRequestToken is honoured on every replica: same request → the original profile.
     name = f"c-{created[0]:02d}"
