@@ -26,7 +26,7 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "aws"))
-from ekscli import ROLE, aws_cli, eks_client, free_port  # noqa: E402,F401
+from ekscli import ROLE, CliResult, aws_cli, eks_client, free_port  # noqa: E402,F401
 
 CHART = os.path.join(ROOT, "charts", "fargate-webhook")
 CRD = os.path.join(CHART, "crds", "fargateprofiles.yaml")
@@ -46,24 +46,13 @@ def cluster_env():
 ENV = cluster_env() if os.environ.get("FW_CLUSTER_DIR") else {}
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self):
-        return json.loads(self.stdout)
-
-
 def kubectl(*args, input=None, check=True, timeout=120):
     """kubectl (built with the control plane) as cluster-admin."""
     cmd = [os.path.join(ENV["CLUSTER_BIN"], "kubectl"), "--kubeconfig", ENV["KUBECONFIG"], *args]
     p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({p.returncode}):\n{p.stderr}{p.stdout}")
-    return Run(p.returncode, p.stdout, p.stderr)
+    return CliResult(p.returncode, p.stdout, p.stderr)
 
 
 def kjson(*args):
@@ -85,7 +74,7 @@ def helm(*args, check=True, timeout=300):
     p = subprocess.run([os.environ.get("HELM", "helm"), *args], capture_output=True, text=True, env=env, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({p.returncode}):\n{p.stderr}{p.stdout}")
-    return Run(p.returncode, p.stdout, p.stderr)
+    return CliResult(p.returncode, p.stdout, p.stderr)
 
 
 def wait_until(what, predicate, timeout=30.0, interval=0.1):
