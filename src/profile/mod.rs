@@ -190,7 +190,17 @@ pub fn validate_role_arn(arn: &str) -> Result<(), RuleViolation> {
     if arn.is_empty() {
         return Err(violation("podExecutionRoleArn is required."));
     }
-    let bad = || violation(format!("Invalid podExecutionRoleArn: {arn}"));
+    if arn.len() > MAX_ROLE_ARN_LEN {
+        return Err(violation(format!(
+            "Invalid podExecutionRoleArn: longer than {MAX_ROLE_ARN_LEN} characters."
+        )));
+    }
+    let bad = || {
+        violation(format!(
+            "Invalid podExecutionRoleArn: {}",
+            arn.escape_debug()
+        ))
+    };
     let mut parts = arn.splitn(6, ':');
     let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
         parts.next(),
@@ -202,6 +212,15 @@ pub fn validate_role_arn(arn: &str) -> Result<(), RuleViolation> {
     ) else {
         return Err(bad());
     };
+    // Characters IAM allows in a role name and its path: a control character or a space can
+    // never name a role.
+    let role_chars_ok = resource.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(b, b'+' | b'=' | b',' | b'.' | b'@' | b'_' | b'-' | b'/')
+    });
+    if !role_chars_ok {
+        return Err(bad());
+    }
     let partition_ok = !partition.is_empty()
         && partition
             .bytes()
@@ -217,7 +236,31 @@ pub fn validate_role_arn(arn: &str) -> Result<(), RuleViolation> {
     }
 }
 
-/// Selector rules: 1..max selectors, each with a namespace, at most max labels.
+/// A value as an error message shows it: control characters escaped, at most 64 characters.
+fn shown(value: &str) -> String {
+    let escaped: String = value.escape_debug().collect();
+    match escaped.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
+}
+
+/// Longest IAM ARN.
+pub const MAX_ROLE_ARN_LEN: usize = 2048;
+/// Longest Kubernetes namespace name (a DNS label).
+pub const MAX_NAMESPACE_LEN: usize = 63;
+
+/// A namespace or namespace pattern that can match a Kubernetes namespace: a DNS label (lowercase
+/// letters, digits, `-`, at most 63 characters) where `*` and `?` may stand for characters.
+fn is_namespace_pattern(namespace: &str) -> bool {
+    namespace.chars().count() <= MAX_NAMESPACE_LEN
+        && namespace.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'*' | b'?')
+        })
+}
+
+/// Selector rules: 1..max selectors, each with a namespace pattern that can match a Kubernetes
+/// namespace, at most max labels, no control characters in labels.
 pub fn validate_selectors(selectors: &[Selector], limits: &Limits) -> Result<(), RuleViolation> {
     if selectors.is_empty() {
         return Err(violation("Fargate Profile requires at least one selector."));
@@ -229,10 +272,17 @@ pub fn validate_selectors(selectors: &[Selector], limits: &Limits) -> Result<(),
         )));
     }
     for selector in selectors {
-        if selector.namespace.as_deref().is_none_or(str::is_empty) {
+        let namespace = selector.namespace.as_deref().unwrap_or("");
+        if namespace.is_empty() {
             return Err(violation(
                 "Fargate Profile must have at least one selector with at least one namespace value.",
             ));
+        }
+        if !is_namespace_pattern(namespace) {
+            return Err(violation(format!(
+                "Selector namespace '{}' can never match a Kubernetes namespace (at most {MAX_NAMESPACE_LEN} lowercase letters, digits and '-', with the wildcards '*' and '?').",
+                shown(namespace)
+            )));
         }
         if selector.labels.len() > limits.max_labels {
             return Err(violation(format!(
@@ -243,6 +293,13 @@ pub fn validate_selectors(selectors: &[Selector], limits: &Limits) -> Result<(),
         for (key, value) in &selector.labels {
             if key.is_empty() {
                 return Err(violation("Selector label keys must not be empty."));
+            }
+            if key.chars().chain(value.chars()).any(char::is_control) {
+                return Err(violation(format!(
+                    "Selector label {}={} contains a control character.",
+                    shown(key),
+                    shown(value)
+                )));
             }
             // A label value is at most 63 characters in Kubernetes; a longer one can never match.
             if value.len() > 253 || key.len() > 317 {

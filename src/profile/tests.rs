@@ -201,3 +201,79 @@ fn a_bad_file_is_refused_whole() {
             .is_empty()
     );
 }
+
+#[test]
+fn values_that_can_never_be_valid_are_refused() {
+    let limits = Limits::default();
+    let role = |tail: &str| format!("arn:aws:iam::012345678910:role/{tail}");
+    // Role ARNs: IAM's characters and lengths.
+    for ok in [role("R"), role("path/to/R"), role("a+b=c,d.e@f_g-h")] {
+        assert_eq!(validate_role_arn(&ok), Ok(()), "{ok}");
+    }
+    let long = role(&"r".repeat(MAX_ROLE_ARN_LEN));
+    for bad in [
+        role("R\0"),
+        role("R\nx"),
+        role("R x"),
+        role("R\u{7f}"),
+        long,
+    ] {
+        assert!(validate_role_arn(&bad).is_err(), "{bad:?}");
+    }
+    assert_eq!(
+        validate_role_arn(&role(&"r".repeat(MAX_ROLE_ARN_LEN)))
+            .unwrap_err()
+            .0,
+        "Invalid podExecutionRoleArn: longer than 2048 characters."
+    );
+    let exactly = role(&"r".repeat(MAX_ROLE_ARN_LEN - role("").len()));
+    assert_eq!(exactly.len(), MAX_ROLE_ARN_LEN);
+    assert_eq!(validate_role_arn(&exactly), Ok(()));
+
+    // Namespaces: a DNS label, with wildcards.
+    let selector = |ns: &str| Selector {
+        namespace: Some(ns.into()),
+        labels: BTreeMap::new(),
+    };
+    let max = "n".repeat(MAX_NAMESPACE_LEN);
+    for ok in [
+        "default",
+        "team-?",
+        "*",
+        "batch-*-prod",
+        "0-a",
+        max.as_str(),
+    ] {
+        assert_eq!(validate_selectors(&[selector(ok)], &limits), Ok(()), "{ok}");
+    }
+    let too_long = "n".repeat(MAX_NAMESPACE_LEN + 1);
+    for bad in [
+        "Default",
+        "a b",
+        "a\0",
+        "a\n",
+        "ns_1",
+        "ns.x",
+        "é",
+        too_long.as_str(),
+    ] {
+        let err = validate_selectors(&[selector(bad)], &limits).unwrap_err().0;
+        assert!(
+            err.contains("can never match a Kubernetes namespace"),
+            "{bad:?}: {err}"
+        );
+    }
+
+    // Labels: no control characters in keys or values.
+    for (key, value) in [("app\0", "x"), ("app", "x\ny"), ("app", "\t")] {
+        let with = Selector {
+            namespace: Some("default".into()),
+            labels: BTreeMap::from([(key.to_owned(), value.to_owned())]),
+        };
+        let err = validate_selectors(&[with], &limits).unwrap_err().0;
+        assert!(
+            err.contains("control character"),
+            "{key:?}={value:?}: {err}"
+        );
+    }
+}

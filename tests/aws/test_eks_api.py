@@ -193,7 +193,28 @@ def test_boto3_paginators_waiters_and_timestamps(fresh_server):
 
 
 # (id, CLI arguments, operation, code, HTTP status, message, boto3 method and arguments)
+NAMESPACE_RULE = ("can never match a Kubernetes namespace (at most 63 lowercase letters, digits and '-', "
+                  "with the wildcards '*' and '?').")
+NEWLINE_ROLE = "arn:aws:iam::012345678910:role/Pod\nExecution"
+
 STATELESS_ERRORS = [
+    ("namespace-of-10000-characters",
+     create_cli("p", "--selectors", "namespace=" + "n" * 10000),
+     "CreateFargateProfile", "InvalidParameterException", 400,
+     f"Selector namespace '{'n' * 64}…' {NAMESPACE_RULE}",
+     ("create_fargate_profile", create_boto("p", selectors=[{"namespace": "n" * 10000}]))),
+    ("namespace-with-capitals",
+     create_cli("p", "--selectors", "namespace=Default"),
+     "CreateFargateProfile", "InvalidParameterException", 400,
+     f"Selector namespace 'Default' {NAMESPACE_RULE}",
+     ("create_fargate_profile", create_boto("p", selectors=[{"namespace": "Default"}]))),
+    ("role-with-a-newline",
+     ["create-fargate-profile", "--cluster-name", CLUSTER, "--fargate-profile-name", "p",
+      "--pod-execution-role-arn", NEWLINE_ROLE, "--selectors", "namespace=a"],
+     "CreateFargateProfile", "InvalidParameterException", 400,
+     "Invalid podExecutionRoleArn: arn:aws:iam::012345678910:role/Pod\\nExecution",
+     ("create_fargate_profile", dict(clusterName=CLUSTER, fargateProfileName="p", podExecutionRoleArn=NEWLINE_ROLE,
+                                     selectors=[{"namespace": "a"}]))),
     ("six-selectors",
      create_cli("p", "--selectors", *[f"namespace=n{i}" for i in range(6)]),
      "CreateFargateProfile", "InvalidParameterException", 400,
