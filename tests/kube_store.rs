@@ -18,7 +18,7 @@ use fargate_webhook::profile::{FargateProfile, Limits, ProfileStatus, TokenRecor
 use fargate_webhook::store::kubernetes::{
     FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions, PENDING_KEY, TOKENS_KEY,
 };
-use fargate_webhook::store::{BoxFuture, ProfileStore, Step, UpdateError, Updated, Violation};
+use fargate_webhook::store::{BoxFuture, ProfileStore, UpdateError, Violation, update_or_refuse};
 use futures::channel::mpsc;
 use http::{Method, Request, Response};
 use serde_json::{Value, json};
@@ -115,25 +115,11 @@ trait RunChange {
 impl<S: ProfileStore + ?Sized> RunChange for S {
     fn apply_change<'a>(
         &'a self,
-        mut change: impl FnMut(&mut ProfileState) -> Result<(), String> + Send + 'a,
+        change: impl FnMut(&mut ProfileState) -> Result<(), String> + Send + 'a,
     ) -> BoxFuture<'a, Result<Arc<ProfileState>, Failed>> {
         Box::pin(async move {
-            let mut reason = None;
-            let outcome = self
-                .update(Box::new(|state: &mut ProfileState| match change(state) {
-                    Ok(()) => {
-                        reason = None;
-                        Step::Commit
-                    }
-                    Err(why) => {
-                        reason = Some(why);
-                        Step::Abort
-                    }
-                }))
-                .await;
-            match outcome {
-                Ok(Updated::Committed(state)) => Ok(state),
-                Ok(Updated::Aborted) => Err(Failed::Refused(reason.unwrap_or_default())),
+            match update_or_refuse(self, change).await {
+                Ok(result) => result.map_err(|reason| Failed::Refused(reason.unwrap_or_default())),
                 Err(error) => Err(Failed::Store(error)),
             }
         })

@@ -5,7 +5,7 @@ use super::Api;
 use super::error::ApiError;
 use super::rules::Refusal;
 use crate::profile::ProfileState;
-use crate::store::{Step, UpdateError, Updated, Violation};
+use crate::store::{UpdateError, Violation};
 
 /// Map a store failure to EKS: a broken store rule to the parameter or in-use error it is, a
 /// store that has not loaded its state to the EKS "cluster not ACTIVE" client error (no retry
@@ -36,29 +36,13 @@ impl Api {
     /// back as a value; a store failure comes back as the EKS error it maps to.
     pub(super) async fn run<F>(
         &self,
-        mut change: F,
+        change: F,
     ) -> Result<Result<std::sync::Arc<ProfileState>, Refusal>, ApiError>
     where
         F: FnMut(&mut ProfileState) -> Result<(), Refusal> + Send,
     {
-        let mut refusal = None;
-        let outcome = self
-            .inner
-            .store
-            .update(Box::new(|state: &mut ProfileState| match change(state) {
-                Ok(()) => {
-                    refusal = None;
-                    Step::Commit
-                }
-                Err(why) => {
-                    refusal = Some(why);
-                    Step::Abort
-                }
-            }))
-            .await;
-        match outcome {
-            Ok(Updated::Committed(state)) => Ok(Ok(state)),
-            Ok(Updated::Aborted) => Ok(Err(refusal.unwrap_or(Refusal::NoChange))),
+        match crate::store::update_or_refuse(&*self.inner.store, change).await {
+            Ok(result) => Ok(result.map_err(|refusal| refusal.unwrap_or(Refusal::NoChange))),
             Err(error) => Err(store_error(error, &self.inner.cluster.name)),
         }
     }

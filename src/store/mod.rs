@@ -98,6 +98,36 @@ pub trait ProfileStore: Send + Sync + 'static {
     fn wait_loaded(&self) -> BoxFuture<'_, ()>;
 }
 
+/// Run a change that refuses with a reason of its caller's: `Err(reason)` aborts the write, and the
+/// reason comes back as a value (`None` only if a store aborted without running the change to a
+/// refusal, which no store does). The reason is reset on every run, as a retried change requires.
+pub async fn update_or_refuse<S, R>(
+    store: &S,
+    mut change: impl FnMut(&mut ProfileState) -> Result<(), R> + Send,
+) -> Result<Result<Arc<ProfileState>, Option<R>>, UpdateError>
+where
+    S: ProfileStore + ?Sized,
+    R: Send,
+{
+    let mut reason = None;
+    let outcome = store
+        .update(Box::new(|state: &mut ProfileState| match change(state) {
+            Ok(()) => {
+                reason = None;
+                Step::Commit
+            }
+            Err(why) => {
+                reason = Some(why);
+                Step::Abort
+            }
+        }))
+        .await?;
+    Ok(match outcome {
+        Updated::Committed(state) => Ok(state),
+        Updated::Aborted => Err(reason),
+    })
+}
+
 /// An error and its sources on one line, for logs: `context: cause: cause`.
 pub fn report(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
