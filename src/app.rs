@@ -6,7 +6,7 @@ use crate::cli::{CertsCommand, Cli, Command, ExplainArgs, OutputFormat, ServeArg
 use crate::decision::{self, Options, SharedSnapshot, Snapshot};
 use crate::metrics::Metrics;
 use crate::profile::Limits;
-use crate::server::http::{self, Timeouts};
+use crate::server::http::{self, Port, PortLimits};
 use crate::server::{self as webhook_server, Webhook, tls};
 use crate::store::ProfileStore;
 use crate::store::file::FileStore;
@@ -35,26 +35,47 @@ pub struct Running {
     pub api_addr: SocketAddr,
     pub snapshot: SharedSnapshot,
     pub metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    servers: Vec<JoinHandle<()>>,
+    /// Cancelled by [`Running::shutdown`]; the stopping sequence starts then.
+    stop: CancellationToken,
+    stopped: JoinHandle<()>,
     _watchers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stop accepting and let in-flight requests finish.
+    /// Start stopping (what SIGTERM does): `/readyz` answers 503 at once, the webhook and API
+    /// keep serving for `--shutdown-delay`, then stop accepting and drain; the ops port closes
+    /// last, so readiness can be asked until the end.
     pub fn shutdown(&self) {
-        self.shutdown.cancel();
+        self.stop.cancel();
     }
 
     /// Wait until every server has drained.
     pub async fn wait(self) {
-        for server in self.servers {
-            let _ = server.await;
-        }
+        let _ = self.stopped.await;
         for watcher in self._watchers {
             watcher.abort();
         }
     }
+}
+
+/// The stopping sequence behind [`Running::shutdown`].
+async fn stop_in_order(
+    stop: CancellationToken,
+    delay: std::time::Duration,
+    serving: (CancellationToken, Vec<JoinHandle<()>>),
+    ops: (CancellationToken, JoinHandle<()>),
+) {
+    stop.cancelled().await;
+    if !delay.is_zero() {
+        tracing::info!(?delay, "not ready; serving on until endpoints stop sending");
+        tokio::time::sleep(delay).await;
+    }
+    serving.0.cancel();
+    for server in serving.1 {
+        let _ = server.await;
+    }
+    ops.0.cancel();
+    let _ = ops.1.await;
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -110,8 +131,14 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
             ca.display()
         );
     }
-    let certs = tls::CertReloader::new(&args.tls_cert, &args.tls_key, Arc::clone(&metrics))
-        .context("loading the serving certificate")?;
+    let certs = tls::CertReloader::new(
+        &args.tls_cert,
+        &args.tls_key,
+        args.cert_expiry_warning,
+        Arc::clone(&metrics),
+    )
+    .context("loading the serving certificate")?;
+    watchers.push(certs.watch_expiry());
     watchers.push(
         certs
             .watch()
@@ -125,12 +152,23 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         },
         metrics: Arc::clone(&metrics),
     });
-    let timeouts = Timeouts {
+    let port_limits = PortLimits {
         handshake: args.handshake_timeout,
         header_read: args.handshake_timeout,
+        body_read: args.body_timeout,
+        idle: args.idle_timeout,
         drain: args.shutdown_timeout,
+        max_connections: args.max_connections as usize,
+        max_streams: args.max_streams,
+        body_buffer: args.body_buffer_mib as usize * 1024 * 1024,
     };
-    let shutdown = CancellationToken::new();
+    let port = |name: &'static str| Port {
+        name,
+        metrics: Arc::clone(&metrics),
+    };
+    let stop = CancellationToken::new();
+    let serving = CancellationToken::new();
+    let ops_shutdown = CancellationToken::new();
 
     let webhook_listener = bind(args.webhook_addr, "webhook").await?;
     let metrics_listener = bind(args.metrics_addr, "metrics").await?;
@@ -155,22 +193,25 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let ready = {
         let certs = Arc::clone(&certs);
         let store = Arc::clone(&store);
-        Arc::new(move || store.is_loaded() && certs.is_loaded())
+        let stop = stop.clone();
+        Arc::new(move || {
+            if stop.is_cancelled() {
+                webhook_server::Readiness::ShuttingDown
+            } else if store.is_loaded() && certs.is_loaded() {
+                webhook_server::Readiness::Ready
+            } else {
+                webhook_server::Readiness::Loading
+            }
+        })
     };
     let servers = vec![
         tokio::spawn(http::serve(
             webhook_listener,
             Some(tls::server_config(Arc::clone(&certs))),
             webhook.handler(),
-            shutdown.clone(),
-            timeouts,
-        )),
-        tokio::spawn(http::serve(
-            metrics_listener,
-            None,
-            webhook_server::ops_handler(Arc::clone(&metrics), ready),
-            shutdown.clone(),
-            timeouts,
+            serving.clone(),
+            port_limits,
+            port("webhook"),
         )),
         tokio::spawn(http::serve(
             api_listener,
@@ -178,10 +219,25 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
                 .api_tls
                 .then(|| tls::server_config(Arc::clone(&certs))),
             api_handler,
-            shutdown.clone(),
-            timeouts,
+            serving.clone(),
+            port_limits,
+            port("api"),
         )),
     ];
+    let ops = tokio::spawn(http::serve(
+        metrics_listener,
+        None,
+        webhook_server::ops_handler(Arc::clone(&metrics), ready),
+        ops_shutdown.clone(),
+        port_limits,
+        port("ops"),
+    ));
+    let stopped = tokio::spawn(stop_in_order(
+        stop.clone(),
+        args.shutdown_delay,
+        (serving, servers),
+        (ops_shutdown, ops),
+    ));
     announce!(
         "fargate-webhook: webhook https://{webhook_addr}{}",
         webhook_server::MUTATE_PATH
@@ -198,8 +254,8 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         api_addr,
         snapshot,
         metrics,
-        shutdown,
-        servers,
+        stop,
+        stopped,
         _watchers: watchers,
     })
 }

@@ -23,6 +23,17 @@ pub struct Generated {
 
 /// A CA valid for 10 years and a server certificate valid for `days` days for the given names.
 pub fn generate(dns: &[String], ips: &[IpAddr], days: i64) -> anyhow::Result<Generated> {
+    generate_between(dns, ips, -3600, days * 86_400)
+}
+
+/// Like [`generate`], with the server certificate valid from `from` to `to` seconds after now
+/// (negative: in the past), so that expired and not-yet-valid certificates can be made too.
+pub fn generate_between(
+    dns: &[String],
+    ips: &[IpAddr],
+    from: i64,
+    to: i64,
+) -> anyhow::Result<Generated> {
     if dns.is_empty() && ips.is_empty() {
         anyhow::bail!("a certificate needs at least one --dns name or --ip address");
     }
@@ -53,8 +64,8 @@ pub fn generate(dns: &[String], ips: &[IpAddr], days: i64) -> anyhow::Result<Gen
     params.distinguished_name = subject;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(days);
+    params.not_before = now + Duration::seconds(from);
+    params.not_after = now + Duration::seconds(to);
     params.use_authority_key_identifier_extension = true;
     let key = KeyPair::generate()?; // ECDSA P-256
     let cert = params.signed_by(&key, &ca)?;

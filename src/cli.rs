@@ -64,9 +64,34 @@ pub struct ServeArgs {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "FARGATE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// Deadline for a TLS handshake and for reading request headers.
+    /// Deadline for a TLS handshake and for reading request headers (an idle HTTP/1.1
+    /// connection is closed after it too).
     #[arg(long, env = "FARGATE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
+    /// Deadline for reading a request body, from the end of its headers; a late body gets 408
+    /// and its connection is closed.
+    #[arg(long, env = "FARGATE_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// Close a connection (HTTP/2 with GOAWAY) that has had no request in flight this long.
+    #[arg(long, env = "FARGATE_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open connections per port; over it a new connection is closed at once and counted.
+    #[arg(long, env = "FARGATE_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, env = "FARGATE_MAX_STREAMS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+    /// MiB of request bodies a port buffers at once; a body that would go over gets 503.
+    #[arg(long, env = "FARGATE_BODY_BUFFER_MIB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    pub body_buffer_mib: u32,
+    /// After SIGTERM, keep serving this long with /readyz answering 503 (so endpoints and the
+    /// apiserver stop sending) before connections are drained.
+    #[arg(long, env = "FARGATE_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// Warn (log and `fargate_webhook_certificate_expiring`) when the serving certificate
+    /// expires within this long.
+    #[arg(long, env = "FARGATE_CERT_EXPIRY_WARNING", default_value = "14d", value_parser = parse_duration)]
+    pub cert_expiry_warning: Duration,
     /// Kubernetes store: the coordination ConfigMap (in `POD_NAMESPACE`, else the client's namespace).
     #[arg(long, env = "FARGATE_LOCK_NAME", default_value = crate::store::kubernetes::DEFAULT_LOCK_NAME)]
     pub lock_name: String,
@@ -219,9 +244,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         _ => {
             return Err(format!(
-                "'{text}': unknown unit '{unit}' (use ms, s, m or h)"
+                "'{text}': unknown unit '{unit}' (use ms, s, m, h or d)"
             ));
         }
     };

@@ -17,13 +17,24 @@ pub struct Metrics {
     /// `source` = profiles | certificate; `result` = ok | failed.
     pub reloads: IntCounterVec,
     pub certificate_expiry: Gauge,
+    /// 1 while the serving certificate is within the warning window of its notAfter (or past it).
+    pub certificate_expiring: prometheus::IntGauge,
     pub api_requests: IntCounterVec,
+    /// Open connections, by `port` = webhook | ops | api.
+    pub connections: IntGaugeVec,
+    /// Connections closed at once because the port was at `--max-connections`, by `port`.
+    pub connections_refused: IntCounterVec,
+    /// Request bodies not read, by `port` and `reason` = timeout | buffer_full.
+    pub bodies_refused: IntCounterVec,
 }
 
 /// Sub-millisecond buckets: a webhook decision takes tens of microseconds.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
+
+/// The `port` label values: the three listeners of `serve`.
+pub const PORTS: [&str; 3] = ["webhook", "ops", "api"];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -70,6 +81,36 @@ impl Metrics {
             "notAfter of the serving certificate in use, as Unix time.",
         )
         .expect("valid metric");
+        let certificate_expiring = prometheus::IntGauge::new(
+            "fargate_webhook_certificate_expiring",
+            "1 while the serving certificate expires within --cert-expiry-warning (or has expired).",
+        )
+        .expect("valid metric");
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "fargate_webhook_open_connections",
+                "Connections open now, by port.",
+            ),
+            &["port"],
+        )
+        .expect("valid metric");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_connections_refused_total",
+                "Connections closed on accept because the port had --max-connections open, by port.",
+            ),
+            &["port"],
+        )
+        .expect("valid metric");
+        let bodies_refused = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_request_bodies_refused_total",
+                "Requests answered without reading their body: not received within --body-timeout \
+                 (timeout) or over the port's --body-buffer budget (buffer_full), by port.",
+            ),
+            &["port", "reason"],
+        )
+        .expect("valid metric");
         let api_requests = IntCounterVec::new(
             Opts::new(
                 "fargate_webhook_api_requests_total",
@@ -96,7 +137,11 @@ impl Metrics {
             Box::new(shadowed_selectors.clone()),
             Box::new(reloads.clone()),
             Box::new(certificate_expiry.clone()),
+            Box::new(certificate_expiring.clone()),
             Box::new(api_requests.clone()),
+            Box::new(connections.clone()),
+            Box::new(connections_refused.clone()),
+            Box::new(bodies_refused.clone()),
             Box::new(build_info.clone()),
         ] {
             registry
@@ -108,6 +153,13 @@ impl Metrics {
                 reloads.with_label_values(&[source, result]);
             }
         }
+        for port in PORTS {
+            connections.with_label_values(&[port]);
+            connections_refused.with_label_values(&[port]);
+            for reason in ["timeout", "buffer_full"] {
+                bodies_refused.with_label_values(&[port, reason]);
+            }
+        }
         Metrics {
             registry,
             admission_requests,
@@ -116,7 +168,11 @@ impl Metrics {
             shadowed_selectors,
             reloads,
             certificate_expiry,
+            certificate_expiring,
             api_requests,
+            connections,
+            connections_refused,
+            bodies_refused,
         }
     }
 

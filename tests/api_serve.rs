@@ -7,7 +7,7 @@ mod support;
 use bytes::Bytes;
 use fargate_webhook::api::{Api, ApiConfig};
 use fargate_webhook::metrics::Metrics;
-use fargate_webhook::server::http::{self as server_http, Timeouts};
+use fargate_webhook::server::http::{self as server_http, Port, PortLimits};
 use fargate_webhook::store::ProfileStore;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
@@ -68,7 +68,11 @@ async fn serve_with_a_tls_acceptor() {
         Some(Arc::new(server_config)),
         api.handler(),
         shutdown.clone(),
-        Timeouts::default(),
+        PortLimits::default(),
+        Port {
+            name: "api",
+            metrics: Arc::new(fargate_webhook::metrics::Metrics::new()),
+        },
     ));
 
     let mut roots = rustls::RootCertStore::empty();

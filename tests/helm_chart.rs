@@ -37,6 +37,8 @@ const KNOWN_FLAGS: &[&str] = &[
     "--log-level",
     "--lock-name",
     "--sigv4-credentials",
+    "--shutdown-delay",
+    "--shutdown-timeout",
 ];
 
 // ------------------------------------------------------------------------------------------------------
@@ -708,6 +710,8 @@ fn default_flags_have_the_documented_values() {
         ("--delete-delay", "2s"),
         ("--log-level", "info"),
         ("--lock-name", "fw-fargate-webhook-lock"),
+        ("--shutdown-delay", "5s"),
+        ("--shutdown-timeout", "20s"),
     ];
     let expected: BTreeMap<String, String> = expected
         .iter()
@@ -728,6 +732,29 @@ fn default_flags_have_the_documented_values() {
             "{flag}"
         );
     }
+}
+
+#[test]
+fn the_grace_period_must_cover_the_shutdown_delay_and_drain() {
+    let Some(helm) = helm() else { return };
+    let r = render(
+        helm,
+        &[
+            "shutdown.delaySeconds=10",
+            "terminationGracePeriodSeconds=45",
+        ],
+    );
+    assert_eq!(r.flags()["--shutdown-delay"], "10s");
+    assert_eq!(
+        r.deployment()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        45
+    );
+    let error = render_err(helm, &["shutdown.delaySeconds=15"]);
+    assert!(
+        error.contains("terminationGracePeriodSeconds (30) must be at least")
+            && error.contains("(35)"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -283,6 +283,16 @@ impl Api {
             Err(crate::server::http::BodyError::TooLarge) => {
                 Err(ApiError::payload_too_large(MAX_BODY))
             }
+            Err(crate::server::http::BodyError::TimedOut(e)) => Err(ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutException",
+                e,
+            )),
+            Err(crate::server::http::BodyError::Busy(e)) => Err(ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                e,
+            )),
             Err(crate::server::http::BodyError::Read(e)) => Err(ApiError::client(format!(
                 "The request body could not be read: {e}"
             ))),

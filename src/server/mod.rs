@@ -8,8 +8,8 @@ use crate::admission::{self, ReviewError};
 use crate::decision::{NoMatch, Options, Outcome, SharedSnapshot};
 use crate::metrics::Metrics;
 use bytes::Bytes;
+use http::RequestBody;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,7 +32,7 @@ impl Webhook {
         })
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let response = self.route(req).await;
         self.metrics
@@ -41,7 +41,7 @@ impl Webhook {
         response
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn route(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         if req.uri().path() != MUTATE_PATH {
             return self.refuse(
                 404,
@@ -58,6 +58,13 @@ impl Webhook {
         let body = match http::read_body(&parts.headers, body, MAX_REVIEW_BYTES).await {
             Ok(body) => body,
             Err(http::BodyError::TooLarge) => return self.too_large(),
+            // The body is left unread, so hyper closes an HTTP/1.1 connection after this answer.
+            Err(http::BodyError::TimedOut(error)) => {
+                return self.refuse(408, "Timeout", "error", "body_timeout", &error);
+            }
+            Err(http::BodyError::Busy(error)) => {
+                return self.refuse(503, "ServiceUnavailable", "error", "busy", &error);
+            }
             Err(http::BodyError::Read(error)) => {
                 return self.refuse(
                     400,
@@ -141,12 +148,22 @@ impl Webhook {
     }
 }
 
+/// What `/readyz` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Profiles or the certificate are not loaded yet.
+    Loading,
+    /// SIGTERM received: draining, so endpoints should stop sending.
+    ShuttingDown,
+}
+
 /// The ops port: liveness is independent of everything; readiness asks `ready`.
 pub fn ops_handler(
     metrics: Arc<Metrics>,
-    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    ready: Arc<dyn Fn() -> Readiness + Send + Sync>,
 ) -> http::Handler {
-    Arc::new(move |req: Request<Incoming>| {
+    Arc::new(move |req: Request<RequestBody>| {
         let response = match req.uri().path() {
             "/healthz" | "/livez" => text(
                 200,
@@ -154,19 +171,18 @@ pub fn ops_handler(
                 Bytes::from_static(b"ok\n"),
             ),
             "/readyz" => {
-                if ready() {
-                    text(
-                        200,
-                        "text/plain; charset=utf-8",
-                        Bytes::from_static(b"ready\n"),
-                    )
-                } else {
-                    text(
-                        503,
-                        "text/plain; charset=utf-8",
-                        Bytes::from_static(b"not ready: profiles or certificate not loaded yet\n"),
-                    )
-                }
+                let (status, body): (u16, &'static [u8]) = match ready() {
+                    Readiness::Ready => (200, b"ready\n"),
+                    Readiness::Loading => {
+                        (503, b"not ready: profiles or certificate not loaded yet\n")
+                    }
+                    Readiness::ShuttingDown => (503, b"not ready: shutting down\n"),
+                };
+                text(
+                    status,
+                    "text/plain; charset=utf-8",
+                    Bytes::from_static(body),
+                )
             }
             "/metrics" => text(
                 200,

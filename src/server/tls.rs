@@ -9,7 +9,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -21,13 +22,50 @@ pub enum CertError {
     Empty(PathBuf),
     #[error("certificate and key do not belong together: {0}")]
     Mismatch(String),
+    #[error("certificate {path} expired at {not_after}")]
+    Expired { path: PathBuf, not_after: String },
+    #[error("certificate {path} is not valid before {not_before}")]
+    NotYetValid { path: PathBuf, not_before: String },
 }
 
 /// A certificate and key read from disk, checked to belong together.
 pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
+    /// notBefore of the leaf, Unix seconds.
+    pub not_before: i64,
     /// notAfter of the leaf, Unix seconds.
     pub not_after: i64,
+}
+
+/// Unix seconds as an RFC 3339 time, for messages.
+fn rfc3339(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds)
+        .map_or_else(|_| format!("{seconds} (Unix time)"), |t| t.to_string())
+}
+
+/// Seconds since the Unix epoch now.
+pub fn unix_now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl LoadedCert {
+    /// Refuse a leaf that is not valid at `now` (Unix seconds): serving it would make every
+    /// handshake fail, and with `failurePolicy: Ignore` every pod would be admitted unmutated.
+    pub fn check_validity(&self, path: &Path, now: i64) -> Result<(), CertError> {
+        if now < self.not_before {
+            return Err(CertError::NotYetValid {
+                path: path.to_path_buf(),
+                not_before: rfc3339(self.not_before),
+            });
+        }
+        if now > self.not_after {
+            return Err(CertError::Expired {
+                path: path.to_path_buf(),
+                not_after: rfc3339(self.not_after),
+            });
+        }
+        Ok(())
+    }
 }
 
 pub fn load(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, CertError> {
@@ -54,18 +92,22 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, CertError> 
             path: key_path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    let not_after = x509_parser::parse_x509_certificate(&chain[0])
-        .map_err(|e| chain_err(format!("leaf certificate does not parse: {e}")))?
-        .1
-        .validity()
-        .not_after
-        .timestamp();
+    let (not_before, not_after) = {
+        let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0])
+            .map_err(|e| chain_err(format!("leaf certificate does not parse: {e}")))?;
+        let validity = leaf.validity();
+        (
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        )
+    };
     let certified = CertifiedKey::new(chain, signing_key);
     certified
         .keys_match()
         .map_err(|e| CertError::Mismatch(e.to_string()))?;
     Ok(LoadedCert {
         key: Arc::new(certified),
+        not_before,
         not_after,
     })
 }
@@ -75,9 +117,15 @@ pub struct CertReloader {
     cert_path: PathBuf,
     key_path: PathBuf,
     current: ArcSwap<CertifiedKey>,
+    /// notAfter of the pair in service, Unix seconds.
+    not_after: AtomicI64,
+    expiry_warning: Duration,
     metrics: Arc<Metrics>,
     loaded: AtomicBool,
 }
+
+/// How often the certificate in service is checked against its expiry warning.
+const EXPIRY_CHECK: Duration = Duration::from_secs(3600);
 
 impl std::fmt::Debug for CertReloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -88,22 +136,44 @@ impl std::fmt::Debug for CertReloader {
 }
 
 impl CertReloader {
-    /// Load the key pair once; a failure here is a start-up error (there is nothing to serve).
+    /// Load the key pair once; a failure here (including a certificate that is expired or not
+    /// yet valid) is a start-up error: there is nothing to serve.
     pub fn new(
         cert_path: &Path,
         key_path: &Path,
+        expiry_warning: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, CertError> {
         let first = load(cert_path, key_path)?;
+        first.check_validity(cert_path, unix_now())?;
         metrics.certificate_expiry.set(first.not_after as f64);
         metrics.reload("certificate", true);
-        Ok(Arc::new(CertReloader {
+        let reloader = Arc::new(CertReloader {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
             current: ArcSwap::new(first.key),
+            not_after: AtomicI64::new(first.not_after),
+            expiry_warning,
             metrics,
             loaded: AtomicBool::new(true),
-        }))
+        });
+        reloader.check_expiry(unix_now());
+        Ok(reloader)
+    }
+
+    /// Set `fargate_webhook_certificate_expiring` and warn when the pair in service expires
+    /// within the warning window. Returns whether it does.
+    pub fn check_expiry(&self, now: i64) -> bool {
+        let not_after = self.not_after.load(Ordering::Acquire);
+        let left = not_after - now;
+        let expiring = left < self.expiry_warning.as_secs() as i64;
+        self.metrics.certificate_expiring.set(i64::from(expiring));
+        if left < 0 {
+            tracing::error!(cert = %self.cert_path.display(), not_after = %rfc3339(not_after), "the serving certificate has expired; TLS handshakes fail until it is replaced");
+        } else if expiring {
+            tracing::warn!(cert = %self.cert_path.display(), not_after = %rfc3339(not_after), hours_left = left / 3600, "the serving certificate expires soon");
+        }
+        expiring
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -114,17 +184,23 @@ impl CertReloader {
         self.current.load_full()
     }
 
-    /// Re-read the files; keep serving the old pair if the new one is broken or half-written.
+    /// Re-read the files; keep serving the old pair if the new one is broken, half-written,
+    /// expired or not yet valid.
     pub fn reload(&self) -> bool {
-        match load(&self.cert_path, &self.key_path) {
+        let now = unix_now();
+        let loaded = load(&self.cert_path, &self.key_path)
+            .and_then(|loaded| loaded.check_validity(&self.cert_path, now).map(|()| loaded));
+        match loaded {
             Ok(loaded) => {
                 if loaded.key.cert == self.current.load().cert {
                     return true;
                 }
                 self.current.store(loaded.key);
+                self.not_after.store(loaded.not_after, Ordering::Release);
                 self.metrics.certificate_expiry.set(loaded.not_after as f64);
                 self.metrics.reload("certificate", true);
-                tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded");
+                tracing::info!(cert = %self.cert_path.display(), not_after = %rfc3339(loaded.not_after), "serving certificate reloaded");
+                self.check_expiry(now);
                 true
             }
             Err(error) => {
@@ -133,6 +209,20 @@ impl CertReloader {
                 false
             }
         }
+    }
+
+    /// Check the expiry warning every hour (a certificate nobody rotates still runs out).
+    pub fn watch_expiry(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(EXPIRY_CHECK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                this.check_expiry(unix_now());
+            }
+        })
     }
 
     /// Watch the directories of the certificate and the key (Secret volumes swap `..data`).
@@ -167,4 +257,62 @@ pub fn server_config(reloader: Arc<CertReloader>) -> Arc<rustls::ServerConfig> {
     .with_cert_resolver(reloader);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(from: i64, to: i64) -> (tempfile::TempDir, LoadedCert) {
+        let generated =
+            crate::certs::generate_between(&["localhost".into()], &[], from, to).expect("generate");
+        let dir = tempfile::tempdir().unwrap();
+        crate::certs::write_dir(dir.path(), &generated).unwrap();
+        let loaded = load(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
+        (dir, loaded)
+    }
+
+    #[test]
+    fn validity_window_is_inclusive_and_named_in_the_error() {
+        let (_dir, cert) = pair(-100, 100);
+        let now = unix_now();
+        let path = Path::new("tls.crt");
+        assert!(cert.check_validity(path, now).is_ok());
+        assert!(cert.check_validity(path, cert.not_before).is_ok());
+        assert!(cert.check_validity(path, cert.not_after).is_ok());
+        let early = cert.check_validity(path, cert.not_before - 1).unwrap_err();
+        assert!(matches!(early, CertError::NotYetValid { .. }), "{early}");
+        assert!(
+            early.to_string().contains("is not valid before 20"),
+            "{early}"
+        );
+        let late = cert.check_validity(path, cert.not_after + 1).unwrap_err();
+        assert!(matches!(late, CertError::Expired { .. }), "{late}");
+        assert!(late.to_string().contains("expired at 20"), "{late}");
+    }
+
+    #[test]
+    fn the_expiry_warning_follows_the_window() {
+        let (dir, _) = pair(-100, 3 * 86_400);
+        let metrics = Arc::new(Metrics::new());
+        let reloader = CertReloader::new(
+            &dir.path().join("tls.crt"),
+            &dir.path().join("tls.key"),
+            Duration::from_secs(7 * 86_400),
+            Arc::clone(&metrics),
+        )
+        .unwrap();
+        assert_eq!(metrics.certificate_expiring.get(), 1);
+        let now = unix_now();
+        assert!(
+            !reloader.check_expiry(now - 5 * 86_400),
+            "8 days before the end"
+        );
+        assert_eq!(metrics.certificate_expiring.get(), 0);
+        assert!(
+            reloader.check_expiry(now + 4 * 86_400),
+            "expired counts too"
+        );
+        assert_eq!(metrics.certificate_expiring.get(), 1);
+    }
 }

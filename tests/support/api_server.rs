@@ -9,7 +9,7 @@ use fargate_webhook::api::{Api, ApiConfig};
 use fargate_webhook::decision::{SharedSnapshot, Snapshot};
 use fargate_webhook::metrics::Metrics;
 use fargate_webhook::profile::Limits;
-use fargate_webhook::server::http::{self as server_http, Timeouts};
+use fargate_webhook::server::http::{self as server_http, Port, PortLimits};
 use fargate_webhook::store::ProfileStore;
 use fargate_webhook::store::file::FileStore;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -137,7 +137,11 @@ impl ApiServer {
             None,
             api.handler(),
             shutdown.clone(),
-            Timeouts::default(),
+            PortLimits::default(),
+            Port {
+                name: "api",
+                metrics: metrics.clone(),
+            },
         ));
         ApiServer {
             addr,

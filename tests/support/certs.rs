@@ -14,6 +14,17 @@ pub fn generate_certs(days: i64) -> Generated {
     .expect("rcgen generates certificates")
 }
 
+/// Like [`generate_certs`], valid from `from` to `to` seconds after now (negative: past).
+pub fn generate_certs_between(from: i64, to: i64) -> Generated {
+    certs::generate_between(
+        &["localhost".to_string()],
+        &["127.0.0.1".parse().unwrap()],
+        from,
+        to,
+    )
+    .expect("rcgen generates certificates")
+}
+
 /// The first certificate of a PEM text, DER-encoded.
 pub fn first_cert_der(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM holds a certificate")
