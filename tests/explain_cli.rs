@@ -47,7 +47,7 @@ fn text_names_the_choice_and_why_not_the_others() {
         );
     }
     assert!(
-        text.contains("Fargate does not support: HostPort"),
+        text.contains("Pod not supported on Fargate: port contains HostIP or HostPort"),
         "{text}"
     );
 }

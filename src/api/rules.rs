@@ -122,8 +122,8 @@ pub(crate) fn profile_not_found(cluster: &str, name: &str) -> ApiError {
 }
 
 /// DeleteFargateProfile: the profile goes DELETING (or, with a zero delay, away with its tokens),
-/// unless it does not exist or a profile is CREATING or DELETING. Returns the profile as answered
-/// (status DELETING).
+/// unless it does not exist, is itself DELETING (400, docs/eks-api.md "Errors"), or another
+/// profile is CREATING or DELETING (409). Returns the profile as answered (status DELETING).
 pub(crate) fn delete(
     state: &mut ProfileState,
     name: &str,
@@ -138,6 +138,13 @@ pub(crate) fn delete(
     else {
         return Err(Refusal::Error(profile_not_found(cluster, name)));
     };
+    if state.fargate_profiles[index].status == ProfileStatus::Deleting {
+        return Err(Refusal::Error(
+            ApiError::invalid_request("Fargate Profile is currently not in Active State.")
+                .with_cluster(cluster)
+                .with_profile(name),
+        ));
+    }
     if let Some(busy) = state.fargate_profiles.iter().find(|p| is_busy(p.status)) {
         return Err(Refusal::Error(
             ApiError::resource_in_use(format!(
@@ -427,8 +434,18 @@ mod tests {
         let answered = delete(&mut s, "a", CLUSTER, false, arn).unwrap();
         assert_eq!(answered.status, ProfileStatus::Deleting);
         assert_eq!(s.fargate_profiles[0].status, ProfileStatus::Deleting);
-        // Deleting one that is itself DELETING: it is busy.
-        assert!(delete(&mut s, "a", CLUSTER, false, arn).is_err());
+        // Deleting one that is itself DELETING: 400, not the 409 of another busy profile.
+        let Err(Refusal::Error(e)) = delete(&mut s, "a", CLUSTER, false, arn) else {
+            panic!("deleted a DELETING profile")
+        };
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.message.as_str()),
+            (
+                400,
+                "InvalidRequestException",
+                "Fargate Profile is currently not in Active State."
+            )
+        );
 
         let mut now = state(vec![profile("a", ProfileStatus::Active)]);
         now.client_request_tokens.insert(

@@ -5,6 +5,7 @@ pub mod explain;
 pub mod index;
 pub mod patch;
 pub mod pod;
+pub mod unsupported;
 pub mod wildcard;
 
 pub use index::{CompiledProfile, SharedSnapshot, Snapshot};
@@ -208,9 +209,11 @@ pub fn decide(req: &Request<'_>, snapshot: &Snapshot, options: &Options) -> Deci
             patch::MAX_LABEL_VALUE_LEN
         ));
     }
-    if let Some(fields) = unsupported_fields(pod) {
+    // The scheduler's own refusal text, so the warning and the later event say the same thing;
+    // claims are not looked up here (no I/O), so claim refusals come from the scheduler alone.
+    if let Some(refusal) = unsupported::check(pod, &|_| unsupported::Claim::Unknown) {
         warnings.push(format!(
-            "pod is sent to Fargate profile '{name}' but Fargate does not support: {fields}; it will stay Pending"
+            "{refusal} (sent to Fargate profile '{name}'; the fargate-scheduler will not place it)"
         ));
     }
     Decision {
@@ -220,41 +223,6 @@ pub fn decide(req: &Request<'_>, snapshot: &Snapshot, options: &Options) -> Deci
         },
         warnings,
     }
-}
-
-/// Fields Fargate refuses at scheduling time, named as in EKS's `FailedScheduling` events.
-pub fn unsupported_fields(pod: &Pod) -> Option<String> {
-    let spec = &pod.spec;
-    let mut found: Vec<&str> = Vec::new();
-    if spec.host_network == Some(true) {
-        found.push("HostNetwork");
-    }
-    if pod.all_containers().any(|c| {
-        c.ports.iter().any(|p| {
-            p.host_port.is_some_and(|h| h != 0)
-                || p.host_ip.as_deref().is_some_and(|ip| !ip.is_empty())
-        })
-    }) {
-        found.push("HostPort");
-    }
-    if pod.all_containers().any(|c| {
-        c.security_context
-            .as_ref()
-            .and_then(|s| s.privileged)
-            .unwrap_or(false)
-    }) {
-        found.push("Privileged");
-    }
-    if spec.host_pid == Some(true) {
-        found.push("HostPID");
-    }
-    if spec.host_ipc == Some(true) {
-        found.push("HostIPC");
-    }
-    if spec.volumes.iter().any(|v| v.host_path.is_some()) {
-        found.push("HostPath");
-    }
-    (!found.is_empty()).then(|| found.join(", "))
 }
 
 #[cfg(test)]

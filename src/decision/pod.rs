@@ -92,6 +92,38 @@ pub struct Container {
     pub name: String,
     pub ports: Vec<ContainerPort>,
     pub security_context: Option<SecurityContext>,
+    pub resources: Resources,
+    /// `Always` on an init container makes it a sidecar that runs as long as the pod.
+    pub restart_policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    pub requests: BTreeMap<String, Quantity>,
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+/// A Kubernetes quantity as written: the apiserver stores strings, a YAML manifest may hold a
+/// bare number (`cpu: 1`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quantity(pub String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            S(String),
+            I(i64),
+            F(f64),
+        }
+        Ok(Quantity(match Text::deserialize(deserializer)? {
+            Text::S(s) => s,
+            Text::I(i) => i.to_string(),
+            Text::F(f) => f.to_string(),
+        }))
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -103,9 +135,17 @@ pub struct ContainerPort {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct SecurityContext {
     pub privileged: Option<bool>,
+    pub allow_privilege_escalation: Option<bool>,
+    pub capabilities: Option<Capabilities>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Capabilities {
+    pub add: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -113,6 +153,16 @@ pub struct SecurityContext {
 pub struct Volume {
     pub name: String,
     pub host_path: Option<IgnoredAny>,
+    pub persistent_volume_claim: Option<ClaimSource>,
+    /// The volume's source kind (`emptyDir`, `nfs`, …): every other key of the object.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, IgnoredAny>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClaimSource {
+    pub claim_name: String,
 }
 
 impl Pod {

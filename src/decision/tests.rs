@@ -472,17 +472,15 @@ fn unsupported_fields_warn_only_when_mutated() {
         }
     });
     let d = decide_in("default", &pod(bad.clone()), &snapshot);
-    assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
-    for field in [
-        "HostNetwork",
-        "HostPort",
-        "Privileged",
-        "HostPID",
-        "HostIPC",
-        "HostPath",
-    ] {
-        assert!(d.warnings[0].contains(field), "{field} in {:?}", d.warnings);
-    }
+    // The scheduler's refusal, verbatim, then which profile sent it there.
+    assert_eq!(
+        d.warnings,
+        vec![
+            "Pod not supported on Fargate: fields not supported: HostNetwork, HostPID, HostIPC, \
+             invalid SecurityContext fields: Privileged, port contains HostIP or HostPort, \
+             volumes not supported: h (sent to Fargate profile 'fp'; the fargate-scheduler will not place it)"
+        ]
+    );
     // Same pod elsewhere: not sent to Fargate, so no warning.
     let d = decide_in("elsewhere", &pod(bad), &snapshot);
     assert_eq!(d.outcome, Outcome::NotMatched(NoMatch::NoProfile));

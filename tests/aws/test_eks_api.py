@@ -400,6 +400,12 @@ def test_conflicts_quota_and_token_reuse(fresh_server):
         "DeleteFargateProfile", "ResourceInUseException",
         "Cannot Delete Fargate Profile second because cluster fargate currently has Fargate profile first in status DELETING",
         boto=("delete_fargate_profile", dict(clusterName=CLUSTER, fargateProfileName="second")), status=409)
+    # A retried delete of the profile being deleted: 400, as real EKS answers.
+    expect_cli_error(
+        server, ["delete-fargate-profile", "--cluster-name", CLUSTER, "--fargate-profile-name", "first"],
+        "DeleteFargateProfile", "InvalidRequestException",
+        "Fargate Profile is currently not in Active State.",
+        boto=("delete_fargate_profile", dict(clusterName=CLUSTER, fargateProfileName="first")), status=400)
     assert server.client().list_fargate_profiles(clusterName=CLUSTER)["fargateProfileNames"] == ["first", "second"]
 
 

@@ -157,7 +157,10 @@ def test_unsupported_fields_are_admitted_with_a_warning(hook):
     stored, warnings = created(pod("host", "team-a", **spec))
     assert_on_fargate(stored, "a-team-one-char")
     assert stored["spec"]["hostNetwork"] is True
-    assert "Warning: " in warnings and "HostNetwork" in warnings and "Privileged" in warnings, warnings
+    # The fargate-scheduler's own FailedScheduling text, as kubectl prints the warning.
+    assert ("Warning: Pod not supported on Fargate: fields not supported: HostNetwork, "
+            "invalid SecurityContext fields: Privileged, port contains HostIP or HostPort "
+            "(sent to Fargate profile 'a-team-one-char'") in warnings, warnings
 
 
 def test_non_matching_namespace_is_stored_untouched(hook):
