@@ -2,10 +2,14 @@
 //! run them until a signal. Tests drive [`start`] and get the bound addresses back.
 
 use crate::api::Api;
-use crate::cli::{CertsCommand, Cli, Command, ExplainArgs, OutputFormat, ServeArgs, StoreKind};
+use crate::cli::{
+    CertsCommand, Cli, Command, ExplainArgs, OutputFormat, PlacementKind, SchedulerArgs, ServeArgs,
+    StoreKind,
+};
 use crate::decision::{self, Options, SharedSnapshot, Snapshot};
 use crate::metrics::Metrics;
 use crate::profile::Limits;
+use crate::scheduler::{Placement, SchedulerOptions};
 use crate::server::http::{self, Port, PortLimits};
 use crate::server::{self as webhook_server, Webhook, tls};
 use crate::store::ProfileStore;
@@ -84,6 +88,135 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the {what} address {addr}"))
 }
 
+/// The profile store `serve` and `scheduler` read, publishing into `snapshot`, with the task that
+/// keeps it current.
+async fn open_store(
+    kind: StoreKind,
+    state_dir: &std::path::Path,
+    lock_name: &str,
+    limits: Limits,
+    snapshot: &SharedSnapshot,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<dyn ProfileStore>, JoinHandle<()>)> {
+    Ok(match kind {
+        StoreKind::File => {
+            let store =
+                FileStore::open(state_dir, limits, Arc::clone(snapshot), Arc::clone(metrics))
+                    .with_context(|| {
+                        format!("opening the state directory {}", state_dir.display())
+                    })?;
+            let watcher = store.watch().context("watching the state directory")?;
+            (store, watcher)
+        }
+        StoreKind::Kubernetes => {
+            let client = kube::Client::try_default().await.context(
+                "connecting to the Kubernetes API (in-cluster service account or kubeconfig)",
+            )?;
+            // Empty: the client's default namespace (in a pod, its own).
+            let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
+            let mut options = KubeStoreOptions::new(namespace);
+            options.lock_name = lock_name.to_string();
+            let store = KubeStore::new(
+                client,
+                Arc::clone(snapshot),
+                Arc::clone(metrics),
+                limits,
+                options,
+            );
+            let watcher = store.start();
+            (store, watcher)
+        }
+    })
+}
+
+/// Run the fargate-scheduler until SIGTERM or SIGINT.
+pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let placement = match args.placement {
+        PlacementKind::Virtual => Placement::Virtual,
+        PlacementKind::Pool => Placement::Pool,
+    };
+    if placement == Placement::Pool && args.pool_selector.as_deref().is_none_or(str::is_empty) {
+        anyhow::bail!(
+            "--placement pool needs --pool-selector (a label selector of the pool's nodes)"
+        );
+    }
+    let metrics = Arc::new(Metrics::new());
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let (store, watcher) = open_store(
+        args.store,
+        &args.state_dir,
+        &args.lock_name,
+        Limits::default(),
+        &snapshot,
+        &metrics,
+    )
+    .await?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster service account or kubeconfig)")?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        })
+    });
+    let options = SchedulerOptions {
+        placement,
+        pool_selector: args.pool_selector.clone(),
+        region: args.region.clone(),
+        evict: args.evict,
+        lease_name: args.lease_name.clone(),
+        lease_namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
+        identity,
+        workers: args.workers as usize,
+        retry: args.retry_interval,
+    };
+    let ops_listener = bind(args.metrics_addr, "metrics").await?;
+    let ops_addr = ops_listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let ready = {
+        let store = Arc::clone(&store);
+        let stop = stop.clone();
+        Arc::new(move || {
+            if stop.is_cancelled() {
+                webhook_server::Readiness::ShuttingDown
+            } else if store.is_loaded() {
+                webhook_server::Readiness::Ready
+            } else {
+                webhook_server::Readiness::Loading
+            }
+        })
+    };
+    let ops = tokio::spawn(http::serve(
+        ops_listener,
+        None,
+        webhook_server::ops_handler(Arc::clone(&metrics), ready),
+        stop.clone(),
+        PortLimits::default(),
+        Port {
+            name: "ops",
+            metrics: Arc::clone(&metrics),
+        },
+    ));
+    announce!("fargate-webhook: scheduler ops http://{ops_addr} (/healthz /readyz /metrics)");
+    store.wait_loaded().await;
+    let running = tokio::spawn(crate::scheduler::run(
+        client,
+        snapshot,
+        Arc::clone(&metrics),
+        options,
+        stop.clone(),
+    ));
+    wait_for_signal().await;
+    tracing::info!("shutting down the scheduler");
+    stop.cancel();
+    let _ = running.await;
+    let _ = ops.await;
+    watcher.abort();
+    Ok(())
+}
+
 /// Start everything `serve` runs. Returns once all ports are bound.
 pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -93,37 +226,16 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
 
     let api_config = args.api.config();
     let limits = api_config.limits();
-    let store: Arc<dyn ProfileStore> = match args.store {
-        StoreKind::File => {
-            let store = FileStore::open(
-                &args.state_dir,
-                limits,
-                Arc::clone(&snapshot),
-                Arc::clone(&metrics),
-            )
-            .with_context(|| format!("opening the state directory {}", args.state_dir.display()))?;
-            watchers.push(store.watch().context("watching the state directory")?);
-            store
-        }
-        StoreKind::Kubernetes => {
-            let client = kube::Client::try_default().await.context(
-                "connecting to the Kubernetes API (in-cluster service account or kubeconfig)",
-            )?;
-            // Empty: the client's default namespace (in a pod, its own).
-            let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
-            let mut options = KubeStoreOptions::new(namespace);
-            options.lock_name = args.lock_name.clone();
-            let store = KubeStore::new(
-                client,
-                Arc::clone(&snapshot),
-                Arc::clone(&metrics),
-                limits,
-                options,
-            );
-            watchers.push(store.start());
-            store
-        }
-    };
+    let (store, watcher) = open_store(
+        args.store,
+        &args.state_dir,
+        &args.lock_name,
+        limits,
+        &snapshot,
+        &metrics,
+    )
+    .await?;
+    watchers.push(watcher);
 
     if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
         announce!(
@@ -354,5 +466,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", explain(&args)?);
             Ok(())
         }
+        Command::Scheduler(args) => scheduler(*args).await,
     }
 }

@@ -28,6 +28,59 @@ pub enum Command {
     Certs(CertsCommand),
     /// Which profile would this pod get, and why not the others?
     Explain(ExplainArgs),
+    /// The fargate-scheduler: place the pods the webhook sent to Fargate.
+    Scheduler(Box<SchedulerArgs>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlacementKind {
+    /// One Node per pod, shaped like EKS's Fargate nodes (something must act as their kubelet).
+    Virtual,
+    /// Existing nodes chosen by `--pool-selector`.
+    Pool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SchedulerArgs {
+    /// Where profiles come from (as for `serve`).
+    #[arg(long, env = "FARGATE_STORE", value_enum, default_value = "file")]
+    pub store: StoreKind,
+    /// Directory of the file store (`profiles.json`).
+    #[arg(long, env = "FARGATE_STATE_DIR", default_value = "./data")]
+    pub state_dir: PathBuf,
+    /// Kubernetes store: the coordination ConfigMap (as for `serve`).
+    #[arg(long, env = "FARGATE_LOCK_NAME", default_value = crate::store::kubernetes::DEFAULT_LOCK_NAME)]
+    pub lock_name: String,
+    /// Where placed pods go.
+    #[arg(long, env = "FARGATE_PLACEMENT", value_enum, default_value = "virtual")]
+    pub placement: PlacementKind,
+    /// Label selector of the pool's nodes (`--placement pool`), e.g. `fargate-webhook.io/pool=true`.
+    #[arg(long, env = "FARGATE_POOL_SELECTOR")]
+    pub pool_selector: Option<String>,
+    /// Region in virtual node names and zone labels.
+    #[arg(long, env = "FARGATE_REGION", default_value = "us-west-2")]
+    pub region: String,
+    /// Remove the pods of a profile being deleted with the Eviction API (PodDisruptionBudgets
+    /// apply) instead of deleting them as EKS does.
+    #[arg(long, env = "FARGATE_EVICT")]
+    pub evict: bool,
+    /// The Lease that elects one scheduler among replicas (in `POD_NAMESPACE`, else the client's
+    /// namespace).
+    #[arg(long, env = "FARGATE_LEASE_NAME", default_value = "fargate-scheduler")]
+    pub lease_name: String,
+    /// This replica's name in the Lease (default: `POD_NAME`, else the host name and process id).
+    #[arg(long, env = "FARGATE_SCHEDULER_ID")]
+    pub identity: Option<String>,
+    /// Plain-HTTP ops port: /healthz, /readyz, /metrics.
+    #[arg(long, env = "FARGATE_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    pub metrics_addr: SocketAddr,
+    /// Pods scheduled at once.
+    #[arg(long, env = "FARGATE_SCHEDULER_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
+    /// How often a pod that could not be placed yet (no room in the pool, an API error) is tried
+    /// again. Refused pods are not retried, as on EKS.
+    #[arg(long, env = "FARGATE_RETRY_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub retry_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -12,5 +12,6 @@ pub mod decision;
 pub mod files;
 pub mod metrics;
 pub mod profile;
+pub mod scheduler;
 pub mod server;
 pub mod store;

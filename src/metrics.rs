@@ -26,6 +26,18 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// Request bodies not read, by `port` and `reason` = timeout | buffer_full.
     pub bodies_refused: IntCounterVec,
+    /// The fargate-scheduler: pods bound, by `placement` = virtual | pool.
+    pub scheduler_bound: IntCounterVec,
+    /// Pods refused with a `FailedScheduling` event, by `reason`.
+    pub scheduler_refused: IntCounterVec,
+    /// From seeing an unbound pod to its binding, in seconds.
+    pub scheduler_bind_latency: Histogram,
+    /// Virtual Fargate nodes that exist now.
+    pub scheduler_virtual_nodes: prometheus::IntGauge,
+    /// Pods removed because their profile is being deleted, by `action` = delete | evict.
+    pub scheduler_pods_removed: IntCounterVec,
+    /// 1 while this process holds the scheduler's Lease.
+    pub scheduler_leader: prometheus::IntGauge,
 }
 
 /// Sub-millisecond buckets: a webhook decision takes tens of microseconds.
@@ -111,6 +123,50 @@ impl Metrics {
             &["port", "reason"],
         )
         .expect("valid metric");
+        let scheduler_bound = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_scheduler_pods_bound_total",
+                "Pods the fargate-scheduler bound, by placement.",
+            ),
+            &["placement"],
+        )
+        .expect("valid metric");
+        let scheduler_refused = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_scheduler_pods_refused_total",
+                "Pods the fargate-scheduler refused with a FailedScheduling event, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let scheduler_bind_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "fargate_webhook_scheduler_bind_latency_seconds",
+                "Time from the fargate-scheduler seeing an unbound pod to its binding (queue, checks, node, binding), in seconds.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )
+        .expect("valid metric");
+        let scheduler_virtual_nodes = prometheus::IntGauge::new(
+            "fargate_webhook_scheduler_virtual_nodes",
+            "Virtual Fargate nodes (one per pod) that exist now.",
+        )
+        .expect("valid metric");
+        let scheduler_pods_removed = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_scheduler_pods_removed_total",
+                "Pods removed because their Fargate profile is being deleted, by action.",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
+        let scheduler_leader = prometheus::IntGauge::new(
+            "fargate_webhook_scheduler_leader",
+            "1 while this process holds the fargate-scheduler Lease.",
+        )
+        .expect("valid metric");
         let api_requests = IntCounterVec::new(
             Opts::new(
                 "fargate_webhook_api_requests_total",
@@ -142,6 +198,12 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connections_refused.clone()),
             Box::new(bodies_refused.clone()),
+            Box::new(scheduler_bound.clone()),
+            Box::new(scheduler_refused.clone()),
+            Box::new(scheduler_bind_latency.clone()),
+            Box::new(scheduler_virtual_nodes.clone()),
+            Box::new(scheduler_pods_removed.clone()),
+            Box::new(scheduler_leader.clone()),
             Box::new(build_info.clone()),
         ] {
             registry
@@ -173,6 +235,12 @@ impl Metrics {
             connections,
             connections_refused,
             bodies_refused,
+            scheduler_bound,
+            scheduler_refused,
+            scheduler_bind_latency,
+            scheduler_virtual_nodes,
+            scheduler_pods_removed,
+            scheduler_leader,
         }
     }
 

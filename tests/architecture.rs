@@ -19,6 +19,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("store", &["profile", "decision", "metrics", "files"][..]),
         ("api", &["profile", "store", "metrics", "server"][..]),
         ("certs", &["files"][..]),
+        ("scheduler", &["profile", "decision", "metrics"][..]),
     ])
 }
 

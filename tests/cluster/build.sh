@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (kube-apiserver, kube-controller-manager, kubectl, etcd)
-# from the Go modules pinned in tests/cluster/tools/go.mod, once, into .tools/k8s-<release>/bin.
-# Later runs reuse them: the stamp file records the hash of go.mod, go.sum and this script.
+# from the Go modules pinned in tests/cluster/tools/go.mod, and kwok (the kubelet of the
+# scheduler's virtual nodes) from its own module in tests/cluster/kwok/go.mod, once, into
+# .tools/k8s-<release>/bin. Later runs reuse them: the stamp records the hash of both go.mod and
+# go.sum files and this script.
 #   bash tests/cluster/build.sh            prints the bin directory on stdout
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,7 +12,8 @@ tools="$here/tools"
 release="$(awk '$1=="k8s.io/kubernetes" {print $2}' "$tools/go.mod" | head -n1)"
 [ -n "$release" ] || { echo "build.sh: no k8s.io/kubernetes line in $tools/go.mod" >&2; exit 1; }
 bin="${FW_TOOLS_DIR:-$root/.tools}/k8s-$release/bin"
-want="$(cat "$tools/go.mod" "$tools/go.sum" "$0" | sha256sum | cut -c1-16)"
+kwok="$here/kwok"
+want="$(cat "$tools/go.mod" "$tools/go.sum" "$kwok/go.mod" "$kwok/go.sum" "$0" | sha256sum | cut -c1-16)"
 if [ -f "$bin/.stamp" ] && [ "$(cat "$bin/.stamp")" = "$want" ]; then
   echo "$bin"; exit 0
 fi
@@ -31,6 +34,10 @@ fi
 if ! ( cd "$tools" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w" -o "$bin/etcd" \
       go.etcd.io/etcd/server/v3 ) >>"$log" 2>&1; then
   echo "build.sh: building etcd failed; last lines of $log:" >&2; tail -n 30 "$log" >&2; exit 1
+fi
+if ! ( cd "$kwok" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w" -o "$bin/kwok" \
+      sigs.k8s.io/kwok/cmd/kwok ) >>"$log" 2>&1; then
+  echo "build.sh: building kwok failed; last lines of $log:" >&2; tail -n 30 "$log" >&2; exit 1
 fi
 echo "$want" > "$bin/.stamp"
 echo "build.sh: built in $(( $(date +%s) - start )) s" >&2

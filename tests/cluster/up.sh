@@ -6,6 +6,9 @@
 # No kubelet, no kube-scheduler, no containers: pods are stored, not run. Every port is on 127.0.0.1 and
 # chosen free at start (or set FW_ETCD_PORT, FW_APISERVER_PORT, FW_KCM_PORT). Running it again on a DIR
 # whose control plane is up only prints the env file.
+#   KWOK=1 bash tests/cluster/up.sh DIR  also starts kwok as the kubelet of the nodes labelled
+#                                        eks.amazonaws.com/compute-type=fargate (the scheduler's virtual
+#                                        Fargate nodes): they turn Ready and their pods Running.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 die() { echo "up.sh: $*" >&2; exit 1; }
@@ -22,7 +25,8 @@ alive() { # alive NAME: the process up.sh recorded under NAME is still running
   local pid; pid="$(awk -v n="$1" '$1==n {print $2}' "$dir/pids" 2>/dev/null)"
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
-if [ -f "$dir/env" ] && alive etcd && alive kube-apiserver && alive kube-controller-manager; then
+if [ -f "$dir/env" ] && alive etcd && alive kube-apiserver && alive kube-controller-manager \
+   && { [ "${KWOK:-}" != 1 ] || alive kwok; }; then
   # shellcheck disable=SC1091
   . "$dir/env"
   if curl -sf --max-time 5 --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" \
@@ -157,6 +161,15 @@ wait_for kube-controller-manager 60 kcm_ready
 # Pods need the namespace's `default` ServiceAccount (ServiceAccount admission): the controller-manager
 # makes it; wait for it so the first test does not race it.
 wait_for kube-controller-manager 60 "$bin/kubectl" --kubeconfig "$dir/kubeconfig" get serviceaccount default -n default
+
+if [ "${KWOK:-}" = 1 ]; then
+  kwok_port="$(free_port)"
+  # Only the virtual Fargate nodes: a kind worker or any other node keeps its own kubelet.
+  start kwok --kubeconfig "$dir/kubeconfig" --config "$here/kwok/stages.yaml" \
+    --manage-nodes-with-label-selector eks.amazonaws.com/compute-type=fargate \
+    --server-address "127.0.0.1:$kwok_port" --node-lease-duration-seconds 40 --cidr 10.200.0.0/16
+  wait_for kwok 30 curl -sf --max-time 2 "http://127.0.0.1:$kwok_port/healthz"
+fi
 
 cat > "$dir/env" <<ENV
 KUBECONFIG=$dir/kubeconfig

@@ -1,0 +1,407 @@
+//! The fargate-scheduler: places the pods the webhook sent to Fargate, as EKS's second Fargate
+//! component does (docs/eks-behaviour.md §9). Pure parts: [`sizing`], [`verdict`], [`placement`].
+//! I/O: [`bind`] (one pod), [`lease`] (one leader among replicas) and the loop below: a watch of
+//! the pods that name `fargate-scheduler`, a worker pool, a retry tick, the removal of the pods of
+//! a profile that is being deleted, and a sweep of virtual nodes whose pod is gone.
+
+pub mod bind;
+pub mod lease;
+pub mod placement;
+pub mod sizing;
+pub mod verdict;
+
+use crate::decision::SharedSnapshot;
+use crate::metrics::Metrics;
+use crate::profile::{PROFILE_LABEL, ProfileStatus};
+use bind::{Context, Outcome};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The scheduler name EKS's webhook sets and this scheduler answers to.
+pub const SCHEDULER_NAME: &str = "fargate-scheduler";
+
+/// Where placed pods go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// A Node of its own per pod, shaped like EKS's Fargate nodes.
+    Virtual,
+    /// Existing nodes chosen by a label selector.
+    Pool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    pub placement: Placement,
+    /// Label selector of the pool's nodes (`--pool-selector`).
+    pub pool_selector: Option<String>,
+    /// Region in node names and zone labels.
+    pub region: String,
+    /// Remove the pods of a profile being deleted through the Eviction API (honours
+    /// PodDisruptionBudgets) instead of deleting them as EKS does.
+    pub evict: bool,
+    pub lease_name: String,
+    /// Namespace of the Lease (empty: the client's default namespace).
+    pub lease_namespace: String,
+    pub identity: String,
+    /// Pods scheduled at once.
+    pub workers: usize,
+    /// How often pods that could not be placed yet are tried again.
+    pub retry: Duration,
+}
+
+/// Run until `shutdown`: stand by, lead while the Lease is ours, stand by again when it is lost.
+pub async fn run(
+    client: Client,
+    snapshot: SharedSnapshot,
+    metrics: Arc<Metrics>,
+    options: SchedulerOptions,
+    shutdown: CancellationToken,
+) {
+    let leases: Api<Lease> = if options.lease_namespace.is_empty() {
+        Api::default_namespaced(client.clone())
+    } else {
+        Api::namespaced(client.clone(), &options.lease_namespace)
+    };
+    let elector = lease::Elector::new(
+        leases,
+        &options.lease_name,
+        &options.identity,
+        lease::DURATION,
+    );
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: SCHEDULER_NAME.into(),
+            instance: Some(options.identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        snapshot,
+        options,
+        metrics,
+        recorder,
+    });
+    loop {
+        let leading = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            leading = elector.try_lead() => leading,
+        };
+        match leading {
+            Ok(true) => {
+                tracing::info!(identity = elector.identity(), "leading: scheduling pods");
+                ctx.metrics.scheduler_leader.set(1);
+                let work = shutdown.child_token();
+                let renewing = {
+                    let work = work.clone();
+                    let elector = &elector;
+                    async move {
+                        let mut last_renewed = tokio::time::Instant::now();
+                        loop {
+                            tokio::time::sleep(lease::RENEW).await;
+                            match elector.try_lead().await {
+                                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                                Ok(false) => break,
+                                Err(error) => {
+                                    tracing::warn!(%error, "renewing the Lease failed");
+                                    // Stop before another replica may take the Lease over.
+                                    if last_renewed.elapsed() + lease::RENEW >= lease::DURATION {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        work.cancel();
+                    }
+                };
+                tokio::join!(
+                    lead(Arc::clone(&ctx), work.clone()),
+                    renewing_until(work, renewing)
+                );
+                ctx.metrics.scheduler_leader.set(0);
+                if shutdown.is_cancelled() {
+                    elector.release().await;
+                    break;
+                }
+                tracing::warn!("lost the Lease: standing by");
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "reading the Lease failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(lease::RENEW) => {}
+        }
+    }
+}
+
+/// Run `renewing` until it ends or `work` is cancelled.
+async fn renewing_until(work: CancellationToken, renewing: impl std::future::Future<Output = ()>) {
+    tokio::select! {
+        _ = work.cancelled() => {}
+        _ = renewing => {}
+    }
+}
+
+/// A pod that has asked for this scheduler and is not bound.
+fn unbound(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.node_name.as_deref())
+        .is_none_or(str::is_empty)
+        && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// Refused before (by this or an earlier process): EKS does not retry, nor do we.
+fn refused_before(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && (c.reason.as_deref() == Some("Unschedulable")
+                        || c.reason.as_deref() == Some(sizing::TOO_LARGE_REASON))
+            })
+        })
+}
+
+/// The leader's work until `work` is cancelled.
+async fn lead(ctx: Arc<Context>, work: CancellationToken) {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.schedulerName={SCHEDULER_NAME}"));
+    let mut events = watcher(pods, config).default_backoff().boxed();
+    let (queue, receiver) = mpsc::channel::<(Pod, std::time::Instant)>(1024);
+    let (done_tx, mut done_rx) = mpsc::channel::<(String, Outcome)>(1024);
+    let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..ctx.options.workers.max(1) {
+        let (ctx, receiver, done_tx, work) = (
+            Arc::clone(&ctx),
+            Arc::clone(&receiver),
+            done_tx.clone(),
+            work.clone(),
+        );
+        workers.spawn(async move {
+            loop {
+                let pod = tokio::select! {
+                    _ = work.cancelled() => return,
+                    pod = async { receiver.lock().await.recv().await } => pod,
+                };
+                let Some((pod, seen)) = pod else { return };
+                let uid = pod.uid().unwrap_or_default();
+                let outcome = ctx.schedule(&pod).await;
+                if matches!(outcome, Outcome::Bound(_)) {
+                    ctx.metrics
+                        .scheduler_bind_latency
+                        .observe(seen.elapsed().as_secs_f64());
+                }
+                if done_tx.send((uid, outcome)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    // Unbound pods by UID; those being scheduled; those finished (bound or refused).
+    let mut waiting: HashMap<String, Pod> = HashMap::new();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let mut finished: HashSet<String> = HashSet::new();
+    let mut retry = tokio::time::interval(ctx.options.retry);
+    let mut profiles_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut sweep = tokio::time::interval(Duration::from_secs(10));
+    let mut active = active_profiles(&ctx);
+    loop {
+        tokio::select! {
+            _ = work.cancelled() => break,
+            event = events.next() => match event {
+                Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                    let uid = pod.uid().unwrap_or_default();
+                    if unbound(&pod) && !refused_before(&pod) {
+                        if !finished.contains(&uid) && !in_flight.contains(&uid) {
+                            in_flight.insert(uid.clone());
+                            let _ = queue.send((pod.clone(), std::time::Instant::now())).await;
+                        }
+                        waiting.insert(uid, pod);
+                    } else {
+                        waiting.remove(&uid);
+                    }
+                }
+                Some(Ok(watcher::Event::Delete(pod))) => {
+                    let uid = pod.uid().unwrap_or_default();
+                    waiting.remove(&uid);
+                    finished.remove(&uid);
+                    remove_virtual_node_of(&ctx, &pod).await;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => tracing::warn!(%error, "watching pods"),
+                None => break,
+            },
+            Some((uid, outcome)) = done_rx.recv() => {
+                in_flight.remove(&uid);
+                match outcome {
+                    Outcome::Bound(_) | Outcome::Refused(_) => {
+                        waiting.remove(&uid);
+                        finished.insert(uid);
+                    }
+                    Outcome::Skipped => {}
+                }
+            }
+            _ = retry.tick() => {
+                for (uid, pod) in &waiting {
+                    if !in_flight.contains(uid) && !finished.contains(uid) {
+                        in_flight.insert(uid.clone());
+                        let _ = queue.send((pod.clone(), std::time::Instant::now())).await;
+                    }
+                }
+            }
+            _ = profiles_tick.tick() => {
+                let now = active_profiles(&ctx);
+                for gone in active.difference(&now) {
+                    let (ctx, gone) = (Arc::clone(&ctx), gone.clone());
+                    tokio::spawn(async move { remove_pods_of(&ctx, &gone).await });
+                }
+                active = now;
+            }
+            _ = sweep.tick() => sweep_virtual_nodes(&ctx).await,
+        }
+    }
+    workers.abort_all();
+}
+
+fn active_profiles(ctx: &Context) -> BTreeSet<String> {
+    ctx.snapshot
+        .load()
+        .profiles()
+        .iter()
+        .filter(|p| p.status() == ProfileStatus::Active)
+        .map(|p| p.name().to_string())
+        .collect()
+}
+
+/// The profile went DELETING (or away): remove the pods it placed, as EKS does.
+async fn remove_pods_of(ctx: &Context, profile: &str) {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let listed = match pods
+        .list(&ListParams::default().fields(&format!("spec.schedulerName={SCHEDULER_NAME}")))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(error) => {
+            tracing::warn!(%error, profile, "listing the pods of a deleted profile failed");
+            return;
+        }
+    };
+    for pod in listed {
+        let of_profile = pod.labels().get(PROFILE_LABEL).map(String::as_str) == Some(profile)
+            || pod.annotations().get(PROFILE_LABEL).map(String::as_str) == Some(profile);
+        if !of_profile || unbound(&pod) {
+            continue;
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+        let (action, result) = if ctx.options.evict {
+            (
+                "evict",
+                api.evict(&pod.name_any(), &EvictParams::default())
+                    .await
+                    .map(|_| ()),
+            )
+        } else {
+            (
+                "delete",
+                api.delete(&pod.name_any(), &DeleteParams::default())
+                    .await
+                    .map(|_| ()),
+            )
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(pod = %pod.name_any(), %namespace, profile, action, "pod of a deleted profile removed");
+                ctx.metrics
+                    .scheduler_pods_removed
+                    .with_label_values(&[action])
+                    .inc();
+            }
+            Err(error) => {
+                tracing::warn!(%error, pod = %pod.name_any(), action, "removing a pod of a deleted profile failed")
+            }
+        }
+    }
+}
+
+/// The virtual node made for `pod`, if any, once the pod is gone.
+async fn remove_virtual_node_of(ctx: &Context, pod: &Pod) {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return;
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    if let Ok(Some(n)) = nodes.get_opt(&node).await
+        && n.annotations().get(placement::POD_UID_ANNOTATION) == pod.uid().as_ref()
+        && nodes.delete(&node, &DeleteParams::default()).await.is_ok()
+    {
+        ctx.metrics.scheduler_virtual_nodes.dec();
+    }
+}
+
+/// Delete virtual nodes whose pod is gone, finished, or bound elsewhere (after a crash between
+/// making a node and binding, or a missed delete event).
+async fn sweep_virtual_nodes(ctx: &Context) {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let Ok(list) = nodes
+        .list(&ListParams::default().labels(&format!("{}=true", placement::VIRTUAL_NODE_LABEL)))
+        .await
+    else {
+        return;
+    };
+    let mut left = 0;
+    for node in list.items {
+        let name = node.name_any();
+        let owner = node.annotations().get(placement::POD_ANNOTATION).cloned();
+        let owner_uid = node
+            .annotations()
+            .get(placement::POD_UID_ANNOTATION)
+            .cloned();
+        let pod = match owner.as_deref().and_then(|o| o.split_once('/')) {
+            Some((namespace, pod_name)) => Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+                .get_opt(pod_name)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let keep = pod.as_ref().is_some_and(|p| {
+            let same = p.uid() == owner_uid;
+            let bound_here_or_not_yet = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_none_or(|n| n.is_empty() || n == name);
+            let finished = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+            same && bound_here_or_not_yet && !finished
+        });
+        if keep {
+            left += 1;
+        } else if let Err(error) = nodes.delete(&name, &DeleteParams::default()).await {
+            tracing::warn!(%error, node = %name, "removing a virtual node failed");
+            left += 1;
+        } else {
+            tracing::info!(node = %name, "virtual node removed: its pod is gone");
+        }
+    }
+    ctx.metrics.scheduler_virtual_nodes.set(left);
+}

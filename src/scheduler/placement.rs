@@ -1,0 +1,278 @@
+//! Where a placed pod goes, pure: a virtual node of its own shaped like EKS's Fargate nodes, or
+//! the least-loaded node of a pool that has room (docs/eks-behaviour.md §9).
+
+use super::sizing::Size;
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Taint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// The label and taint every Fargate node carries.
+pub const COMPUTE_TYPE: &str = "eks.amazonaws.com/compute-type";
+/// Marks the nodes this scheduler made (so it removes only those).
+pub const VIRTUAL_NODE_LABEL: &str = "fargate-webhook.io/virtual-node";
+/// The pod a virtual node was made for: `namespace/name` and its UID.
+pub const POD_ANNOTATION: &str = "fargate-webhook.io/pod";
+pub const POD_UID_ANNOTATION: &str = "fargate-webhook.io/pod-uid";
+
+/// EC2's private DNS suffix: `ec2.internal` in us-east-1, `<region>.compute.internal` elsewhere.
+pub fn dns_suffix(region: &str) -> String {
+    if region == "us-east-1" {
+        "ec2.internal".into()
+    } else {
+        format!("{region}.compute.internal")
+    }
+}
+
+/// `fargate-ip-10-0-1-2.us-west-2.compute.internal`, as EKS names a Fargate node.
+pub fn node_name(ip: Ipv4Addr, region: &str) -> String {
+    format!("fargate-{}", hostname(ip, region))
+}
+
+/// `ip-10-0-1-2.us-west-2.compute.internal`: the node's `kubernetes.io/hostname`.
+pub fn hostname(ip: Ipv4Addr, region: &str) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("ip-{a}-{b}-{c}-{d}.{}", dns_suffix(region))
+}
+
+/// A private address for the pod's micro-VM, derived from its UID and an attempt number (the
+/// next attempt after a name clash): 10.x.y.z, never .0 or .255 in the last octet.
+pub fn address(pod_uid: &str, attempt: u32) -> Ipv4Addr {
+    // FNV-1a: stable across processes and versions, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in pod_uid.bytes().chain(attempt.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let [b, c, d, ..] = hash.to_le_bytes();
+    Ipv4Addr::new(10, b, c, d.clamp(1, 254))
+}
+
+/// The zone of the subnet a pod lands in: subnets in the profile's order map to `<region>a`,
+/// `<region>b`, … ([D]: the project knows subnet IDs, not their zones).
+pub fn zone(region: &str, pod_uid: &str, subnets: usize) -> String {
+    let index = pod_uid.bytes().map(usize::from).sum::<usize>() % subnets.max(1);
+    let letter = (b'a' + (index % 26) as u8) as char;
+    format!("{region}{letter}")
+}
+
+/// What a virtual node is made from.
+pub struct VirtualNode<'a> {
+    pub ip: Ipv4Addr,
+    pub region: &'a str,
+    pub zone: &'a str,
+    pub size: Size,
+    pub pod_namespace: &'a str,
+    pub pod_name: &'a str,
+    pub pod_uid: &'a str,
+}
+
+/// The Node object: EKS's labels and taint, capacity equal to the provisioned size, one pod.
+pub fn virtual_node(v: &VirtualNode<'_>) -> Node {
+    let labels: BTreeMap<String, String> = [
+        ("beta.kubernetes.io/arch", "amd64".to_string()),
+        ("beta.kubernetes.io/os", "linux".to_string()),
+        (COMPUTE_TYPE, "fargate".to_string()),
+        (
+            "failure-domain.beta.kubernetes.io/region",
+            v.region.to_string(),
+        ),
+        ("failure-domain.beta.kubernetes.io/zone", v.zone.to_string()),
+        ("kubernetes.io/arch", "amd64".to_string()),
+        ("kubernetes.io/hostname", hostname(v.ip, v.region)),
+        ("kubernetes.io/os", "linux".to_string()),
+        ("topology.kubernetes.io/region", v.region.to_string()),
+        ("topology.kubernetes.io/zone", v.zone.to_string()),
+        (VIRTUAL_NODE_LABEL, "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let annotations: BTreeMap<String, String> = [
+        (
+            POD_ANNOTATION.to_string(),
+            format!("{}/{}", v.pod_namespace, v.pod_name),
+        ),
+        (POD_UID_ANNOTATION.to_string(), v.pod_uid.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let capacity: BTreeMap<String, Quantity> = [
+        ("cpu", format!("{}m", v.size.millicpu)),
+        ("memory", format!("{}Mi", v.size.memory_mib)),
+        ("pods", "1".to_string()),
+        ("ephemeral-storage", "20Gi".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, q)| (k.to_string(), Quantity(q)))
+    .collect();
+    Node {
+        metadata: ObjectMeta {
+            name: Some(node_name(v.ip, v.region)),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: COMPUTE_TYPE.into(),
+                value: Some("fargate".into()),
+                effect: "NoSchedule".into(),
+                time_added: None,
+            }]),
+            provider_id: Some(format!("fargate://{}/{}", v.zone, v.ip)),
+            ..Default::default()
+        }),
+        status: Some(NodeStatus {
+            addresses: Some(vec![
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: v.ip.to_string(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: hostname(v.ip, v.region),
+                },
+            ]),
+            allocatable: Some(capacity.clone()),
+            capacity: Some(capacity),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A node of the pool, with what it can hold and what its pods already ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolNode {
+    pub name: String,
+    pub allocatable: Size,
+    pub used: Size,
+    /// Ready and not cordoned.
+    pub schedulable: bool,
+}
+
+/// The schedulable node with the most room left after the pod (CPU first, then memory) that can
+/// hold `size`; ties go to the first name, so spreading is deterministic.
+pub fn choose_pool_node(nodes: &[PoolNode], size: Size) -> Option<&PoolNode> {
+    nodes
+        .iter()
+        .filter(|n| n.schedulable)
+        .filter(|n| {
+            n.used.millicpu + size.millicpu <= n.allocatable.millicpu
+                && n.used.memory_mib + size.memory_mib <= n.allocatable.memory_mib
+        })
+        .max_by(|a, b| {
+            let room = |n: &PoolNode| {
+                (
+                    n.allocatable.millicpu - n.used.millicpu,
+                    n.allocatable.memory_mib - n.used.memory_mib,
+                )
+            };
+            room(a).cmp(&room(b)).then_with(|| b.name.cmp(&a.name))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(millicpu: u64, memory_mib: u64) -> Size {
+        Size {
+            millicpu,
+            memory_mib,
+        }
+    }
+
+    #[test]
+    fn names_follow_eks() {
+        let ip = Ipv4Addr::new(10, 0, 1, 2);
+        assert_eq!(
+            node_name(ip, "us-west-2"),
+            "fargate-ip-10-0-1-2.us-west-2.compute.internal"
+        );
+        assert_eq!(
+            node_name(ip, "us-east-1"),
+            "fargate-ip-10-0-1-2.ec2.internal"
+        );
+        assert_eq!(
+            hostname(ip, "eu-west-1"),
+            "ip-10-0-1-2.eu-west-1.compute.internal"
+        );
+    }
+
+    #[test]
+    fn addresses_are_stable_private_and_differ_by_attempt() {
+        let a = address("uid-1", 0);
+        assert_eq!(a, address("uid-1", 0));
+        assert_ne!(a, address("uid-1", 1));
+        assert_ne!(a, address("uid-2", 0));
+        for attempt in 0..200 {
+            let ip = address("some-uid", attempt);
+            assert_eq!(ip.octets()[0], 10);
+            assert!((1..=254).contains(&ip.octets()[3]));
+        }
+        assert_eq!(zone("us-west-2", "ab", 1), "us-west-2a");
+        assert!(["us-west-2a", "us-west-2b"].contains(&zone("us-west-2", "uid", 2).as_str()));
+    }
+
+    #[test]
+    fn the_virtual_node_has_eks_labels_taint_and_the_pod_size() {
+        let node = virtual_node(&VirtualNode {
+            ip: Ipv4Addr::new(10, 1, 2, 3),
+            region: "us-west-2",
+            zone: "us-west-2b",
+            size: size(250, 512),
+            pod_namespace: "apps",
+            pod_name: "web-1",
+            pod_uid: "u-1",
+        });
+        let labels = node.metadata.labels.unwrap();
+        assert_eq!(labels[COMPUTE_TYPE], "fargate");
+        assert_eq!(
+            labels["kubernetes.io/hostname"],
+            "ip-10-1-2-3.us-west-2.compute.internal"
+        );
+        assert_eq!(labels["topology.kubernetes.io/zone"], "us-west-2b");
+        let taint = &node.spec.unwrap().taints.unwrap()[0];
+        assert_eq!(
+            (
+                taint.key.as_str(),
+                taint.value.as_deref(),
+                taint.effect.as_str()
+            ),
+            (COMPUTE_TYPE, Some("fargate"), "NoSchedule")
+        );
+        let capacity = node.status.unwrap().capacity.unwrap();
+        assert_eq!(capacity["cpu"].0, "250m");
+        assert_eq!(capacity["memory"].0, "512Mi");
+        assert_eq!(capacity["pods"].0, "1");
+        assert_eq!(
+            node.metadata.annotations.unwrap()[POD_ANNOTATION],
+            "apps/web-1"
+        );
+    }
+
+    #[test]
+    fn the_pool_node_with_most_room_that_fits() {
+        let node = |name: &str, cpu, used_cpu, schedulable| PoolNode {
+            name: name.into(),
+            allocatable: size(cpu, 8192),
+            used: size(used_cpu, 0),
+            schedulable,
+        };
+        let nodes = vec![
+            node("a", 2000, 1500, true),
+            node("b", 2000, 500, true),
+            node("c", 4000, 0, false),
+            node("d", 2000, 500, true),
+        ];
+        assert_eq!(choose_pool_node(&nodes, size(250, 512)).unwrap().name, "b");
+        assert_eq!(choose_pool_node(&nodes, size(1500, 512)).unwrap().name, "b");
+        assert!(
+            choose_pool_node(&nodes, size(1600, 512)).is_none(),
+            "c is cordoned"
+        );
+        assert!(choose_pool_node(&nodes, size(250, 9000)).is_none());
+    }
+}

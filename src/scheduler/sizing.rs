@@ -1,0 +1,355 @@
+//! How Fargate sizes a pod (docs/eks-behaviour.md §9): the larger of the biggest init-container
+//! request and the sum of the long-running containers' requests, plus 256 MB of memory for the
+//! Kubernetes components, rounded up to the first vCPU/memory combination of the documented table
+//! that holds both. Pure: quantities in, a [`Size`] or a refusal out.
+
+use crate::decision::pod::{Container, Pod, Quantity};
+use std::fmt;
+
+/// Memory Fargate adds to every pod for kubelet, kube-proxy and containerd, in MiB.
+pub const OVERHEAD_MIB: u64 = 256;
+
+/// The largest combination (16 vCPU, 120 GB).
+pub const MAX: Size = Size {
+    millicpu: 16_000,
+    memory_mib: 120 * 1024,
+};
+
+/// A Fargate vCPU/memory combination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size {
+    pub millicpu: u64,
+    pub memory_mib: u64,
+}
+
+/// The text of the `CapacityProvisioned` annotation: `0.25vCPU 0.5GB`, `2vCPU 9GB`.
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}vCPU {}GB",
+            trimmed(self.millicpu, 1000),
+            trimmed(self.memory_mib, 1024)
+        )
+    }
+}
+
+/// `value / unit` without trailing zeros (`250/1000` → `0.25`, `9216/1024` → `9`).
+fn trimmed(value: u64, unit: u64) -> String {
+    let whole = value / unit;
+    let rest = value % unit;
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let fraction = format!("{:.3}", rest as f64 / unit as f64);
+    format!(
+        "{whole}{}",
+        fraction.trim_start_matches('0').trim_end_matches('0')
+    )
+}
+
+/// The documented combinations, smallest vCPU first, memory ascending within each.
+pub fn table() -> Vec<Size> {
+    let gib = |g: u64| g * 1024;
+    let mut sizes = Vec::new();
+    let mut band = |millicpu: u64, memory: &mut dyn Iterator<Item = u64>| {
+        for memory_mib in memory {
+            sizes.push(Size {
+                millicpu,
+                memory_mib,
+            });
+        }
+    };
+    band(250, &mut [512, gib(1), gib(2)].into_iter());
+    band(500, &mut (1..=4).map(gib));
+    band(1000, &mut (2..=8).map(gib));
+    band(2000, &mut (4..=16).map(gib));
+    band(4000, &mut (8..=30).map(gib));
+    band(8000, &mut (16..=60).step_by(4).map(gib));
+    band(16000, &mut (32..=120).step_by(8).map(gib));
+    sizes
+}
+
+/// What the pod's containers ask for, before the overhead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Request {
+    pub millicpu: u64,
+    pub memory_mib: u64,
+}
+
+/// Why a pod cannot be sized.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SizingError {
+    /// A request that does not parse as a Kubernetes quantity.
+    Quantity { container: String, value: String },
+    /// More than the largest combination (EKS: `POD_CPU_MEM_EXCEEDS_MAX_FARGATE_SIZE`).
+    TooLarge(Request),
+}
+
+/// EKS's reason and message for a pod over the largest size (docs/eks-behaviour.md §9).
+pub const TOO_LARGE_REASON: &str = "POD_CPU_MEM_EXCEEDS_MAX_FARGATE_SIZE";
+pub const TOO_LARGE_MESSAGE: &str =
+    "Your pod's cpu/memory requirements exceed the max Fargate configuration";
+
+impl fmt::Display for SizingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizingError::Quantity { container, value } => write!(
+                f,
+                "container {container}: '{value}' is not a Kubernetes quantity"
+            ),
+            SizingError::TooLarge(_) => f.write_str(TOO_LARGE_MESSAGE),
+        }
+    }
+}
+
+/// One container's request of `resource`: `requests`, else `limits` (the apiserver copies a
+/// limit into a missing request; manifests read by `explain` have not been through it).
+fn container_request<'a>(c: &'a Container, resource: &str) -> Option<&'a Quantity> {
+    c.resources
+        .requests
+        .get(resource)
+        .or_else(|| c.resources.limits.get(resource))
+}
+
+fn container(c: &Container) -> Result<Request, SizingError> {
+    let bad = |q: &Quantity| SizingError::Quantity {
+        container: c.name.clone(),
+        value: q.0.clone(),
+    };
+    let millicpu = match container_request(c, "cpu") {
+        Some(q) => millicores(&q.0).ok_or_else(|| bad(q))?,
+        None => 0,
+    };
+    let memory_mib = match container_request(c, "memory") {
+        Some(q) => bytes(&q.0).ok_or_else(|| bad(q))?.div_ceil(1024 * 1024),
+        None => 0,
+    };
+    Ok(Request {
+        millicpu,
+        memory_mib,
+    })
+}
+
+/// The pod's request: per resource, the larger of the biggest init container and the sum of the
+/// long-running ones (sidecars, init containers with `restartPolicy: Always`, run as long as the
+/// pod, so they are summed as Kubernetes does).
+pub fn request(pod: &Pod) -> Result<Request, SizingError> {
+    let mut sum = Request::default();
+    let mut init = Request::default();
+    for c in &pod.spec.init_containers {
+        let r = container(c)?;
+        if c.restart_policy.as_deref() == Some("Always") {
+            sum.millicpu += r.millicpu;
+            sum.memory_mib += r.memory_mib;
+        } else {
+            init.millicpu = init.millicpu.max(r.millicpu);
+            init.memory_mib = init.memory_mib.max(r.memory_mib);
+        }
+    }
+    for c in &pod.spec.containers {
+        let r = container(c)?;
+        sum.millicpu += r.millicpu;
+        sum.memory_mib += r.memory_mib;
+    }
+    Ok(Request {
+        millicpu: sum.millicpu.max(init.millicpu),
+        memory_mib: sum.memory_mib.max(init.memory_mib),
+    })
+}
+
+/// The combination Fargate provisions for `pod`.
+pub fn size(pod: &Pod) -> Result<Size, SizingError> {
+    let wanted = request(pod)?;
+    let memory_mib = wanted.memory_mib + OVERHEAD_MIB;
+    table()
+        .into_iter()
+        .find(|s| s.millicpu >= wanted.millicpu && s.memory_mib >= memory_mib)
+        .ok_or(SizingError::TooLarge(wanted))
+}
+
+/// CPU quantity in millicores, rounded up (`250m`, `0.5`, `2`, `1e3m`).
+pub fn millicores(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Some(milli) = text.strip_suffix('m') {
+        return decimal(milli).map(|v| v.ceil() as u64);
+    }
+    decimal(text).map(|v| (v * 1000.0).ceil() as u64)
+}
+
+/// Memory quantity in bytes, rounded up (`512Mi`, `1G`, `1.5Gi`, `128974848`, `129e6`).
+pub fn bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    const SUFFIXES: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1024.0 * 1024.0),
+        ("Gi", 1024.0 * 1024.0 * 1024.0),
+        ("Ti", 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        ("Pi", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("m", 1e-3),
+    ];
+    for (suffix, factor) in SUFFIXES {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return decimal(number).map(|v| (v * factor).ceil() as u64);
+        }
+    }
+    decimal(text).map(|v| v.ceil() as u64)
+}
+
+/// A non-negative decimal, with an optional exponent (`1.5`, `1e3`); nothing else.
+fn decimal(text: &str) -> Option<f64> {
+    let ok = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        && text.starts_with(|c: char| c.is_ascii_digit() || c == '.');
+    let value: f64 = text.parse().ok().filter(|_| ok)?;
+    (value.is_finite() && (0.0..1e18).contains(&value)).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {}, "spec": spec})).unwrap()
+    }
+
+    fn c(cpu: Option<&str>, memory: Option<&str>) -> serde_json::Value {
+        let mut requests = serde_json::Map::new();
+        if let Some(cpu) = cpu {
+            requests.insert("cpu".into(), json!(cpu));
+        }
+        if let Some(memory) = memory {
+            requests.insert("memory".into(), json!(memory));
+        }
+        json!({"name": "c", "resources": {"requests": requests}})
+    }
+
+    #[test]
+    fn the_table_is_the_documented_one() {
+        let t = table();
+        assert_eq!(
+            t.first().map(ToString::to_string).as_deref(),
+            Some("0.25vCPU 0.5GB")
+        );
+        assert_eq!(t.last().copied(), Some(MAX));
+        let count = |cpu: u64| t.iter().filter(|s| s.millicpu == cpu).count();
+        assert_eq!(
+            [250, 500, 1000, 2000, 4000, 8000, 16000].map(count),
+            [3, 4, 7, 13, 23, 12, 12]
+        );
+        assert!(t.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+    }
+
+    #[test]
+    fn sizing_cases() {
+        // (containers, init containers, expected) — expected is the annotation or an error.
+        let cases: Vec<(Vec<serde_json::Value>, Vec<serde_json::Value>, &str)> = vec![
+            // No requests: the smallest.
+            (vec![c(None, None)], vec![], "0.25vCPU 0.5GB"),
+            // 256 MiB + 256: still 0.5 GB.
+            (
+                vec![c(Some("250m"), Some("256Mi"))],
+                vec![],
+                "0.25vCPU 0.5GB",
+            ),
+            // One MiB more crosses to 1 GB.
+            (vec![c(Some("250m"), Some("257Mi"))], vec![], "0.25vCPU 1GB"),
+            // Band edges of 0.25 vCPU: 2 GB fits, beyond goes to 0.5 vCPU.
+            (
+                vec![c(Some("0.25"), Some("1792Mi"))],
+                vec![],
+                "0.25vCPU 2GB",
+            ),
+            (vec![c(Some("0.25"), Some("1793Mi"))], vec![], "0.5vCPU 3GB"),
+            // CPU just over a band.
+            (vec![c(Some("251m"), None)], vec![], "0.5vCPU 1GB"),
+            (vec![c(Some("1001m"), Some("1Gi"))], vec![], "2vCPU 4GB"),
+            // The documented example: 1 vCPU and 8 GB → 2 vCPU 9 GB.
+            (vec![c(Some("1"), Some("8Gi"))], vec![], "2vCPU 9GB"),
+            // Several containers are summed.
+            (
+                vec![c(Some("500m"), Some("1Gi")), c(Some("500m"), Some("1Gi"))],
+                vec![],
+                "1vCPU 3GB",
+            ),
+            // A larger init container wins over the sum...
+            (
+                vec![c(Some("250m"), Some("128Mi"))],
+                vec![c(Some("2"), Some("2Gi"))],
+                "2vCPU 4GB",
+            ),
+            // ...per resource: CPU from the containers, memory from the init container.
+            (
+                vec![c(Some("1"), Some("128Mi")), c(Some("1"), Some("128Mi"))],
+                vec![c(Some("500m"), Some("6Gi"))],
+                "2vCPU 7GB",
+            ),
+            // 4 vCPU band in 1 GB steps up to 30; 8 vCPU in 4 GB steps.
+            (vec![c(Some("4"), Some("29Gi"))], vec![], "4vCPU 30GB"),
+            (vec![c(Some("4"), Some("30Gi"))], vec![], "8vCPU 32GB"),
+            (vec![c(Some("8"), Some("59Gi"))], vec![], "8vCPU 60GB"),
+            // 16 vCPU in 8 GB steps, up to 120.
+            (vec![c(Some("16"), Some("33Gi"))], vec![], "16vCPU 40GB"),
+            (vec![c(Some("16"), Some("119Gi"))], vec![], "16vCPU 120GB"),
+            // Decimal units: 1G is less than 1Gi.
+            (vec![c(None, Some("1G"))], vec![], "0.25vCPU 2GB"),
+            // Too large: CPU, then memory with the overhead.
+            (vec![c(Some("17"), None)], vec![], "too large"),
+            (vec![c(Some("16"), Some("120Gi"))], vec![], "too large"),
+            // A quantity that is not one.
+            (vec![c(Some("lots"), None)], vec![], "bad quantity"),
+        ];
+        for (containers, init, expected) in cases {
+            let p = pod(json!({"containers": containers, "initContainers": init}));
+            let got = match size(&p) {
+                Ok(s) => s.to_string(),
+                Err(SizingError::TooLarge(_)) => "too large".into(),
+                Err(SizingError::Quantity { .. }) => "bad quantity".into(),
+            };
+            assert_eq!(got, expected, "containers {containers:?} init {init:?}");
+        }
+    }
+
+    #[test]
+    fn limits_stand_in_for_missing_requests_and_sidecars_are_summed() {
+        let p = pod(json!({
+            "initContainers": [{"name": "proxy", "restartPolicy": "Always",
+                                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}],
+            "containers": [{"name": "app", "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}]
+        }));
+        assert_eq!(
+            request(&p).unwrap(),
+            Request {
+                millicpu: 2000,
+                memory_mib: 2048
+            }
+        );
+        assert_eq!(size(&p).unwrap().to_string(), "2vCPU 4GB");
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(millicores("250m"), Some(250));
+        assert_eq!(millicores("0.5"), Some(500));
+        assert_eq!(millicores("2"), Some(2000));
+        assert_eq!(millicores("0.0001"), Some(1));
+        assert_eq!(millicores("-1"), None);
+        assert_eq!(millicores("1x"), None);
+        assert_eq!(millicores(""), None);
+        assert_eq!(bytes("1Ki"), Some(1024));
+        assert_eq!(bytes("1.5Gi"), Some(1536 * 1024 * 1024));
+        assert_eq!(bytes("129e6"), Some(129_000_000));
+        assert_eq!(bytes("1M"), Some(1_000_000));
+        assert_eq!(bytes("1Mi"), Some(1_048_576));
+        assert_eq!(bytes("Mi"), None);
+        assert_eq!(bytes("1e30"), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! The scheduler's check of one pod, pure: the profile it was sent to must exist, be ACTIVE and
+//! still select it; Fargate must be able to run it; it must fit the largest size. The texts are
+//! EKS's (docs/eks-behaviour.md §5 and §9).
+
+use super::sizing::{self, Size, SizingError};
+use crate::decision::index::profile_matches;
+use crate::decision::pod::Pod;
+use crate::decision::unsupported::{self, Claim};
+use crate::decision::{Snapshot, pod_labels};
+use crate::profile::{PROFILE_LABEL, ProfileStatus};
+
+/// Where the pod goes, or why it does not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Place { profile: String, size: Size },
+    Refuse(Refusal),
+}
+
+/// A `FailedScheduling` event: `reason` labels the metric, `message` is the event's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    /// The reasons, for metrics that list every series up front.
+    pub const REASONS: [&'static str; 6] = [
+        "profile_missing",
+        "profile_not_active",
+        "profile_not_matching",
+        "unsupported",
+        "too_large",
+        "bad_quantity",
+    ];
+}
+
+/// EKS's event for a profile that cannot launch pods; the cause after `due to:` is ours [D].
+fn blocked(profile: &str, cause: &str) -> String {
+    format!(
+        "Misconfigured Fargate Profile: fargate profile {profile} blocked for new launches due to: {cause}"
+    )
+}
+
+/// Judge `pod` (in `namespace`) against the profiles now; `claim` says what the cluster knows of
+/// each claim the pod mounts.
+pub fn judge(
+    pod: &Pod,
+    namespace: &str,
+    snapshot: &Snapshot,
+    claim: &dyn Fn(&str) -> Claim,
+) -> Verdict {
+    let refuse = |reason, message| Verdict::Refuse(Refusal { reason, message });
+    let Some(name) = pod.label(PROFILE_LABEL) else {
+        return refuse(
+            "profile_missing",
+            format!(
+                "Pod has no {PROFILE_LABEL} label: it was not admitted through the Fargate webhook"
+            ),
+        );
+    };
+    let Some(profile) = snapshot.get(name) else {
+        return refuse(
+            "profile_missing",
+            blocked(name, "the profile does not exist"),
+        );
+    };
+    if profile.status() != ProfileStatus::Active {
+        return refuse(
+            "profile_not_active",
+            blocked(name, &format!("the profile is {}", profile.status())),
+        );
+    }
+    if !profile_matches(profile, namespace, pod_labels(pod)) {
+        return refuse(
+            "profile_not_matching",
+            blocked(name, "no selector of the profile matches the pod"),
+        );
+    }
+    if let Some(message) = unsupported::check(pod, claim) {
+        return refuse("unsupported", message);
+    }
+    match sizing::size(pod) {
+        Ok(size) => Verdict::Place {
+            profile: name.to_string(),
+            size,
+        },
+        Err(SizingError::TooLarge(_)) => refuse("too_large", sizing::TOO_LARGE_MESSAGE.into()),
+        Err(error) => refuse(
+            "bad_quantity",
+            format!("Pod not supported on Fargate: {error}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{FargateProfile, Selector};
+    use serde_json::json;
+
+    fn profile(name: &str, namespace: &str, status: ProfileStatus) -> FargateProfile {
+        FargateProfile {
+            fargate_profile_name: name.into(),
+            selectors: vec![Selector {
+                namespace: Some(namespace.into()),
+                labels: Default::default(),
+            }],
+            status,
+            ..Default::default()
+        }
+    }
+
+    fn pod(label: Option<&str>, spec: serde_json::Value) -> Pod {
+        let labels = label
+            .map(|l| json!({PROFILE_LABEL: l}))
+            .unwrap_or(json!({}));
+        serde_json::from_value(json!({"metadata": {"labels": labels}, "spec": spec})).unwrap()
+    }
+
+    #[test]
+    fn verdicts() {
+        let snapshot = Snapshot::new(vec![
+            profile("fp", "apps", ProfileStatus::Active),
+            profile("going", "apps", ProfileStatus::Deleting),
+        ]);
+        let plain = json!({"containers": [{"name": "a"}]});
+        let none = |_: &str| Claim::Unknown;
+        type Case<'a> = (
+            Option<&'a str>,
+            &'a str,
+            serde_json::Value,
+            Result<&'a str, (&'a str, &'a str)>,
+        );
+        let cases: Vec<Case> = vec![
+            (Some("fp"), "apps", plain.clone(), Ok("0.25vCPU 0.5GB")),
+            (
+                None,
+                "apps",
+                plain.clone(),
+                Err((
+                    "profile_missing",
+                    "Pod has no eks.amazonaws.com/fargate-profile label: it was not admitted through the Fargate webhook",
+                )),
+            ),
+            (
+                Some("gone"),
+                "apps",
+                plain.clone(),
+                Err((
+                    "profile_missing",
+                    "Misconfigured Fargate Profile: fargate profile gone blocked for new launches due to: the profile does not exist",
+                )),
+            ),
+            (
+                Some("going"),
+                "apps",
+                plain.clone(),
+                Err((
+                    "profile_not_active",
+                    "Misconfigured Fargate Profile: fargate profile going blocked for new launches due to: the profile is DELETING",
+                )),
+            ),
+            (
+                Some("fp"),
+                "other",
+                plain.clone(),
+                Err((
+                    "profile_not_matching",
+                    "Misconfigured Fargate Profile: fargate profile fp blocked for new launches due to: no selector of the profile matches the pod",
+                )),
+            ),
+            (
+                Some("fp"),
+                "apps",
+                json!({"hostNetwork": true, "containers": [{"name": "a"}]}),
+                Err((
+                    "unsupported",
+                    "Pod not supported on Fargate: fields not supported: HostNetwork",
+                )),
+            ),
+            (
+                Some("fp"),
+                "apps",
+                json!({"containers": [{"name": "a", "resources": {"requests": {"cpu": "32"}}}]}),
+                Err((
+                    "too_large",
+                    "Your pod's cpu/memory requirements exceed the max Fargate configuration",
+                )),
+            ),
+            (
+                Some("fp"),
+                "apps",
+                json!({"containers": [{"name": "a", "resources": {"requests": {"memory": "a lot"}}}]}),
+                Err((
+                    "bad_quantity",
+                    "Pod not supported on Fargate: container a: 'a lot' is not a Kubernetes quantity",
+                )),
+            ),
+        ];
+        for (label, namespace, spec, expected) in cases {
+            let got = judge(&pod(label, spec.clone()), namespace, &snapshot, &none);
+            let expected = match expected {
+                Ok(size) => {
+                    assert!(
+                        matches!(&got, Verdict::Place { profile, .. } if profile == "fp"),
+                        "{got:?}"
+                    );
+                    let Verdict::Place { size: s, .. } = &got else {
+                        unreachable!()
+                    };
+                    assert_eq!(s.to_string(), size);
+                    continue;
+                }
+                Err((reason, message)) => Verdict::Refuse(Refusal {
+                    reason,
+                    message: message.into(),
+                }),
+            };
+            assert_eq!(got, expected, "{label:?} {namespace} {spec}");
+        }
+    }
+}
