@@ -167,6 +167,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         region: args.region.clone(),
         evict: args.evict,
         lease_name: args.lease_name.clone(),
+        lease_duration: args.lease_duration,
         lease_namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
         identity,
         workers: args.workers as usize,
@@ -200,7 +201,14 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         },
     ));
     announce!("fargate-webhook: scheduler ops http://{ops_addr} (/healthz /readyz /metrics)");
-    store.wait_loaded().await;
+    tokio::select! {
+        _ = store.wait_loaded() => {}
+        _ = wait_for_signal() => {
+            stop.cancel();
+            let _ = ops.await;
+            return Ok(());
+        }
+    }
     let running = tokio::spawn(crate::scheduler::run(
         client,
         snapshot,

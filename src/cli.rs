@@ -68,6 +68,10 @@ pub struct SchedulerArgs {
     /// namespace).
     #[arg(long, env = "FARGATE_LEASE_NAME", default_value = "fargate-scheduler")]
     pub lease_name: String,
+    /// How long the Lease holds without a renewal: a standby takes over this long after the leader
+    /// stopped renewing (the leader renews every 2 s).
+    #[arg(long, env = "FARGATE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
     /// This replica's name in the Lease (default: `POD_NAME`, else the host name and process id).
     #[arg(long, env = "FARGATE_SCHEDULER_ID")]
     pub identity: Option<String>,

@@ -1,5 +1,6 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease: one scheduler binds at a time. A holder
-//! renews every [`RENEW`]; a Lease not renewed for its duration may be taken by another replica.
+//! renews every [`RENEW`]; a Lease not renewed for its duration (`--lease-duration`) may be taken by
+//! another replica.
 //! Every write carries the `resourceVersion` it read, so two candidates never both win.
 
 use jiff::Timestamp;
@@ -8,8 +9,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
 
-/// How long a Lease holds without a renewal.
-pub const DURATION: Duration = Duration::from_secs(15);
 /// How often the holder renews (and a candidate tries).
 pub const RENEW: Duration = Duration::from_secs(2);
 
@@ -28,6 +27,10 @@ impl Elector {
             identity: identity.into(),
             duration,
         }
+    }
+
+    pub fn duration(&self) -> Duration {
+        self.duration
     }
 
     pub fn identity(&self) -> &str {

@@ -51,6 +51,7 @@ pub struct SchedulerOptions {
     /// PodDisruptionBudgets) instead of deleting them as EKS does.
     pub evict: bool,
     pub lease_name: String,
+    pub lease_duration: Duration,
     /// Namespace of the Lease (empty: the client's default namespace).
     pub lease_namespace: String,
     pub identity: String,
@@ -77,7 +78,7 @@ pub async fn run(
         leases,
         &options.lease_name,
         &options.identity,
-        lease::DURATION,
+        options.lease_duration,
     );
     let recorder = Recorder::new(
         client.clone(),
@@ -116,7 +117,7 @@ pub async fn run(
                                 Err(error) => {
                                     tracing::warn!(%error, "renewing the Lease failed");
                                     // Stop before another replica may take the Lease over.
-                                    if last_renewed.elapsed() + lease::RENEW >= lease::DURATION {
+                                    if last_renewed.elapsed() + lease::RENEW >= elector.duration() {
                                         break;
                                     }
                                 }

@@ -30,7 +30,8 @@ fi
 echo "== control plane in $FW_CLUSTER_DIR"
 [ ! -f "$FW_CLUSTER_DIR/pids" ] || bash "$root/tests/cluster/down.sh" "$FW_CLUSTER_DIR"
 rm -rf "$FW_CLUSTER_DIR"
-bash "$root/tests/cluster/up.sh" "$FW_CLUSTER_DIR"
+# kwok acts as the kubelet of the scheduler's nodes (test_scheduler*.py).
+KWOK=1 bash "$root/tests/cluster/up.sh" "$FW_CLUSTER_DIR"
 if [ "${KEEP_CLUSTER:-0}" != 1 ]; then
     trap 'bash "$root/tests/cluster/down.sh" "$FW_CLUSTER_DIR"' EXIT
 fi

@@ -6,9 +6,9 @@
 # No kubelet, no kube-scheduler, no containers: pods are stored, not run. Every port is on 127.0.0.1 and
 # chosen free at start (or set FW_ETCD_PORT, FW_APISERVER_PORT, FW_KCM_PORT). Running it again on a DIR
 # whose control plane is up only prints the env file.
-#   KWOK=1 bash tests/cluster/up.sh DIR  also starts kwok as the kubelet of the nodes labelled
-#                                        eks.amazonaws.com/compute-type=fargate (the scheduler's virtual
-#                                        Fargate nodes): they turn Ready and their pods Running.
+#   KWOK=1 bash tests/cluster/up.sh DIR  also starts kwok as the kubelet of every node (no other kubelet
+#                                        runs here): the scheduler's virtual Fargate nodes and the test's
+#                                        pool nodes turn Ready, and the pods bound to them Running.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 die() { echo "up.sh: $*" >&2; exit 1; }
@@ -164,9 +164,7 @@ wait_for kube-controller-manager 60 "$bin/kubectl" --kubeconfig "$dir/kubeconfig
 
 if [ "${KWOK:-}" = 1 ]; then
   kwok_port="$(free_port)"
-  # Only the virtual Fargate nodes: a kind worker or any other node keeps its own kubelet.
-  start kwok --kubeconfig "$dir/kubeconfig" --config "$here/kwok/stages.yaml" \
-    --manage-nodes-with-label-selector eks.amazonaws.com/compute-type=fargate \
+  start kwok --kubeconfig "$dir/kubeconfig" --config "$here/kwok/stages.yaml" --manage-all-nodes \
     --server-address "127.0.0.1:$kwok_port" --node-lease-duration-seconds 40 --cidr 10.200.0.0/16
   wait_for kwok 30 curl -sf --max-time 2 "http://127.0.0.1:$kwok_port/healthz"
 fi

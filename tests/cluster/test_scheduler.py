@@ -1,0 +1,341 @@
+"""The fargate-scheduler against the real control plane, kwok acting as the kubelet of its virtual nodes:
+pods created by a Deployment go through the webhook (registered with the apiserver), are placed on
+`fargate-ip-...` nodes of their own and reach Running; pods Fargate cannot run get EKS's FailedScheduling
+text; a profile being deleted takes its pods with it; a kill -9 loses nothing; two replicas never
+double-bind. Everything asserted is what the apiserver stored."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import (
+    ENV, PROFILE_KEY, ROLE, apply, aws_cli, delete_pods, ensure_namespace, free_port, kjson, kubectl, register,
+    start_webhook, unregister, wait_until,
+)
+
+REGION = "us-west-2"
+NODE_NAME = re.compile(r"^fargate-ip-10-\d+-\d+-\d+\.us-west-2\.compute\.internal$")
+PROFILES = [
+    {"fargateProfileName": "apps", "podExecutionRoleArn": ROLE,
+     "subnets": ["subnet-0420a37ee456daf3f", "subnet-09a8afb8db4f02d21"], "selectors": [{"namespace": "sched-apps"}]},
+    # Both select sched-move; the tie-break sends pods to a-old until it is deleted.
+    {"fargateProfileName": "a-old", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-move"}]},
+    {"fargateProfileName": "b-new", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-move"}]},
+]
+NAMESPACES = ["sched-apps", "sched-move", "sched-bad"]
+PROFILES.append({"fargateProfileName": "bad", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-bad"}]})
+
+
+class Scheduler:
+    """A `fargate-webhook scheduler` process reading the webhook's file store."""
+
+    def __init__(self, state_dir, *extra, identity="sched-1", lease_name="fargate-scheduler-test"):
+        self.port = free_port()
+        self.log_path = os.path.join(os.path.dirname(state_dir), f"scheduler-{identity}.log")
+        self.args = [os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir", state_dir,
+                     "--metrics-addr", f"127.0.0.1:{self.port}", "--identity", identity,
+                     "--lease-name", lease_name, "--lease-duration", "3s", "--retry-interval", "1s", *extra]
+        self.proc = None
+        self.start()
+
+    def start(self):
+        env = dict(os.environ, KUBECONFIG=ENV["KUBECONFIG"], RUST_LOG="fargate_webhook=info")
+        self.proc = subprocess.Popen(self.args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
+        wait_until("the scheduler's /readyz", self.ready, timeout=30)
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the scheduler exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metric(self, name, **labels):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                head, value = line.rsplit(" ", 1)
+                if head == name or head.startswith(name + "{"):
+                    total += float(value)
+        return total
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    for ns in NAMESPACES:
+        ensure_namespace(ns)
+    hook = start_webhook("--delete-delay", "3s", "--create-delay", "1s", profiles=PROFILES)
+    register(hook, name="fargate-webhook-scheduler-test")
+    sched = Scheduler(os.path.join(hook.base, "state"))
+    yield hook, sched
+    sched.stop()
+    unregister("fargate-webhook-scheduler-test")
+    hook.stop()
+    for ns in NAMESPACES:
+        kubectl("delete", "deployment", "--all", "-n", ns, "--wait=false", check=False)
+        delete_pods(ns)
+
+
+def pods(namespace, selector=None):
+    args = ["get", "pods", "-n", namespace, "-o", "json"]
+    if selector:
+        args += ["-l", selector]
+    return kjson(*args)["items"]
+
+
+def node(name):
+    return kjson("get", "node", name, "-o", "json")
+
+
+def virtual_nodes():
+    return kjson("get", "nodes", "-l", "fargate-webhook.io/virtual-node=true", "-o", "json")["items"]
+
+
+def events_of(namespace, pod_name):
+    items = kjson("get", "events.events.k8s.io", "-n", namespace, "-o", "json")["items"]
+    return [e for e in items if e["regarding"]["name"] == pod_name]
+
+
+def deployment(name, namespace, replicas, containers, init=None):
+    spec = {"containers": containers}
+    if init:
+        spec["initContainers"] = init
+    apply({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}})
+
+
+def running(namespace, selector, count):
+    items = [p for p in pods(namespace, selector) if "deletionTimestamp" not in p["metadata"]]
+    ok = len(items) == count and all(p["status"].get("phase") == "Running" for p in items)
+    return items if ok else None
+
+
+def test_deployment_pods_run_on_fargate_nodes_of_their_own(setup):
+    deployment("web", "sched-apps", 3, [
+        {"name": "web", "image": "registry.example/web:1", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+        {"name": "proxy", "image": "registry.example/proxy:1", "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}},
+    ], init=[{"name": "migrate", "image": "registry.example/migrate:1",
+              "resources": {"requests": {"cpu": "2", "memory": "512Mi"}}}])
+    items = wait_until("3 pods Running", lambda: running("sched-apps", "app=web", 3), timeout=60)
+    nodes = {p["spec"]["nodeName"] for p in items}
+    assert len(nodes) == 3, "one node per pod"
+    for p in items:
+        meta, spec = p["metadata"], p["spec"]
+        assert spec["schedulerName"] == "fargate-scheduler"
+        assert NODE_NAME.match(spec["nodeName"]), spec["nodeName"]
+        # CPU: the init container's 2 vCPU beats the sum 0.75; memory: 1.25 GiB + 256 MB → 2 vCPU 4 GB.
+        assert meta["annotations"]["CapacityProvisioned"] == "2vCPU 4GB", meta["annotations"]
+        assert meta["annotations"]["Logging"] == "LoggingDisabled: LOGGING_CONFIGMAP_NOT_FOUND"
+        n = node(spec["nodeName"])
+        labels = n["metadata"]["labels"]
+        ip = spec["nodeName"][len("fargate-ip-"):].split(".")[0]
+        assert labels["eks.amazonaws.com/compute-type"] == "fargate"
+        assert labels["kubernetes.io/hostname"] == f"ip-{ip}.{REGION}.compute.internal"
+        assert labels["topology.kubernetes.io/region"] == REGION
+        assert labels["topology.kubernetes.io/zone"] in (f"{REGION}a", f"{REGION}b")
+        assert n["spec"]["taints"] == [{"key": "eks.amazonaws.com/compute-type", "value": "fargate", "effect": "NoSchedule"}]
+        assert n["status"]["capacity"]["cpu"] == "2" or n["status"]["capacity"]["cpu"] == "2000m"
+        assert n["status"]["capacity"]["memory"] == "4Gi"
+        assert n["status"]["capacity"]["pods"] == "1"
+        assert [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
+        # The pod's address is its node's (one micro-VM per pod).
+        assert p["status"]["podIP"] == ip.replace("-", ".")
+        scheduled = [e for e in events_of("sched-apps", meta["name"]) if e["reason"] == "Scheduled"]
+        assert scheduled and scheduled[0]["note"] == f"Successfully assigned sched-apps/{meta['name']} to {spec['nodeName']}"
+        assert scheduled[0]["reportingController"] == "fargate-scheduler"
+    assert setup[1].metric("fargate_webhook_scheduler_pods_bound_total", placement="virtual") >= 3
+
+    # Scaling down removes the pods and, with them, their nodes.
+    kubectl("scale", "deployment", "web", "-n", "sched-apps", "--replicas", "1")
+    wait_until("two nodes gone", lambda: len(nodes & {n["metadata"]["name"] for n in virtual_nodes()}) == 1, timeout=30)
+
+
+def test_the_logging_configmap_turns_logging_on(setup):
+    ensure_namespace("aws-observability")
+    apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws-logging", "namespace": "aws-observability"},
+           "data": {"output.conf": "[OUTPUT]\n    Name cloudwatch_logs\n"}})
+    try:
+        deployment("logged", "sched-apps", 1, [{"name": "app", "image": "registry.example/app:1"}])
+        [p] = wait_until("the pod Running", lambda: running("sched-apps", "app=logged", 1), timeout=60)
+        assert p["metadata"]["annotations"]["Logging"] == "LoggingEnabled"
+        # No requests: the smallest size.
+        assert p["metadata"]["annotations"]["CapacityProvisioned"] == "0.25vCPU 0.5GB"
+        reasons = {e["reason"]: e.get("note") for e in events_of("sched-apps", p["metadata"]["name"])}
+        assert reasons.get("LoggingEnabled") == "Successfully enabled logging for pod", reasons
+    finally:
+        kubectl("delete", "configmap", "aws-logging", "-n", "aws-observability", check=False)
+
+
+def refused_with(name, message, reason="Unschedulable"):
+    def check():
+        p = kjson("get", "pod", name, "-n", "sched-bad", "-o", "json")
+        notes = [e["note"] for e in events_of("sched-bad", name) if e["reason"] == "FailedScheduling"]
+        conditions = [c for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled"]
+        if notes and conditions:
+            return p, notes, conditions[0]
+        return None
+    p, notes, condition = wait_until(f"{name} refused", check, timeout=30)
+    assert notes == [message], notes
+    assert condition["status"] == "False" and condition["reason"] == reason and condition["message"] == message
+    assert not p["spec"].get("nodeName"), "never bound"
+
+
+def bad_pod(name, **spec):
+    spec.setdefault("containers", [{"name": "app", "image": "registry.example/app:1"}])
+    kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Pod",
+                                                    "metadata": {"name": name, "namespace": "sched-bad"}, "spec": spec}))
+
+
+def test_pods_fargate_cannot_run_get_eks_failed_scheduling_texts(setup):
+    bad_pod("host", hostNetwork=True, containers=[{
+        "name": "app", "image": "registry.example/app:1", "ports": [{"containerPort": 80, "hostPort": 80}],
+        "securityContext": {"privileged": True}}])
+    refused_with("host", "Pod not supported on Fargate: fields not supported: HostNetwork, invalid SecurityContext "
+                         "fields: Privileged, port contains HostIP or HostPort")
+    bad_pod("caps", containers=[{"name": "app", "image": "registry.example/app:1",
+                                 "securityContext": {"capabilities": {"add": ["CHOWN"]}}}])
+    refused_with("caps", "Pod not supported on Fargate: invalid SecurityContext fields: Capabilities added: CAP_CHOWN")
+    bad_pod("docker", volumes=[{"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}])
+    refused_with("docker", "Pod not supported on Fargate: volumes not supported: docker")
+
+    # A claim nothing binds, and one the PV controller binds to an EBS volume.
+    apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pending", "namespace": "sched-bad"},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "none",
+                    "resources": {"requests": {"storage": "1Gi"}}}})
+    bad_pod("unbound", volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "pending"}}])
+    refused_with("unbound", "Pod not supported on Fargate: volumes not supported: data not supported because: "
+                            "PVC pending not bound")
+    apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "ebs-pv"},
+           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "ebs",
+                    "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0123456789abcdef0"},
+                    "claimRef": {"namespace": "sched-bad", "name": "ebs-claim"}}})
+    apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "ebs-claim", "namespace": "sched-bad"},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ebs", "volumeName": "ebs-pv",
+                    "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_until("the EBS claim Bound", lambda: kjson("get", "pvc", "ebs-claim", "-n", "sched-bad", "-o", "json")
+               ["status"].get("phase") == "Bound", timeout=60)
+    bad_pod("ebs", volumes=[{"name": "logs", "persistentVolumeClaim": {"claimName": "ebs-claim"}}])
+    refused_with("ebs", "Pod not supported on Fargate: volumes not supported: logs not supported because: PVC "
+                        "ebs-claim bound to invalid PV ebs-pv with CSI Driver: ebs.csi.aws.com")
+
+    bad_pod("huge", containers=[{"name": "app", "image": "registry.example/app:1",
+                                 "resources": {"requests": {"cpu": "16", "memory": "120Gi"}}}])
+    refused_with("huge", "Your pod's cpu/memory requirements exceed the max Fargate configuration",
+                 reason="POD_CPU_MEM_EXCEEDS_MAX_FARGATE_SIZE")
+    bad_pod("gpu", containers=[{"name": "app", "image": "registry.example/app:1",
+                                "resources": {"limits": {"nvidia.com/gpu": "1"}}}])
+    refused_with("gpu", "Pod not supported on Fargate: GPU resources not supported: nvidia.com/gpu")
+    # Refused once, not retried: one event each, even after retry ticks.
+    time.sleep(2.5)
+    for name in ("host", "huge"):
+        assert len([e for e in events_of("sched-bad", name) if e["reason"] == "FailedScheduling"]) == 1
+        assert events_of("sched-bad", name)[0].get("series") is None, "no repeats"
+    assert setup[1].metric("fargate_webhook_scheduler_pods_refused_total", reason="unsupported") >= 5
+
+
+def test_deleting_a_profile_deletes_its_pods_and_they_land_on_another(setup):
+    hook, sched = setup
+    deployment("mover", "sched-move", 2, [{"name": "app", "image": "registry.example/app:1"}])
+    before = wait_until("2 pods Running on a-old", lambda: running("sched-move", "app=mover", 2), timeout=60)
+    assert {p["metadata"]["labels"][PROFILE_KEY] for p in before} == {"a-old"}
+    old_nodes = {p["spec"]["nodeName"] for p in before}
+    deleted = aws_cli(hook.api_url, "delete-fargate-profile", "--cluster-name", "fargate",
+                      "--fargate-profile-name", "a-old")
+    assert deleted.code == 0, deleted.stderr
+
+    def moved():
+        items = running("sched-move", "app=mover", 2)
+        if items and {p["metadata"]["labels"][PROFILE_KEY] for p in items} == {"b-new"}:
+            return items
+        return None
+    after = wait_until("the ReplicaSet's new pods Running on b-new", moved, timeout=60)
+    assert not {p["metadata"]["uid"] for p in after} & {p["metadata"]["uid"] for p in before}
+    wait_until("the old pods' nodes removed", lambda: not old_nodes & {n["metadata"]["name"] for n in virtual_nodes()},
+               timeout=30)
+    assert sched.metric("fargate_webhook_scheduler_pods_removed_total", action="delete") >= 2
+
+
+def create_pods(namespace, prefix, count):
+    docs = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{prefix}-{i}", "namespace": namespace},
+             "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}} for i in range(count)]
+    kubectl("create", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+
+
+def all_bound_once(namespace, prefix, count):
+    items = [p for p in pods(namespace) if p["metadata"]["name"].startswith(prefix + "-")]
+    if len(items) != count or not all(p["spec"].get("nodeName") for p in items):
+        return None
+    return items
+
+
+def assert_no_leaked_or_shared_nodes():
+    def settled():
+        nodes = {n["metadata"]["name"]: n for n in virtual_nodes()}
+        bound = {}
+        for ns in NAMESPACES:
+            for p in pods(ns):
+                name = p["spec"].get("nodeName")
+                if name and "deletionTimestamp" not in p["metadata"]:
+                    bound.setdefault(name, []).append(p["metadata"]["name"])
+        return (nodes, bound) if set(nodes) == set(bound) else None
+    nodes, bound = wait_until("every virtual node has its pod and no other", settled, timeout=30)
+    assert all(len(v) == 1 for v in bound.values()), bound
+
+
+def test_kill_9_under_a_stream_of_pods_loses_none(setup):
+    hook, sched = setup
+    create_pods("sched-apps", "burst", 20)
+    time.sleep(0.3)
+    sched.stop(signal.SIGKILL)
+    create_pods("sched-apps", "during", 10)
+    sched.start()
+    create_pods("sched-apps", "after", 10)
+    for prefix, count in (("burst", 20), ("during", 10), ("after", 10)):
+        wait_until(f"{prefix} pods bound", lambda: all_bound_once("sched-apps", prefix, count), timeout=60)
+    assert_no_leaked_or_shared_nodes()
+
+
+def test_two_replicas_never_double_bind_and_a_standby_takes_over(setup):
+    hook, sched = setup
+    second = Scheduler(os.path.join(hook.base, "state"), identity="sched-2")
+    try:
+        wait_until("one leader", lambda: sched.metric("fargate_webhook_scheduler_leader")
+                   + second.metric("fargate_webhook_scheduler_leader") == 1, timeout=15)
+        create_pods("sched-apps", "pair", 20)
+        wait_until("pair pods bound", lambda: all_bound_once("sched-apps", "pair", 20), timeout=60)
+        assert_no_leaked_or_shared_nodes()
+        # The leader goes away without a word: the standby takes over after the Lease runs out.
+        leader, standby = (sched, second) if sched.metric("fargate_webhook_scheduler_leader") == 1 else (second, sched)
+        leader.stop(signal.SIGKILL)
+        create_pods("sched-apps", "handover", 5)
+        wait_until("handover pods bound by the standby", lambda: all_bound_once("sched-apps", "handover", 5), timeout=30)
+        assert standby.metric("fargate_webhook_scheduler_leader") == 1
+        assert_no_leaked_or_shared_nodes()
+        if leader is sched:
+            sched.start()
+    finally:
+        second.stop()
