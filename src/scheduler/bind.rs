@@ -33,6 +33,9 @@ pub struct Context {
     pub options: SchedulerOptions,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Pool placement reads what each node holds and binds under this lock: two workers must not
+    /// both count the same free room.
+    pub pool_lock: tokio::sync::Mutex<()>,
 }
 
 /// What happened to a pod.
@@ -211,6 +214,10 @@ impl Context {
             tracing::warn!(%error, pod = %pod.name_any(), "could not annotate; will retry");
             return Outcome::Skipped;
         }
+        let pool_guard = match self.options.placement {
+            Placement::Pool => Some(self.pool_lock.lock().await),
+            Placement::Virtual => None,
+        };
         let node = match self.options.placement {
             Placement::Virtual => self.virtual_node(pod, &namespace, &profile, size).await,
             Placement::Pool => self.pool_node(size).await,
@@ -271,6 +278,7 @@ impl Context {
                 return Outcome::Skipped;
             }
         }
+        drop(pool_guard);
         let placement = match self.options.placement {
             Placement::Virtual => "virtual",
             Placement::Pool => "pool",

@@ -93,6 +93,7 @@ pub async fn run(
         options,
         metrics,
         recorder,
+        pool_lock: tokio::sync::Mutex::new(()),
     });
     loop {
         let leading = tokio::select! {
