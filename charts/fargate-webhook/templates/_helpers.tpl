@@ -81,5 +81,6 @@ app.kubernetes.io/part-of: fargate-webhook
 {{- define "fargate-webhook.webhookPort" -}}8443{{- end -}}
 {{- define "fargate-webhook.opsPort" -}}9090{{- end -}}
 {{- define "fargate-webhook.apiPort" -}}8080{{- end -}}
+{{- define "fargate-webhook.schedulerOpsPort" -}}9091{{- end -}}
 {{- define "fargate-webhook.tlsDir" -}}/etc/fargate-webhook/tls{{- end -}}
 {{- define "fargate-webhook.stateDir" -}}/var/lib/fargate-webhook{{- end -}}
