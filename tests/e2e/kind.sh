@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end walkthrough on a throw-away kind cluster:
-#   build the image, load it into kind, install the Helm chart (selfSigned TLS, API Service on), create one
-#   Fargate profile with the AWS CLI through a port-forward and one with `kubectl apply`, then check that a
-#   matching pod is mutated (schedulerName, label, annotation) and a non-matching pod is not.
+#   build the image, load it into kind (a control plane and one worker labelled fargate-webhook.io/pool=true),
+#   install the Helm chart (selfSigned TLS, API Service on, the fargate-scheduler in pool placement), create
+#   one Fargate profile with the AWS CLI through a port-forward and one with `kubectl apply`, check that a
+#   matching pod is mutated (schedulerName, label, annotation) and a non-matching pod is not, and end with
+#   the matching pod Running on the labelled worker, sized as Fargate sizes it (CapacityProvisioned).
 #
 # Needs: a running docker daemon, kind, helm, kubectl and the AWS CLI. When one is missing the script says
 # which, says that it did NOT run, and exits 0.
@@ -96,9 +98,22 @@ eks() { aws eks --endpoint-url "$endpoint" "$@"; }
 if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
   log "reusing existing kind cluster ${cluster} (it will be kept)"
 else
-  log "creating kind cluster ${cluster}"
+  log "creating kind cluster ${cluster} (a control plane and one worker labelled for the Fargate pool)"
   created_cluster=1
-  kind create cluster --name "$cluster" --wait 180s
+  kind create cluster --name "$cluster" --wait 180s --config - <<'KIND'
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+  - role: control-plane
+  - role: worker
+    labels:
+      fargate-webhook.io/pool: "true"
+KIND
+fi
+# A reused cluster: label its first worker (or its only node) for the pool.
+if [[ -z "$("${kubectl_ctx[@]}" get nodes -l fargate-webhook.io/pool=true -o name)" ]]; then
+  pool_node="$("${kubectl_ctx[@]}" get nodes -o name | grep -m1 worker || "${kubectl_ctx[@]}" get nodes -o name | head -n1)"
+  "${kubectl_ctx[@]}" label "$pool_node" fargate-webhook.io/pool=true >/dev/null
 fi
 
 log "building image ${image}"
@@ -118,8 +133,13 @@ log "installing the chart"
   --set api.service.enabled=true \
   --set cluster.name="$eks_cluster" \
   --set logLevel=debug \
+  --set scheduler.enabled=true \
+  --set scheduler.replicaCount=1 \
+  --set scheduler.placement=pool \
+  --set scheduler.poolSelector=fargate-webhook.io/pool=true \
   --wait --timeout 300s
 "${kubectl_ctx[@]}" -n "$namespace" rollout status "deployment/${release}" --timeout=180s
+"${kubectl_ctx[@]}" -n "$namespace" rollout status "deployment/${release}-scheduler" --timeout=180s
 "${kubectl_ctx[@]}" wait --for condition=Established crd/fargateprofiles.fargate-webhook.io --timeout=60s
 
 log "port-forwarding svc/${release}-api to ${endpoint}"
@@ -183,8 +203,8 @@ fi
 # ---------------------------------------------------------------------------------------------------------
 "${kubectl_ctx[@]}" create namespace e2e --dry-run=client -o yaml | "${kubectl_ctx[@]}" apply -f - >/dev/null
 
-# create_pod NAME KEY=VALUE: a pause pod with one label. Only its admitted spec matters: mutated pods stay
-# Pending because kind has no fargate-scheduler.
+# create_pod NAME KEY=VALUE: a pause pod with one label. Mutated pods are placed by the chart's
+# fargate-scheduler on the labelled worker; the others by kind's own scheduler.
 create_pod() {
   local name="$1" key="${2%%=*}" value="${2#*=}"
   "${kubectl_ctx[@]}" -n e2e delete pod "$name" --ignore-not-found --wait=false >/dev/null
@@ -237,8 +257,22 @@ annotation="$(pod_field plain '{.metadata.annotations.eks\.amazonaws\.com/fargat
 [[ -z "$annotation" ]] || fail "plain: unexpected annotation ${profile_label}=${annotation}"
 echo "  ok: plain -> schedulerName=default-scheduler, no ${profile_label} label or annotation"
 
+log "the matching pod runs on the Fargate pool worker"
+"${kubectl_ctx[@]}" -n e2e wait --for=condition=Ready pod/fargate-cli --timeout=180s \
+  || fail "fargate-cli did not become Ready: $("${kubectl_ctx[@]}" -n e2e describe pod fargate-cli | tail -n 15)"
+node="$(pod_field fargate-cli '{.spec.nodeName}')"
+pool="$("${kubectl_ctx[@]}" get node "$node" -o 'jsonpath={.metadata.labels.fargate-webhook\.io/pool}')"
+[[ "$pool" == "true" ]] || fail "fargate-cli runs on ${node}, which is not labelled fargate-webhook.io/pool=true"
+capacity="$(pod_field fargate-cli '{.metadata.annotations.CapacityProvisioned}')"
+[[ "$capacity" == "0.25vCPU 0.5GB" ]] || fail "fargate-cli: CapacityProvisioned=${capacity}, want 0.25vCPU 0.5GB"
+echo "  ok: fargate-cli Running on the pool worker ${node}, CapacityProvisioned ${capacity}"
+
 log "deleting cli-profile through the API"
 eks delete-fargate-profile --cluster-name "$eks_cluster" --fargate-profile-name cli-profile >/dev/null
 eks wait fargate-profile-deleted --cluster-name "$eks_cluster" --fargate-profile-name cli-profile
+# As on EKS, the pods of the deleted profile are deleted with it.
+"${kubectl_ctx[@]}" -n e2e wait --for=delete pod/fargate-cli --timeout=60s \
+  || fail "fargate-cli was not deleted with its profile"
+echo "  ok: fargate-cli deleted with cli-profile"
 
 log "kind e2e test PASSED"
