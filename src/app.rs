@@ -6,7 +6,7 @@ use crate::cli::{
     CertsCommand, Cli, Command, ExplainArgs, OutputFormat, PlacementKind, SchedulerArgs, ServeArgs,
     StoreKind,
 };
-use crate::decision::{self, Options, SharedSnapshot, Snapshot};
+use crate::decision::{Options, SharedSnapshot, Snapshot};
 use crate::metrics::Metrics;
 use crate::profile::Limits;
 use crate::scheduler::{Placement, SchedulerOptions};
@@ -417,44 +417,110 @@ async fn wait_for_signal() {
     }
 }
 
-/// `explain`: read a pod manifest (YAML or JSON) and a profiles file, print the verdicts.
-pub fn explain(args: &ExplainArgs) -> anyhow::Result<String> {
-    let manifest = if args.pod.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())?
+/// The manifests named by `-f`: files, the `.yaml`/`.yml`/`.json` files of directories (sorted), `-`.
+fn read_manifests(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<crate::explain::manifests::Template>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            files.push(("-".to_string(), std::io::read_to_string(std::io::stdin())?));
+        } else if path.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.extension()
+                            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                })
+                .collect();
+            entries.sort();
+            for entry in entries {
+                let text = std::fs::read_to_string(&entry)
+                    .with_context(|| format!("reading {}", entry.display()))?;
+                files.push((entry.display().to_string(), text));
+            }
+        } else {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            files.push((path.display().to_string(), text));
+        }
+    }
+    let mut templates = Vec::new();
+    for (name, text) in files {
+        templates.extend(crate::explain::manifests::templates(&name, &text)?);
+    }
+    Ok(templates)
+}
+
+/// `explain`: the answers for every pod template (or, with `--what-if`, for every pod of the
+/// cluster) as text or JSON, and whether every pod would run on Fargate.
+pub async fn explain(args: &ExplainArgs) -> anyhow::Result<(String, bool)> {
+    use crate::explain::sources;
+    let options = Options {
+        priority_override: args.priority_override,
+    };
+    let sources_given = usize::from(args.profiles.is_some())
+        + usize::from(args.endpoint_url.is_some())
+        + usize::from(args.from_cluster);
+    if sources_given > 1 {
+        anyhow::bail!("give one source of profiles: --profiles, --endpoint-url or --from-cluster");
+    }
+    if let Some(what_if) = &args.what_if {
+        let client = kube::Client::try_default()
+            .await
+            .context("--what-if compares with the cluster: connecting to it (kubeconfig)")?;
+        let then = Snapshot::new(sources::from_file(what_if)?);
+        let mut moves = Vec::new();
+        for (namespace, pod) in sources::cluster_pods(&client, None).await? {
+            moves.push(crate::explain::what_if(&pod, &namespace, &then, &options));
+        }
+        let all_stay = moves
+            .iter()
+            .all(|m| m.verdict != crate::explain::MoveKind::LeavesFargate);
+        let out = match args.output {
+            OutputFormat::Text => moves.iter().map(ToString::to_string).collect(),
+            OutputFormat::Json => serde_json::to_string_pretty(&moves)? + "\n",
+        };
+        return Ok((out, all_stay));
+    }
+    if args.files.is_empty() {
+        anyhow::bail!("name the manifests to explain with -f FILE|DIR|- (or use --what-if)");
+    }
+    let profiles = if let Some(endpoint) = &args.endpoint_url {
+        sources::from_api(endpoint, &args.cluster_name).await?
+    } else if args.from_cluster {
+        let client = kube::Client::try_default()
+            .await
+            .context("--from-cluster: connecting to the cluster (kubeconfig)")?;
+        sources::from_cluster(&client).await?
     } else {
-        std::fs::read_to_string(&args.pod)
-            .with_context(|| format!("reading {}", args.pod.display()))?
+        let path = args
+            .profiles
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("./data/profiles.json"));
+        sources::from_file(&path)?
     };
-    // YAML is a superset of JSON, so one parser reads both.
-    let pod: decision::Pod = serde_yaml::from_str(&manifest)
-        .with_context(|| format!("{} is not a pod manifest", args.pod.display()))?;
-    let bytes = std::fs::read(&args.profiles)
-        .with_context(|| format!("reading {}", args.profiles.display()))?;
-    let file = crate::profile::parse_profiles_file(&bytes, &Limits::default())?;
-    let snapshot = Snapshot::new(file.fargate_profiles);
-    let namespace = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| args.namespace.clone());
-    let req = decision::Request {
-        group: "",
-        kind: "Pod",
-        operation: "CREATE",
-        namespace: &namespace,
-        pod: &pod,
+    let snapshot = Snapshot::new(profiles);
+    let templates = read_manifests(&args.files)?;
+    if templates.is_empty() {
+        anyhow::bail!("no Pod or workload that makes pods in the manifests given");
+    }
+    let answers: Vec<_> = templates
+        .iter()
+        .map(|t| crate::explain::answer(t, &args.namespace, &snapshot, &options))
+        .collect();
+    let all_on_fargate = answers.iter().all(|a| a.on_fargate);
+    let out = match args.output {
+        OutputFormat::Text => answers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        OutputFormat::Json => serde_json::to_string_pretty(&answers)? + "\n",
     };
-    let explanation = decision::explain::explain(
-        &req,
-        &snapshot,
-        &Options {
-            priority_override: args.priority_override,
-        },
-    );
-    Ok(match args.output {
-        OutputFormat::Text => explanation.to_string(),
-        OutputFormat::Json => serde_json::to_string_pretty(&explanation)? + "\n",
-    })
+    Ok((out, all_on_fargate))
 }
 
 /// Entry point for `main`: dispatch the subcommand.
@@ -471,7 +537,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Explain(args) => {
-            print!("{}", explain(&args)?);
+            let (out, all_on_fargate) = explain(&args).await?;
+            print!("{out}");
+            if args.fail_unless_fargate && !all_on_fargate {
+                anyhow::bail!(
+                    "--fail-unless-fargate: not every pod would run on Fargate (see above)"
+                );
+            }
             Ok(())
         }
         Command::Scheduler(args) => scheduler(*args).await,

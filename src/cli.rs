@@ -265,14 +265,44 @@ pub enum OutputFormat {
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// Pod manifest, YAML or JSON (`-` for standard input).
-    #[arg(long, env = "FARGATE_EXPLAIN_POD")]
-    pub pod: PathBuf,
-    /// Profiles file to explain against.
-    #[arg(long, env = "FARGATE_PROFILES", default_value = "./data/profiles.json")]
-    pub profiles: PathBuf,
+    /// Manifests: files, directories (their `.yaml`, `.yml` and `.json` files) or `-` for standard
+    /// input; Pods and the workloads that make pods, several documents per file. Repeatable.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        alias = "pod",
+        env = "FARGATE_EXPLAIN_FILES",
+        value_delimiter = ','
+    )]
+    pub files: Vec<PathBuf>,
+    /// Profiles file to explain against (the default when no other source is given:
+    /// `./data/profiles.json`).
+    #[arg(long, env = "FARGATE_PROFILES")]
+    pub profiles: Option<PathBuf>,
+    /// Read the profiles from a running server's EKS API (unsigned requests).
+    #[arg(long, env = "FARGATE_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// The cluster the EKS API is asked about (`--endpoint-url`).
+    #[arg(long, env = "FARGATE_CLUSTER_NAME", default_value = "fargate")]
+    pub cluster_name: String,
+    /// Read the profiles from the cluster's FargateProfile resources (kubeconfig as kubectl finds it).
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// What-if: which pods running in the cluster would stay, move to another profile, leave Fargate
+    /// or join it if the profiles were those of this file (compared with the cluster's).
+    #[arg(long, value_name = "PROFILES_FILE")]
+    pub what_if: Option<PathBuf>,
+    /// Exit with status 1 when a pod template would not run on Fargate (no profile selects it, or
+    /// the fargate-scheduler would refuse it): for CI.
+    #[arg(long)]
+    pub fail_unless_fargate: bool,
     /// Namespace when the manifest has none.
-    #[arg(long, env = "FARGATE_EXPLAIN_NAMESPACE", default_value = "default")]
+    #[arg(
+        long,
+        short = 'n',
+        env = "FARGATE_EXPLAIN_NAMESPACE",
+        default_value = "default"
+    )]
     pub namespace: String,
     #[arg(long, env = "FARGATE_PRIORITY_OVERRIDE", default_value_t = true, action = clap::ArgAction::Set)]
     pub priority_override: bool,

@@ -9,6 +9,7 @@ pub mod app;
 pub mod certs;
 pub mod cli;
 pub mod decision;
+pub mod explain;
 pub mod files;
 pub mod metrics;
 pub mod profile;

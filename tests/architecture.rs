@@ -20,6 +20,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("api", &["profile", "store", "metrics", "server"][..]),
         ("certs", &["files"][..]),
         ("scheduler", &["profile", "decision", "metrics"][..]),
+        (
+            "explain",
+            &["profile", "decision", "scheduler", "store"][..],
+        ),
     ])
 }
 
