@@ -109,9 +109,16 @@ fn a_broken_manifest_is_a_clear_error() {
     let out = explain(&["--pod", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml: document 1 is not YAML or JSON"), "{err}");
+    assert!(
+        err.contains("bad.yaml: document 1 is not YAML or JSON"),
+        "{err}"
+    );
     // A file with nothing that makes pods says so.
-    std::fs::write(&bad, "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {}\n",
+    )
+    .unwrap();
     let out = explain(&["-f", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -130,8 +137,10 @@ fn answers(args: &[&str]) -> (std::process::ExitStatus, Vec<Value>) {
 fn a_directory_of_real_manifests_one_answer_per_pod_template() {
     let (status, all) = answers(&["-f", "{dir}/manifests", "-o", "json"]);
     assert!(status.success());
-    let by_object: std::collections::BTreeMap<&str, &Value> =
-        all.iter().map(|a| (a["object"].as_str().unwrap(), a)).collect();
+    let by_object: std::collections::BTreeMap<&str, &Value> = all
+        .iter()
+        .map(|a| (a["object"].as_str().unwrap(), a))
+        .collect();
     assert_eq!(
         by_object.keys().copied().collect::<Vec<_>>(),
         [
@@ -157,7 +166,12 @@ fn a_directory_of_real_manifests_one_answer_per_pod_template() {
     let exporter = by_object["DaemonSet/node-exporter"];
     assert_eq!(exporter["onFargate"], false);
     assert!(exporter["chosen"].is_null() && exporter["scheduler"].is_null());
-    assert!(exporter["summary"].as_str().unwrap().contains("DaemonSets never run on Fargate"));
+    assert!(
+        exporter["summary"]
+            .as_str()
+            .unwrap()
+            .contains("DaemonSets never run on Fargate")
+    );
     // A privileged pod is chosen by a profile, then refused by the scheduler.
     let debug = by_object["Pod/debug"];
     assert_eq!(debug["chosen"], "everything-in-default");
@@ -169,7 +183,13 @@ fn a_directory_of_real_manifests_one_answer_per_pod_template() {
     assert_eq!(by_object["StatefulSet/db"]["onFargate"], false);
 
     // For CI: the same with --fail-unless-fargate fails; the Fargate-ready files alone pass.
-    let (status, _) = answers(&["-f", "{dir}/manifests", "-o", "json", "--fail-unless-fargate"]);
+    let (status, _) = answers(&[
+        "-f",
+        "{dir}/manifests",
+        "-o",
+        "json",
+        "--fail-unless-fargate",
+    ]);
     assert_eq!(status.code(), Some(1));
     let (status, ok) = answers(&[
         "-f",
@@ -205,12 +225,21 @@ fn profiles_from_a_running_servers_api() {
         .arg(fixtures_dir().join("explain/manifests/deployment.yaml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(all[0]["chosen"], "default-with-infrastructure-label");
     assert_eq!(all[0]["profiles"].as_array().unwrap().len(), 4);
     // Two sources at once is an error.
-    let out = explain(&["--endpoint-url", "http://127.0.0.1:1", "-f", "{dir}/pod.yaml"]);
+    let out = explain(&[
+        "--endpoint-url",
+        "http://127.0.0.1:1",
+        "-f",
+        "{dir}/pod.yaml",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give one source of profiles"));
 }

@@ -215,7 +215,8 @@ pub fn answer(body: &[u8], snapshot: &Snapshot, options: &Options) -> Result<Ans
 /// Always `allowed: true` (the webhook mutates, it never refuses a pod); `patchType` only with a patch.
 fn encode(api_version: &str, uid: &str, decision: Option<&Decision>) -> Vec<u8> {
     let patch = decision.and_then(|d| match &d.outcome {
-        Outcome::Mutated { patch, .. } if !patch.is_empty() => Some(
+        // A mutated pod always has a patch: its schedulerName always changes (decision::patch).
+        Outcome::Mutated { patch, .. } => Some(
             base64::engine::general_purpose::STANDARD
                 .encode(serde_json::to_vec(patch).expect("patch ops always serialize")),
         ),
@@ -251,6 +252,7 @@ pub fn error_body(code: u16, reason: &str, message: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::SkipReason;
     use crate::profile::{FargateProfile, Selector};
 
     fn snapshot() -> Snapshot {
@@ -267,6 +269,84 @@ mod tests {
 
     fn run(body: &str) -> Result<Answer, ReviewError> {
         answer(body.as_bytes(), &snapshot(), &Options::default())
+    }
+
+    fn review(api_version: &str, kind: &str, group: &str, namespace: &str, object: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"{api_version}","kind":"{kind}","request":{{"uid":"u","kind":{{"group":"{group}","version":"v1","kind":"Pod"}},"operation":"CREATE","namespace":"{namespace}","object":{object}}}}}"#
+        )
+    }
+
+    #[test]
+    fn envelope_versions_and_kinds() {
+        let pod = r#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c"}]}}"#;
+        // Both versions are answered, each in its own version.
+        for version in [API_VERSION_V1, API_VERSION_V1BETA1] {
+            let answer = run(&review(version, "AdmissionReview", "", "a", pod)).unwrap();
+            let out: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            assert_eq!(out["apiVersion"], version);
+            assert!(out["response"]["patch"].is_string(), "{out}");
+        }
+        for (version, kind) in [
+            ("admission.k8s.io/v2", "AdmissionReview"),
+            (API_VERSION_V1, "AdmissionReviewList"),
+        ] {
+            assert!(
+                matches!(
+                    run(&review(version, kind, "", "a", pod)),
+                    Err(ReviewError::WrongKind { .. })
+                ),
+                "{version} {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn objects_that_are_not_pods_or_not_objects() {
+        let unreadable = r#"{"metadata":{"labels":[1]},"spec":{}}"#;
+        // A kind that is not a core Pod is left alone, whatever its object.
+        for (group, object) in [("apps", unreadable), ("", "[1, 2]")] {
+            let body = review(API_VERSION_V1, "AdmissionReview", group, "a", object).replace(
+                r#""kind":"Pod""#,
+                if group.is_empty() {
+                    r#""kind":"Service""#
+                } else {
+                    r#""kind":"Pod""#
+                },
+            );
+            let answer = run(&body).unwrap();
+            let decision = answer.decision.expect("left alone, not an error");
+            assert!(
+                matches!(decision.outcome, Outcome::Skipped(SkipReason::NotPod)),
+                "{body}"
+            );
+        }
+        // A Pod whose object is an array, or an object that is no pod: allowed unpatched, and why.
+        for (object, reason) in [
+            ("[{}, {}]", "object is not a JSON object"),
+            (unreadable, "object is not a readable Pod"),
+        ] {
+            let answer = run(&review(API_VERSION_V1, "AdmissionReview", "", "a", object)).unwrap();
+            let error = answer.decision.unwrap_err();
+            assert!(error.starts_with(reason), "{object}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_empty_request_namespace_falls_back_to_the_pods() {
+        let pod = r#"{"metadata":{"name":"p","namespace":"team"},"spec":{}}"#;
+        let answer = run(&review(API_VERSION_V1, "AdmissionReview", "", "", pod)).unwrap();
+        assert_eq!(answer.namespace, "team");
+        assert_eq!(answer.pod_name, "p");
+        let answer = run(&review(
+            API_VERSION_V1,
+            "AdmissionReview",
+            "",
+            "",
+            r#"{"metadata":{},"spec":{}}"#,
+        ))
+        .unwrap();
+        assert_eq!(answer.namespace, "default");
     }
 
     #[test]

@@ -665,3 +665,161 @@ fn shadowed_selectors_are_found_only_when_certain() {
         "{text}"
     );
 }
+
+#[test]
+fn metric_labels_and_descriptions_of_every_reason() {
+    use SkipReason::*;
+    let table = [
+        (NotPod, "not_pod", "the object is not a Pod"),
+        (NotCreate, "not_create", "the operation is not CREATE"),
+        (
+            OptOut,
+            "opt_out",
+            "the pod opts out with annotation eks.amazonaws.com/compute-type: ec2",
+        ),
+        (DaemonSet, "daemonset", "the pod is owned by a DaemonSet"),
+        (MirrorPod, "mirror_pod", "the pod is a mirror (static) pod"),
+        (
+            NodeNameSet,
+            "node_name_set",
+            "the pod already has spec.nodeName set",
+        ),
+        (
+            ForeignScheduler,
+            "foreign_scheduler",
+            "the pod asks for a scheduler other than default-scheduler",
+        ),
+    ];
+    for (reason, label, text) in table {
+        assert_eq!((reason.as_str(), reason.describe()), (label, text));
+    }
+    assert_eq!(NoMatch::NoProfile.as_str(), "no_profile");
+    assert_eq!(NoMatch::PinMissing("p".into()).as_str(), "pin_missing");
+    assert_eq!(
+        NoMatch::PinNotMatching("p".into()).as_str(),
+        "pin_not_matching"
+    );
+}
+
+#[test]
+fn explain_summaries() {
+    let snapshot = Snapshot::new(vec![
+        active("fp", &[("apps", &[])]),
+        active("other", &[("else", &[])]),
+    ]);
+    let summary = |namespace: &str, pod_json: serde_json::Value| {
+        let p = pod(pod_json);
+        let req = Request {
+            group: "",
+            kind: "Pod",
+            operation: "CREATE",
+            namespace,
+            pod: &p,
+        };
+        explain::explain(&req, &snapshot, &Options::default()).summary
+    };
+    assert_eq!(
+        summary("apps", json!({"spec": {}})),
+        "the pod runs on Fargate with profile 'fp'"
+    );
+    assert_eq!(
+        summary(
+            "apps",
+            json!({"metadata": {"ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d", "controller": true}]}, "spec": {}})
+        ),
+        "left alone: the pod is owned by a DaemonSet"
+    );
+    assert_eq!(
+        summary(
+            "apps",
+            json!({"metadata": {"labels": {PROFILE_LABEL: "gone"}}, "spec": {}})
+        ),
+        "not mutated: pinned profile 'gone' does not exist or is not ACTIVE"
+    );
+    assert_eq!(
+        summary(
+            "apps",
+            json!({"metadata": {"labels": {PROFILE_LABEL: "other"}}, "spec": {}})
+        ),
+        "not mutated: pinned profile 'other' does not match the pod"
+    );
+    assert_eq!(
+        summary("nowhere", json!({"spec": {}})),
+        "no ACTIVE profile matches: the pod runs on ordinary nodes"
+    );
+}
+
+#[test]
+fn display_names_and_object_only_errors() {
+    let name = |meta: serde_json::Value| {
+        pod(json!({"metadata": meta, "spec": {}}))
+            .display_name()
+            .to_string()
+    };
+    assert_eq!(
+        name(json!({"name": "web-1", "generateName": "web-"})),
+        "web-1"
+    );
+    assert_eq!(name(json!({"name": "", "generateName": "web-"})), "web-");
+    assert_eq!(name(json!({"generateName": "web-"})), "web-");
+    assert_eq!(name(json!({})), "");
+    let error = serde_json::from_value::<Pod>(json!({"metadata": ["n"], "spec": {}})).unwrap_err();
+    assert!(
+        error.to_string().contains("expected a JSON object"),
+        "{error}"
+    );
+}
+
+#[test]
+fn glob_label_keys_need_key_and_value_to_match_on_one_label() {
+    let snapshot = Snapshot::new(vec![active("fp", &[("apps", &[("app*", "web")])])]);
+    for (labels, matched) in [
+        (json!({"apple": "web"}), true),
+        (json!({"apple": "other"}), false),
+        (json!({"apple": "other", "zone": "web"}), false),
+        (json!({"zone": "web"}), false),
+    ] {
+        let d = decide_in(
+            "apps",
+            &pod(json!({"metadata": {"labels": labels}, "spec": {}})),
+            &snapshot,
+        );
+        assert_eq!(
+            matches!(d.outcome, Outcome::Mutated { .. }),
+            matched,
+            "{labels}"
+        );
+    }
+}
+
+#[test]
+fn shadowing_is_claimed_only_for_exact_labels_and_within_the_check_limit() {
+    // A later selector with a wildcard label value is never claimed shadowed.
+    let s = Snapshot::new(vec![
+        active("a", &[("x", &[])]),
+        active("b", &[("x", &[("app", "web*")])]),
+    ]);
+    assert!(s.shadowed().is_empty(), "{:?}", s.shadowed());
+    let s = Snapshot::new(vec![
+        active("a", &[("x", &[])]),
+        active("b", &[("x", &[("app", "web")])]),
+    ]);
+    assert_eq!(s.shadowed().len(), 1);
+    // The check covers namespaces with up to 1,000 selectors (exact ones plus wildcard ones).
+    let many = |exact: usize| {
+        let mut profiles = vec![
+            active("a", &[("x", &[])]),
+            active("b-wild", &[("*", &[("never", "x")])]),
+        ];
+        for i in 1..exact {
+            profiles.push(active(&format!("p{i:04}"), &[("x", &[("n", "v")])]));
+        }
+        Snapshot::new(profiles)
+    };
+    assert_eq!(
+        many(999).shadowed().len(),
+        998,
+        "999 exact + 1 wildcard = 1,000: checked"
+    );
+    assert!(many(1000).shadowed().is_empty(), "1,001: not checked");
+}

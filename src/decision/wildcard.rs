@@ -68,14 +68,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&b| b == b'*')
 }
 
+/// Length of the UTF-8 character that starts with `first` (ASCII, and a continuation byte, which
+/// never starts a character of a `&str`, count one).
 #[inline]
 fn utf8_len(first: u8) -> usize {
     match first {
-        0x00..=0x7F => 1,
-        0xC0..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xFF => 4,
-        // A continuation byte cannot start a character in valid UTF-8 (we only see &str).
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
         _ => 1,
     }
 }
@@ -83,6 +83,42 @@ fn utf8_len(first: u8) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_cases_with_every_character_width() {
+        // (pattern, text, matches): `?` is one character of 1, 2, 3 or 4 bytes; `*` backtracks
+        // over characters of every width, also from a position past the start.
+        let cases = [
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("a?c", "aéc", true),
+            ("a?c", "a€c", true),
+            ("a?c", "a😀c", true),
+            ("a??c", "a€c", false),
+            ("x*z", "xabz", true),
+            ("x*z", "xéz", true),
+            ("x*z", "x€€z", true),
+            ("x*z", "x😀😀z", true),
+            ("x*z", "x€€y", false),
+            ("*€", "ab€", true),
+            ("a*b*c", "a€€b😀c", true),
+            ("a*b*c", "a€€b😀", false),
+            ("?", "", false),
+            ("*", "", true),
+            ("", "a", false),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(
+                glob_match(pattern, text),
+                expected,
+                "{pattern:?} vs {text:?}"
+            );
+        }
+        assert_eq!(
+            ["a", "é", "€", "😀"].map(|c| utf8_len(c.as_bytes()[0])),
+            [1, 2, 3, 4]
+        );
+    }
 
     #[test]
     fn table() {

@@ -18,7 +18,11 @@ use std::fmt;
 
 /// What the fargate-scheduler would do with a pod the webhook sends to Fargate.
 #[derive(Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "verdict")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "verdict"
+)]
 pub enum SchedulerView {
     /// Runs it at this size (`CapacityProvisioned`).
     Run { capacity_provisioned: String },

@@ -277,3 +277,37 @@ fn values_that_can_never_be_valid_are_refused() {
         );
     }
 }
+
+#[test]
+fn label_lengths_at_their_limits_and_values_shown_escaped_and_cut() {
+    let limits = Limits::default();
+    let with_label = |key: String, value: String| {
+        validate_selectors(
+            &[Selector {
+                namespace: Some("a".into()),
+                labels: [(key, value)].into_iter().collect(),
+            }],
+            &limits,
+        )
+    };
+    assert_eq!(with_label("k".into(), "v".repeat(253)), Ok(()));
+    assert!(with_label("k".into(), "v".repeat(254)).is_err());
+    assert_eq!(with_label("k".repeat(317), "v".into()), Ok(()));
+    assert!(with_label("k".repeat(318), "v".into()).is_err());
+    // Shown escaped: a newline is visible, not a line break.
+    let message = with_label("app".into(), "a\nb".into()).unwrap_err().0;
+    assert_eq!(
+        message,
+        "Selector label app=a\\nb contains a control character."
+    );
+    // Shown cut at 64 characters.
+    let long = format!("{}\n", "x".repeat(100));
+    let message = with_label("app".into(), long).unwrap_err().0;
+    assert_eq!(
+        message,
+        format!(
+            "Selector label app={}… contains a control character.",
+            "x".repeat(64)
+        )
+    );
+}
