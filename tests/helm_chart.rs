@@ -41,6 +41,49 @@ const KNOWN_FLAGS: &[&str] = &[
     "--shutdown-timeout",
 ];
 
+/// The configuration's default name: EKS's `0500-` ordering prefix and the release's fullname.
+fn mwc_name(fullname: &str) -> String {
+    format!("0500-{fullname}")
+}
+
+#[test]
+fn the_webhook_configuration_sorts_where_eks_puts_its_own() {
+    let Some(helm) = helm() else { return };
+    let r = render(helm, &[]);
+    let name = mwc_name(FULLNAME);
+    let config = r.one("MutatingWebhookConfiguration", &name);
+    // kube-apiserver orders mutating webhooks by configuration name: before the letters of sidecar
+    // injectors and policy engines, and level with EKS's own.
+    for later in [
+        "istio-sidecar-injector",
+        "kyverno-resource-mutating-webhook-cfg",
+        "vault-agent-injector-cfg",
+        "1000-late",
+    ] {
+        assert!(name.as_str() < later, "{name} sorts before {later}");
+    }
+    assert_eq!(
+        &name[..5],
+        &"0500-amazon-eks-fargate-mutation.amazonaws.com"[..5]
+    );
+    assert_eq!(
+        config["webhooks"][0]["name"],
+        "fargate-mutation.fargate-webhook.io"
+    );
+    let custom = render(
+        helm,
+        &["webhook.configurationName=0500-amazon-eks-fargate-mutation.amazonaws.com"],
+    );
+    assert!(
+        custom
+            .get(
+                "MutatingWebhookConfiguration",
+                "0500-amazon-eks-fargate-mutation.amazonaws.com"
+            )
+            .is_some()
+    );
+}
+
 // ------------------------------------------------------------------------------------------------------
 // helm
 
@@ -191,7 +234,7 @@ impl Rendered {
     }
 
     fn webhook(&self) -> &Value {
-        let config = self.one("MutatingWebhookConfiguration", FULLNAME);
+        let config = self.one("MutatingWebhookConfiguration", &mwc_name(FULLNAME));
         let hooks = arr(&config["webhooks"]);
         assert_eq!(hooks.len(), 1, "one webhook expected");
         &hooks[0]
@@ -903,7 +946,7 @@ fn cert_manager_mode_bootstraps_a_ca_and_injects_it() {
     check_webhook_rules(&r, "Ignore", &[NS]);
     check_deployment(&r, &tls_secret);
 
-    let config = r.one("MutatingWebhookConfiguration", FULLNAME);
+    let config = r.one("MutatingWebhookConfiguration", &mwc_name(FULLNAME));
     let inject = str_of(&config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]);
     let (ns, cert_name) = inject
         .split_once('/')
@@ -972,7 +1015,7 @@ fn cert_manager_mode_with_a_given_issuer() {
     assert_eq!(issuer_ref["name"], "corp-ca");
     assert_eq!(issuer_ref["kind"], "ClusterIssuer");
     assert_eq!(issuer_ref["group"], "cert-manager.io");
-    let config = r.one("MutatingWebhookConfiguration", FULLNAME);
+    let config = r.one("MutatingWebhookConfiguration", &mwc_name(FULLNAME));
     assert_eq!(
         config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
         format!("{NS}/{}", str_of(&certs[0]["metadata"]["name"]))
@@ -1007,7 +1050,7 @@ fn existing_secret_mode_uses_the_given_secret_and_ca() {
         "the chart must not write the user's Secret"
     );
     assert!(r.all("Certificate").is_empty());
-    let config = r.one("MutatingWebhookConfiguration", FULLNAME);
+    let config = r.one("MutatingWebhookConfiguration", &mwc_name(FULLNAME));
     assert!(
         config["metadata"]["annotations"]
             .get("cert-manager.io/inject-ca-from")
@@ -1176,8 +1219,8 @@ fn names_follow_the_release() {
     let r = template(helm, "fargate-webhook", &[]).expect("helm template");
     assert!(r.get("Deployment", "fargate-webhook").is_some());
     assert_eq!(
-        r.one("MutatingWebhookConfiguration", "fargate-webhook")["webhooks"][0]["clientConfig"]["service"]
-            ["name"],
+        r.one("MutatingWebhookConfiguration", &mwc_name("fargate-webhook"))["webhooks"][0]["clientConfig"]
+            ["service"]["name"],
         "fargate-webhook"
     );
     // Every namespaced object lands in the release namespace.

@@ -132,12 +132,27 @@ impl ApiError {
         self
     }
 
-    /// The JSON body.
+    /// The members the service model declares for this exception, besides `message`
+    /// (docs/eks-api.md "Errors"): (clusterName, fargateProfileName).
+    fn declared_members(&self) -> (bool, bool) {
+        match self.code {
+            "InvalidParameterException" | "ResourceNotFoundException" => (true, true),
+            "ClientException"
+            | "InvalidRequestException"
+            | "ResourceInUseException"
+            | "ResourceLimitExceededException"
+            | "ServerException" => (true, false),
+            _ => (false, false),
+        }
+    }
+
+    /// The JSON body: `message`, and the members the model declares for the code.
     pub fn body(&self) -> Vec<u8> {
+        let (cluster, profile) = self.declared_members();
         serde_json::to_vec(&ErrorBody {
             message: &self.message,
-            cluster_name: self.cluster_name.as_deref(),
-            fargate_profile_name: self.fargate_profile_name.as_deref(),
+            cluster_name: self.cluster_name.as_deref().filter(|_| cluster),
+            fargate_profile_name: self.fargate_profile_name.as_deref().filter(|_| profile),
         })
         .unwrap_or_else(|_| br#"{"message":"error"}"#.to_vec())
     }
@@ -150,3 +165,49 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_only_the_members_the_model_declares() {
+        let body = |e: ApiError| -> serde_json::Value {
+            serde_json::from_slice(&e.with_cluster("c").with_profile("p").body()).unwrap()
+        };
+        let keys = |v: serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let cases = [
+            (
+                ApiError::invalid_parameter("m"),
+                vec!["clusterName", "fargateProfileName", "message"],
+            ),
+            (
+                ApiError::resource_not_found("m"),
+                vec!["clusterName", "fargateProfileName", "message"],
+            ),
+            (
+                ApiError::invalid_request("m"),
+                vec!["clusterName", "message"],
+            ),
+            (
+                ApiError::resource_in_use("m"),
+                vec!["clusterName", "message"],
+            ),
+            (
+                ApiError::limit_exceeded("m"),
+                vec!["clusterName", "message"],
+            ),
+            (ApiError::client("m"), vec!["clusterName", "message"]),
+            (ApiError::server("m"), vec!["clusterName", "message"]),
+            (ApiError::bad_request("m"), vec!["message"]),
+            (ApiError::not_found("m"), vec!["message"]),
+            (ApiError::access_denied("m"), vec!["message"]),
+        ];
+        for (error, expected) in cases {
+            let code = error.code;
+            assert_eq!(keys(body(error)), expected, "{code}");
+        }
+    }
+}

@@ -236,6 +236,14 @@ pub fn validate_role_arn(arn: &str) -> Result<(), RuleViolation> {
     }
 }
 
+/// The role ARN carries an IAM path (`role/team/Name`). EKS accepts such a profile, but the role
+/// cannot be mapped into the cluster's auth config, so its pods are refused at scheduling
+/// (docs/eks-behaviour.md §6).
+pub fn role_has_path(arn: &str) -> bool {
+    arn.split_once(":role/")
+        .is_some_and(|(_, name)| name.contains('/'))
+}
+
 /// A value as an error message shows it: control characters escaped, at most 64 characters.
 fn shown(value: &str) -> String {
     let escaped: String = value.escape_debug().collect();
@@ -333,6 +341,13 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), RuleViolatio
         if key.to_ascii_lowercase().starts_with("aws:") {
             return Err(violation(format!(
                 "Tag key '{key}' uses the reserved prefix 'aws:'."
+            )));
+        }
+        // Reserved in values too: "Don't use aws:, AWS:, or any upper or lowercase combination of
+        // such as a prefix for either keys or values" (docs/eks-behaviour.md §6).
+        if value.to_ascii_lowercase().starts_with("aws:") {
+            return Err(violation(format!(
+                "Tag value for key '{key}' uses the reserved prefix 'aws:'."
             )));
         }
     }

@@ -134,6 +134,11 @@ fn tags() {
     assert!(validate_tags(&tags(&[("", "v")])).is_err());
     assert!(validate_tags(&tags(&[("aws:created-by", "me")])).is_err());
     assert!(validate_tags(&tags(&[("AWS:created-by", "me")])).is_err());
+    assert_eq!(
+        validate_tags(&tags(&[("owner", "Aws:me")])).unwrap_err().0,
+        "Tag value for key 'owner' uses the reserved prefix 'aws:'."
+    );
+    assert_eq!(validate_tags(&tags(&[("owner", "me-aws:")])), Ok(()));
     let fifty: BTreeMap<String, String> = (0..50).map(|i| (format!("k{i}"), "v".into())).collect();
     assert_eq!(validate_tags(&fifty), Ok(()));
     let fifty_one: BTreeMap<String, String> =
@@ -310,4 +315,14 @@ fn label_lengths_at_their_limits_and_values_shown_escaped_and_cut() {
             "x".repeat(64)
         )
     );
+}
+
+#[test]
+fn role_paths() {
+    assert!(!role_has_path("arn:aws:iam::012345678910:role/PodRole"));
+    assert!(role_has_path("arn:aws:iam::012345678910:role/team/PodRole"));
+    assert!(role_has_path(
+        "arn:aws-cn:iam::012345678910:role/a/b/PodRole"
+    ));
+    assert!(!role_has_path("not an arn / with slashes"));
 }

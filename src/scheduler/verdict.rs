@@ -25,10 +25,11 @@ pub struct Refusal {
 
 impl Refusal {
     /// The reasons, for metrics that list every series up front.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 7] = [
         "profile_missing",
         "profile_not_active",
         "profile_not_matching",
+        "profile_role_path",
         "unsupported",
         "too_large",
         "bad_quantity",
@@ -77,6 +78,17 @@ pub fn judge(
             blocked(name, "no selector of the profile matches the pod"),
         );
     }
+    // A role with a path cannot be mapped into the cluster's auth config, so EKS's Fargate nodes
+    // cannot register with it: EKS accepts the profile, then refuses its pods with this text.
+    if crate::profile::role_has_path(&profile.profile.pod_execution_role_arn) {
+        return refuse(
+            "profile_role_path",
+            blocked(
+                name,
+                "Pod execution role is not found in auth config or does not have all required permissions for launching fargate pods.",
+            ),
+        );
+    }
     if let Some(message) = unsupported::check(pod, claim) {
         return refuse("unsupported", message);
     }
@@ -120,9 +132,14 @@ mod tests {
 
     #[test]
     fn verdicts() {
+        let mut pathed = profile("pathed", "paths", ProfileStatus::Active);
+        pathed.pod_execution_role_arn = "arn:aws:iam::012345678910:role/team/PodRole".into();
+        let mut plain_role = profile("fp", "apps", ProfileStatus::Active);
+        plain_role.pod_execution_role_arn = "arn:aws:iam::012345678910:role/PodRole".into();
         let snapshot = Snapshot::new(vec![
-            profile("fp", "apps", ProfileStatus::Active),
+            plain_role,
             profile("going", "apps", ProfileStatus::Deleting),
+            pathed,
         ]);
         let plain = json!({"containers": [{"name": "a"}]});
         let none = |_: &str| Claim::Unknown;

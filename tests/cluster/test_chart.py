@@ -53,7 +53,7 @@ def test_self_signed_install_upgrade_uninstall():
     release, ns = "fw-self", "fw-self"
     objects = install_and_check(release, ns)
     secret = kjson("get", "secret", "fw-self-fargate-webhook-tls", "-n", ns)
-    mwc = kjson("get", "mutatingwebhookconfiguration", "fw-self-fargate-webhook")
+    mwc = kjson("get", "mutatingwebhookconfiguration", "0500-fw-self-fargate-webhook")
     ca = secret["data"]["ca.crt"]
     assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == ca
     assert base64.b64decode(ca).startswith(b"-----BEGIN CERTIFICATE-----")
@@ -64,7 +64,7 @@ def test_self_signed_install_upgrade_uninstall():
     helm("upgrade", release, CHART, "-n", ns, "--set", "logLevel=debug")
     after = kjson("get", "secret", "fw-self-fargate-webhook-tls", "-n", ns)
     assert after["data"] == secret["data"], "helm upgrade regenerated the self-signed certificate"
-    mwc = kjson("get", "mutatingwebhookconfiguration", "fw-self-fargate-webhook")
+    mwc = kjson("get", "mutatingwebhookconfiguration", "0500-fw-self-fargate-webhook")
     assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == ca
     deploy = kjson("get", "deployment", "fw-self-fargate-webhook", "-n", ns)
     args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -95,7 +95,7 @@ def test_existing_secret_install(tmpdir_clean):
     objects = install_and_check(release, ns, "tls.mode=existingSecret", "tls.existingSecret.name=fw-serving",
                                 f"tls.existingSecret.caBundle={ca}", "api.service.enabled=true")
     assert any(k == "Service" and n.endswith("-api") for k, n, _ in objects), objects
-    mwc = kjson("get", "mutatingwebhookconfiguration", f"{release}-fargate-webhook")
+    mwc = kjson("get", "mutatingwebhookconfiguration", f"0500-{release}-fargate-webhook")
     assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == ca
     deploy = kjson("get", "deployment", f"{release}-fargate-webhook", "-n", ns)
     volumes = deploy["spec"]["template"]["spec"]["volumes"]
