@@ -213,6 +213,11 @@ pub struct ApiArgs {
         value_name = "AKID:SECRET"
     )]
     pub sigv4_keys: Vec<String>,
+    /// Allow failure injection through `PUT /fault-injection` on the API port (profiles that end
+    /// CREATE_FAILED or DELETE_FAILED, slow transitions, an update in progress). Off: the path does
+    /// not exist.
+    #[arg(long, env = "FARGATE_FAULT_INJECTION", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub fault_injection: bool,
 }
 
 impl ApiArgs {
@@ -231,6 +236,7 @@ impl ApiArgs {
             max_labels: self.max_labels,
             sigv4_credentials: self.sigv4_credentials.clone(),
             sigv4_keys: self.sigv4_keys.clone(),
+            fault_injection: self.fault_injection,
         }
     }
 }
@@ -316,30 +322,7 @@ pub struct ExplainArgs {
     pub output: OutputFormat,
 }
 
-/// `500ms`, `2s`, `1m`, `0`: a plain number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 500ms, 2s or 1m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        _ => {
-            return Err(format!(
-                "'{text}': unknown unit '{unit}' (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
-}
+pub use crate::units::parse_duration;
 
 #[cfg(test)]
 mod tests {

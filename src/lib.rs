@@ -16,3 +16,4 @@ pub mod profile;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod units;

@@ -17,7 +17,11 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("metrics", &["decision", "profile"][..]),
         ("server", &["admission", "decision", "metrics", "files"][..]),
         ("store", &["profile", "decision", "metrics", "files"][..]),
-        ("api", &["profile", "store", "metrics", "server"][..]),
+        ("units", &[][..]),
+        (
+            "api",
+            &["profile", "store", "metrics", "server", "units"][..],
+        ),
         ("certs", &["files"][..]),
         ("scheduler", &["profile", "decision", "metrics"][..]),
         (

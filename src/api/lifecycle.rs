@@ -47,10 +47,21 @@ impl Api {
         }
         tracing::debug!(profile = %name, ?transition, "lifecycle step scheduled");
         let api = self.clone();
-        let delay = match transition {
+        let creating = matches!(transition, Transition::Activate);
+        let injected = self.faults().map(|f| {
+            (
+                f.faults.delay(&name, creating),
+                f.faults.failure(&name, creating),
+            )
+        });
+        let (delay, failure) = match injected {
+            Some((delay, failure)) => (delay, failure),
+            None => (None, None),
+        };
+        let delay = delay.unwrap_or(match transition {
             Transition::Activate => self.inner.create_delay,
             Transition::Remove => self.inner.delete_delay,
-        };
+        });
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let mut backoff = Duration::from_millis(100);
@@ -59,7 +70,17 @@ impl Api {
                     .inner
                     .store
                     .update(Box::new(|state: &mut ProfileState| {
-                        if rules::advance(state, transition, &name, &arn, |p| api.arn_of(p)) {
+                        let changed = match &failure {
+                            Some((status, health)) => {
+                                rules::fail(state, transition, &name, &arn, *status, health, |p| {
+                                    api.arn_of(p)
+                                })
+                            }
+                            None => {
+                                rules::advance(state, transition, &name, &arn, |p| api.arn_of(p))
+                            }
+                        };
+                        if changed {
                             Step::Commit
                         } else {
                             Step::Abort // gone, replaced, or moved on by another writer

@@ -17,6 +17,7 @@
 
 mod change;
 pub mod error;
+pub mod faults;
 mod identity;
 mod lifecycle;
 mod operations;
@@ -75,6 +76,8 @@ pub struct ApiConfig {
     pub sigv4_credentials: Option<PathBuf>,
     /// Verify SigV4 signatures with these key pairs (`ACCESS_KEY_ID:SECRET`).
     pub sigv4_keys: Vec<String>,
+    /// Serve `/fault-injection` (docs/eks-api.md "Failure injection").
+    pub fault_injection: bool,
 }
 
 impl Default for ApiConfig {
@@ -95,6 +98,7 @@ impl Default for ApiConfig {
             max_labels: 5,
             sigv4_credentials: None,
             sigv4_keys: Vec::new(),
+            fault_injection: false,
         }
     }
 }
@@ -141,6 +145,8 @@ pub(crate) struct Inner {
     /// Lifecycle timers running in this process, by profile ARN: a profile gets one timer, however
     /// often the sweep sees it CREATING or DELETING.
     pub timers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Failure injection, when `--fault-injection` is on.
+    pub faults: Option<std::sync::Mutex<faults::State>>,
 }
 
 /// The API: cheap to clone (one `Arc`).
@@ -234,6 +240,7 @@ impl Api {
                 verifier: (!verifier.is_empty()).then_some(verifier),
                 page_tokens,
                 timers: Default::default(),
+                faults: args.fault_injection.then(Default::default),
             }),
         })
     }
@@ -365,5 +372,15 @@ impl Api {
             headers.insert("x-amzn-ErrorType", HeaderValue::from_static(code));
         }
         response
+    }
+}
+
+impl Api {
+    /// The failure-injection state, when on.
+    pub(crate) fn faults(&self) -> Option<std::sync::MutexGuard<'_, faults::State>> {
+        self.inner
+            .faults
+            .as_ref()
+            .map(|f| f.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

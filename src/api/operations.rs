@@ -51,6 +51,7 @@ impl Api {
             Route::Tag { arn } => self.tag(&arn, &body).await,
             Route::Untag { arn } => self.untag(&arn, query).await,
             Route::ListTags { arn } => self.list_tags(&arn),
+            Route::Faults { method } => self.fault_injection(&method, &parts, &body),
             Route::BadEncoding(op) => Err(if op.ends_with("Resource") {
                 ApiError::bad_request("The resource ARN is not valid percent-encoded UTF-8.")
             } else {
@@ -61,11 +62,50 @@ impl Api {
         (operation, result)
     }
 
+    /// `/fault-injection`: read, set or clear the faults (404 unless `--fault-injection`).
+    fn fault_injection(
+        &self,
+        method: &http::Method,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let Some(mut state) = self.faults() else {
+            return Err(ApiError::unknown_operation(method, parts.uri.path()));
+        };
+        match *method {
+            http::Method::GET => {}
+            http::Method::PUT => {
+                let faults = super::faults::Faults::parse(body)?;
+                tracing::warn!(rules = faults.rules.len(), window = ?faults.update_in_progress_for, "failure injection set");
+                state.set(faults, std::time::Instant::now());
+            }
+            http::Method::DELETE => state.set(Default::default(), std::time::Instant::now()),
+            _ => return Err(ApiError::unknown_operation(method, parts.uri.path())),
+        }
+        serde_json::to_value(&state.faults).map_err(|e| ApiError::server(e.to_string()))
+    }
+
+    /// The injected "update in progress" 409, while its window lasts.
+    fn update_in_progress(&self, verb: &str, profile: &str) -> Result<(), ApiError> {
+        match self.faults().and_then(|f| {
+            f.update_in_progress(
+                std::time::Instant::now(),
+                verb,
+                profile,
+                &self.cluster().name,
+            )
+        }) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
     pub(super) async fn create(&self, cluster: &str, body: &[u8]) -> Result<Value, ApiError> {
         self.check_cluster(cluster)?;
         let c = self.cluster();
         let body: CreateBody = parse_json(body, ApiError::invalid_parameter)?;
         let name = body.fargate_profile_name.unwrap_or_default();
+        self.update_in_progress("create", &name)?;
         let on_profile = |e: ApiError| e.with_cluster(&c.name).with_profile(&name);
         profile::validate_name(&name).map_err(|v| on_profile(ApiError::invalid_parameter(v.0)))?;
         let role = body.pod_execution_role_arn.unwrap_or_default();
@@ -126,7 +166,11 @@ impl Api {
         ));
 
         let arn = self.profile_arn(&name, &uuid::Uuid::new_v4().to_string());
-        let activate_now = self.inner.create_delay.is_zero();
+        // An injected rule for this profile always goes through the lifecycle timer.
+        let injected = self
+            .faults()
+            .is_some_and(|f| f.faults.rule_for(&name).is_some());
+        let activate_now = self.inner.create_delay.is_zero() && !injected;
         let new_profile = FargateProfile {
             fargate_profile_name: name.clone(),
             fargate_profile_arn: Some(arn.clone()),
@@ -238,8 +282,12 @@ impl Api {
 
     pub(super) async fn delete(&self, cluster: &str, name: &str) -> Result<Value, ApiError> {
         self.check_cluster(cluster)?;
+        self.update_in_progress("Delete", name)?;
         let c = self.cluster();
-        let remove_now = self.inner.delete_delay.is_zero();
+        let injected = self
+            .faults()
+            .is_some_and(|f| f.faults.rule_for(name).is_some());
+        let remove_now = self.inner.delete_delay.is_zero() && !injected;
         let mut answer: Option<FargateProfile> = None;
         let result = self
             .run(|state: &mut ProfileState| {

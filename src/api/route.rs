@@ -3,6 +3,9 @@
 use http::Method;
 
 /// One operation, with its decoded path parameters.
+/// Where failure injection is set (docs/eks-api.md "Failure injection").
+pub const FAULT_INJECTION_PATH: &str = "/fault-injection";
+
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     Create {
@@ -28,6 +31,10 @@ pub(crate) enum Route {
     ListTags {
         arn: String,
     },
+    /// `GET`/`PUT`/`DELETE /fault-injection` (not EKS's; only with `--fault-injection`).
+    Faults {
+        method: Method,
+    },
     Unknown,
     /// A path segment that is not valid percent-encoded UTF-8.
     BadEncoding(&'static str),
@@ -44,6 +51,11 @@ impl Route {
     /// Route on the raw path: split on `/` first, then decode each segment (an encoded `%2F` in a
     /// name stays inside its segment).
     pub fn of(method: &Method, path: &str) -> Route {
+        if path == FAULT_INJECTION_PATH {
+            return Route::Faults {
+                method: method.clone(),
+            };
+        }
         if let Some(arn) = path.strip_prefix("/tags/").filter(|a| !a.is_empty()) {
             let op = match *method {
                 Method::POST => "TagResource",
@@ -109,6 +121,7 @@ impl Route {
             Route::Tag { .. } => "TagResource",
             Route::Untag { .. } => "UntagResource",
             Route::ListTags { .. } => "ListTagsForResource",
+            Route::Faults { .. } => "FaultInjection",
             Route::Unknown => "Unknown",
             Route::BadEncoding(op) => op,
         }

@@ -196,6 +196,33 @@ pub(crate) fn advance(
     true
 }
 
+/// An injected failure instead of the step: CREATING → CREATE_FAILED or DELETING → DELETE_FAILED,
+/// with `health`, if the profile is still the same one in the status the step expects.
+pub(crate) fn fail(
+    state: &mut ProfileState,
+    transition: Transition,
+    name: &str,
+    arn: &str,
+    status: ProfileStatus,
+    health: &crate::profile::Health,
+    arn_of: impl Fn(&FargateProfile) -> String,
+) -> bool {
+    let expected = match transition {
+        Transition::Activate => ProfileStatus::Creating,
+        Transition::Remove => ProfileStatus::Deleting,
+    };
+    let Some(profile) = state
+        .fargate_profiles
+        .iter_mut()
+        .find(|p| p.fargate_profile_name == name && arn_of(p) == arn && p.status == expected)
+    else {
+        return false;
+    };
+    profile.status = status;
+    profile.health = Some(health.clone());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,9 @@ pub struct FargateProfileStatus {
     /// The `metadata.generation` this status was written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// EKS's `health`: the issues of a CREATE_FAILED or DELETE_FAILED profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<profile::Health>,
 }
 
 fn status_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -273,6 +276,7 @@ impl FargateProfileStatus {
             cluster_name: profile.cluster_name.clone(),
             created_at: profile.created_at.and_then(format_created_at),
             observed_generation: None,
+            health: profile.health.clone(),
         }
     }
 }

@@ -88,7 +88,7 @@ pub fn profile_from_resource(obj: &ProfileResource) -> Option<FargateProfile> {
             status.status.unwrap_or(ProfileStatus::Active)
         },
         tags: obj.spec.tags.clone(),
-        health: None,
+        health: status.health,
     })
 }
 
