@@ -152,9 +152,13 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         &metrics,
     )
     .await?;
-    let client = kube::Client::try_default()
+    // No client-side retries: the scheduler retries on its own terms, and kube's default retry of a
+    // 429 (an eviction a PodDisruptionBudget refuses) would hold a worker for minutes.
+    let mut config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API (in-cluster service account or kubeconfig)")?;
+        .context("finding the Kubernetes API (in-cluster service account or kubeconfig)")?;
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).context("connecting to the Kubernetes API")?;
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("POD_NAME").unwrap_or_else(|_| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

@@ -223,6 +223,11 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
     let mut profiles_tick = tokio::time::interval(Duration::from_millis(500));
     let mut sweep = tokio::time::interval(Duration::from_secs(10));
     let mut active = active_profiles(&ctx);
+    // Profiles that left ACTIVE and still have pods: tried again on every retry tick (an eviction
+    // a PodDisruptionBudget refuses now may be allowed later).
+    let draining: Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
+    // Profiles whose removal pass is running now (one pass per profile at a time).
+    let removing: Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
     loop {
         tokio::select! {
             _ = work.cancelled() => break,
@@ -260,6 +265,19 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                 }
             }
             _ = retry.tick() => {
+                let profiles: Vec<String> = draining.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+                for profile in profiles {
+                    if !removing.lock().unwrap_or_else(|e| e.into_inner()).insert(profile.clone()) {
+                        continue;
+                    }
+                    let (ctx, draining, removing) = (Arc::clone(&ctx), Arc::clone(&draining), Arc::clone(&removing));
+                    tokio::spawn(async move {
+                        if remove_pods_of(&ctx, &profile).await == 0 {
+                            draining.lock().unwrap_or_else(|e| e.into_inner()).remove(&profile);
+                        }
+                        removing.lock().unwrap_or_else(|e| e.into_inner()).remove(&profile);
+                    });
+                }
                 for (uid, pod) in &waiting {
                     if !in_flight.contains(uid) && !finished.contains(uid) {
                         in_flight.insert(uid.clone());
@@ -269,10 +287,14 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
             }
             _ = profiles_tick.tick() => {
                 let now = active_profiles(&ctx);
+                let mut drain = draining.lock().unwrap_or_else(|e| e.into_inner());
+                // The first pass comes with the next retry tick.
                 for gone in active.difference(&now) {
-                    let (ctx, gone) = (Arc::clone(&ctx), gone.clone());
-                    tokio::spawn(async move { remove_pods_of(&ctx, &gone).await });
+                    drain.insert(gone.clone());
                 }
+                // A profile made ACTIVE again (re-created under its name) keeps its pods.
+                drain.retain(|p| !now.contains(p));
+                drop(drain);
                 active = now;
             }
             _ = sweep.tick() => sweep_virtual_nodes(&ctx).await,
@@ -291,8 +313,9 @@ fn active_profiles(ctx: &Context) -> BTreeSet<String> {
         .collect()
 }
 
-/// The profile went DELETING (or away): remove the pods it placed, as EKS does.
-async fn remove_pods_of(ctx: &Context, profile: &str) {
+/// The profile went DELETING (or away): remove the pods it placed, as EKS does. Returns how many
+/// are left (refused evictions, failures), so the caller tries again.
+async fn remove_pods_of(ctx: &Context, profile: &str) -> usize {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let listed = match pods
         .list(&ListParams::default().fields(&format!("spec.schedulerName={SCHEDULER_NAME}")))
@@ -301,13 +324,14 @@ async fn remove_pods_of(ctx: &Context, profile: &str) {
         Ok(list) => list.items,
         Err(error) => {
             tracing::warn!(%error, profile, "listing the pods of a deleted profile failed");
-            return;
+            return 1;
         }
     };
+    let mut left = 0;
     for pod in listed {
         let of_profile = pod.labels().get(PROFILE_LABEL).map(String::as_str) == Some(profile)
             || pod.annotations().get(PROFILE_LABEL).map(String::as_str) == Some(profile);
-        if !of_profile || unbound(&pod) {
+        if !of_profile || unbound(&pod) || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let namespace = pod.namespace().unwrap_or_default();
@@ -335,11 +359,18 @@ async fn remove_pods_of(ctx: &Context, profile: &str) {
                     .with_label_values(&[action])
                     .inc();
             }
+            Err(kube::Error::Api(e)) if e.code == 429 => {
+                // A PodDisruptionBudget does not allow it now: tried again on the next tick.
+                tracing::info!(pod = %pod.name_any(), %namespace, profile, "eviction refused for now: {}", e.message);
+                left += 1;
+            }
             Err(error) => {
-                tracing::warn!(%error, pod = %pod.name_any(), action, "removing a pod of a deleted profile failed")
+                tracing::warn!(%error, pod = %pod.name_any(), action, "removing a pod of a deleted profile failed");
+                left += 1;
             }
         }
     }
+    left
 }
 
 /// The virtual node made for `pod`, if any, once the pod is gone.
