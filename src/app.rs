@@ -551,5 +551,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scheduler(args) => scheduler(*args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "fargate-webhook",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     }
 }

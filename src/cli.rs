@@ -8,15 +8,61 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(
     name = "fargate-webhook",
-    version,
+    version = env!("FARGATE_WEBHOOK_VERSION"),
     about = "The EKS Fargate-profile control plane for any Kubernetes cluster"
 )]
 pub struct Cli {
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `fargate_webhook=debug`.
-    #[arg(long, env = "FARGATE_LOG_LEVEL", default_value = "info", global = true)]
+    /// Log level of this program (`error`, `warn`, `info`, `debug`, `trace`, `off`; other crates
+    /// log at `warn`), or tracing directives such as `fargate_webhook=debug,kube=info`.
+    #[arg(long, env = "FARGATE_LOG_LEVEL", default_value = "info", global = true, value_parser = parse_log_filter)]
     pub log_level: String,
+    /// Log lines as text (for people) or JSON (for log aggregators).
+    #[arg(
+        long,
+        env = "FARGATE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The levels a bare `--log-level` may name.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A bare level applies to this program (other crates stay at `warn`: hyper and h2 frame dumps do
+/// not drown a `debug`); anything else must be tracing directives (`target=level`, comma-separated).
+pub fn parse_log_filter(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let lower = text.to_ascii_lowercase();
+    if LEVELS.contains(&lower.as_str()) {
+        return Ok(format!("warn,fargate_webhook={lower}"));
+    }
+    let directives_ok = !text.is_empty()
+        && text.split(',').all(|d| {
+            let d = d.trim();
+            match d.split_once('=') {
+                Some((target, level)) => {
+                    !target.is_empty() && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+                }
+                None => LEVELS.contains(&d.to_ascii_lowercase().as_str()),
+            }
+        });
+    if !directives_ok {
+        return Err(format!(
+            "'{text}' is not a log level ({}) nor directives like fargate_webhook=debug,kube=info",
+            LEVELS.join(", ")
+        ));
+    }
+    Ok(text.to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,6 +76,11 @@ pub enum Command {
     Explain(ExplainArgs),
     /// The fargate-scheduler: place the pods the webhook sent to Fargate.
     Scheduler(Box<SchedulerArgs>),
+    /// Print a shell completion script (`source <(fargate-webhook completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -209,6 +260,7 @@ pub struct ApiArgs {
     #[arg(
         long = "sigv4-key",
         env = "FARGATE_SIGV4_KEY",
+        hide_env_values = true,
         value_delimiter = ',',
         value_name = "AKID:SECRET"
     )]
@@ -259,7 +311,7 @@ pub struct CertsGenerateArgs {
     #[arg(long, env = "FARGATE_CERT_OUT", default_value = "certs")]
     pub out: PathBuf,
     /// Validity of the server certificate in days.
-    #[arg(long, env = "FARGATE_CERT_DAYS", default_value_t = 365)]
+    #[arg(long, env = "FARGATE_CERT_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
     pub days: i64,
 }
 

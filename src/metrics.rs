@@ -180,11 +180,11 @@ impl Metrics {
                 "fargate_webhook_build_info",
                 "Always 1; labels say the build.",
             ),
-            &["version"],
+            &["version", "revision"],
         )
         .expect("valid metric");
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("FARGATE_WEBHOOK_REVISION")])
             .set(1.0);
         for collector in [
             Box::new(admission_requests.clone()) as Box<dyn prometheus::core::Collector>,
