@@ -210,6 +210,11 @@ impl Metrics {
                 .register(collector)
                 .expect("metric names are unique");
         }
+        // Resident memory, CPU seconds, open and maximum file descriptors, start time.
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
         for source in ["profiles", "certificate"] {
             for result in ["ok", "failed"] {
                 reloads.with_label_values(&[source, result]);
