@@ -132,6 +132,7 @@ async fn open_store(
 /// Run the fargate-scheduler until SIGTERM or SIGINT.
 pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut signals = Signals::new();
     let placement = match args.placement {
         PlacementKind::Virtual => Placement::Virtual,
         PlacementKind::Pool => Placement::Pool,
@@ -207,7 +208,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     announce!("fargate-webhook: scheduler ops http://{ops_addr} (/healthz /readyz /metrics)");
     tokio::select! {
         _ = store.wait_loaded() => {}
-        _ = wait_for_signal() => {
+        _ = signals.recv() => {
             stop.cancel();
             let _ = ops.await;
             return Ok(());
@@ -220,7 +221,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         options,
         stop.clone(),
     ));
-    wait_for_signal().await;
+    signals.recv().await;
     tracing::info!("shutting down the scheduler");
     stop.cancel();
     let _ = running.await;
@@ -386,38 +387,65 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
 
 /// Run until SIGTERM or SIGINT, then drain; a second signal exits at once.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::new();
     let running = start(&args).await?;
-    wait_for_signal().await;
+    signals.recv().await;
     tracing::info!(deadline = ?args.shutdown_timeout, "shutting down: no new connections, draining");
     running.shutdown();
     tokio::select! {
         _ = running.wait() => {}
-        _ = wait_for_signal() => {
+        _ = signals.recv() => {
             tracing::warn!("second signal: exiting without waiting");
         }
     }
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, listened to from creation on: made before anything is announced, so a
+/// signal sent as soon as the addresses are printed drains instead of killing the process.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            Signals {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

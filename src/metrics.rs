@@ -2,15 +2,16 @@
 //! the profile quota), never pod names or paths.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
     registry: Registry,
     /// `outcome` = mutated | not_matched | skipped | error; `reason` says which rule.
     pub admission_requests: IntCounterVec,
-    pub admission_duration: Histogram,
+    /// By `outcome` = mutated | not_matched | skipped | error.
+    pub admission_duration: HistogramVec,
     pub profiles: IntGaugeVec,
     /// Selectors no pod can ever reach (an earlier profile always wins): see `Snapshot::shadowed`.
     pub shadowed_selectors: prometheus::IntGauge,
@@ -20,6 +21,15 @@ pub struct Metrics {
     /// 1 while the serving certificate is within the warning window of its notAfter (or past it).
     pub certificate_expiring: prometheus::IntGauge,
     pub api_requests: IntCounterVec,
+    /// EKS API request latency, by `operation`.
+    pub api_duration: HistogramVec,
+    /// Requests and connections refused before any review or API call, by `port` and `reason` =
+    /// not_found | method | tls_handshake | plain_http (scanners and misdirected clients).
+    pub http_rejected: IntCounterVec,
+    /// The Kubernetes store: restarts of its FargateProfile watch (`reason` = expired | error).
+    pub store_watch_restarts: IntCounterVec,
+    /// The Kubernetes store: writes that met a concurrent writer and were run again.
+    pub store_write_conflicts: prometheus::IntCounter,
     /// Open connections, by `port` = webhook | ops | api.
     pub connections: IntGaugeVec,
     /// Connections closed at once because the port was at `--max-connections`, by `port`.
@@ -40,9 +50,11 @@ pub struct Metrics {
     pub scheduler_leader: prometheus::IntGauge,
 }
 
-/// Sub-millisecond buckets: a webhook decision takes tens of microseconds.
+/// Sub-millisecond buckets (a webhook decision takes tens of microseconds) up to the longest
+/// `timeoutSeconds` the apiserver allows a webhook (30 s).
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    2.5, 5.0, 10.0, 30.0,
 ];
 
 /// The `port` label values: the three listeners of `serve`.
@@ -59,12 +71,43 @@ impl Metrics {
             &["outcome", "reason", "profile"],
         )
         .expect("valid metric");
-        let admission_duration = Histogram::with_opts(
+        let admission_duration = HistogramVec::new(
             HistogramOpts::new(
                 "fargate_webhook_admission_duration_seconds",
-                "Time from request arrival (before the body is read) to the encoded answer, in seconds.",
+                "Time from request arrival (before the body is read) to the encoded answer, in seconds, by outcome.",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let api_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "fargate_webhook_api_duration_seconds",
+                "EKS API request latency (body read, operation, store write), in seconds, by operation.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let http_rejected = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_http_rejected_total",
+                "Requests and connections refused before any review or API call (wrong path or method, failed TLS handshakes, plain HTTP on a TLS port), by port and reason.",
+            ),
+            &["port", "reason"],
+        )
+        .expect("valid metric");
+        let store_watch_restarts = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_store_watch_restarts_total",
+                "Restarts of the Kubernetes store's FargateProfile watch, by reason (expired: 410 Gone; error).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let store_write_conflicts = prometheus::IntCounter::new(
+            "fargate_webhook_store_write_conflicts_total",
+            "Kubernetes store writes that met a concurrent writer (409 or a moved lock) and were run again.",
         )
         .expect("valid metric");
         let profiles = IntGaugeVec::new(
@@ -170,7 +213,7 @@ impl Metrics {
         let api_requests = IntCounterVec::new(
             Opts::new(
                 "fargate_webhook_api_requests_total",
-                "EKS API requests, by operation and error code (empty on success).",
+                "EKS API requests, by operation and code (`ok`, or the EKS error code).",
             ),
             &["operation", "code"],
         )
@@ -195,6 +238,10 @@ impl Metrics {
             Box::new(certificate_expiry.clone()),
             Box::new(certificate_expiring.clone()),
             Box::new(api_requests.clone()),
+            Box::new(api_duration.clone()),
+            Box::new(http_rejected.clone()),
+            Box::new(store_watch_restarts.clone()),
+            Box::new(store_write_conflicts.clone()),
             Box::new(connections.clone()),
             Box::new(connections_refused.clone()),
             Box::new(bodies_refused.clone()),
@@ -213,14 +260,25 @@ impl Metrics {
         // Resident memory, CPU seconds, open and maximum file descriptors, start time.
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("process metrics register once");
         for source in ["profiles", "certificate"] {
             for result in ["ok", "failed"] {
                 reloads.with_label_values(&[source, result]);
             }
         }
+        for reason in ["expired", "error"] {
+            store_watch_restarts.with_label_values(&[reason]);
+        }
+        for outcome in ["mutated", "not_matched", "skipped", "error"] {
+            admission_duration.with_label_values(&[outcome]);
+        }
         for port in PORTS {
+            for reason in ["not_found", "method", "tls_handshake", "plain_http"] {
+                http_rejected.with_label_values(&[port, reason]);
+            }
             connections.with_label_values(&[port]);
             connections_refused.with_label_values(&[port]);
             for reason in ["timeout", "buffer_full"] {
@@ -237,6 +295,10 @@ impl Metrics {
             certificate_expiry,
             certificate_expiring,
             api_requests,
+            api_duration,
+            http_rejected,
+            store_watch_restarts,
+            store_write_conflicts,
             connections,
             connections_refused,
             bodies_refused,

@@ -142,7 +142,7 @@ async fn reference_example_lifecycle_and_webhook_snapshot() {
         server.list("").await.json,
         json!({"fargateProfileNames": []})
     );
-    assert_eq!(server.api_count("CreateFargateProfile", ""), 1);
+    assert_eq!(server.api_count("CreateFargateProfile", "ok"), 1);
     assert_eq!(
         server.api_count("DescribeFargateProfile", "ResourceNotFoundException"),
         2

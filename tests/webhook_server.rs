@@ -73,9 +73,13 @@ async fn assert_matching_pod_is_mutated(server: &TestServer, mut client: Client,
         metric_value(
             &text,
             "fargate_webhook_admission_duration_seconds_count",
-            &[]
+            &[("outcome", "mutated")]
         ) >= 2.0
     );
+    // Buckets reach the longest webhook timeout the apiserver allows.
+    assert!(text.contains(
+        r#"fargate_webhook_admission_duration_seconds_bucket{outcome="mutated",le="30"}"#
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,17 +526,26 @@ async fn undecodable_bodies_get_json_4xx_and_the_connection_carries_on() {
         );
     }
     let text = server.metrics_text().await;
-    for reason in [
-        "invalid_json",
-        "empty_body",
-        "wrong_kind",
-        "no_uid",
-        "method",
-        "not_found",
-    ] {
+    for reason in ["invalid_json", "empty_body", "wrong_kind", "no_uid"] {
         assert!(
             metric_value(&text, REQUESTS, &[("outcome", "error"), ("reason", reason)]) >= 2.0,
             "error counter for {reason}"
+        );
+    }
+    // Wrong paths and methods are HTTP noise, counted apart from reviews.
+    for reason in ["method", "not_found"] {
+        assert_eq!(
+            metric_value(&text, REQUESTS, &[("outcome", "error"), ("reason", reason)]),
+            0.0,
+            "{reason} is not a review"
+        );
+        assert!(
+            metric_value(
+                &text,
+                "fargate_webhook_http_rejected_total",
+                &[("port", "webhook"), ("reason", reason)]
+            ) >= 2.0,
+            "rejected counter for {reason}"
         );
     }
 }

@@ -284,6 +284,7 @@ impl Api {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let request_id = uuid::Uuid::new_v4().to_string();
+        let started = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let body = match crate::server::http::read_body(&parts.headers, body, MAX_BODY).await {
             Ok(body) => Ok(body),
@@ -308,7 +309,7 @@ impl Api {
             Ok(body) => body,
             Err(error) => {
                 let operation = route::Route::of(&parts.method, parts.uri.path()).operation();
-                return self.finish(operation, Err(error), &request_id);
+                return self.finish(operation, Err(error), &request_id, started);
             }
         };
         // Run the operation in its own task: a panic anywhere below becomes a 500, not a dropped
@@ -329,7 +330,7 @@ impl Api {
                 )
             }
         };
-        self.finish(operation, result, &request_id)
+        self.finish(operation, result, &request_id, started)
     }
 
     fn finish(
@@ -337,6 +338,7 @@ impl Api {
         operation: &'static str,
         result: Result<serde_json::Value, ApiError>,
         request_id: &str,
+        started: std::time::Instant,
     ) -> Response<Full<Bytes>> {
         let (status, code, body) = match result {
             Ok(value) => (
@@ -356,8 +358,13 @@ impl Api {
         self.inner
             .metrics
             .api_requests
-            .with_label_values(&[operation, code.unwrap_or("")])
+            .with_label_values(&[operation, code.unwrap_or("ok")])
             .inc();
+        self.inner
+            .metrics
+            .api_duration
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();

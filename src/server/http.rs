@@ -170,7 +170,9 @@ pub async fn serve(
                     }
                 }
                 Some(acceptor) => {
-                    let Some(tls) = handshake(stream, peer, &acceptor, limits.handshake).await
+                    let Some(tls) =
+                        handshake(stream, peer, &acceptor, limits.handshake, &connection.port)
+                            .await
                     else {
                         return;
                     };
@@ -358,12 +360,20 @@ async fn handshake(
     peer: SocketAddr,
     acceptor: &tokio_rustls::TlsAcceptor,
     deadline: Duration,
+    port: &Port,
 ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let rejected = |reason: &str| {
+        port.metrics
+            .http_rejected
+            .with_label_values(&[port.name, reason])
+            .inc();
+    };
     let outcome = tokio::time::timeout(deadline, async {
         let mut first = [0u8; 1];
         let n = stream.peek(&mut first).await?;
         // 0x16 = TLS handshake record; anything else (an HTTP method's first letter) is not TLS.
         if n == 1 && first[0] != 0x16 {
+            rejected("plain_http");
             stream.write_all(&plain_http_on_tls()).await?;
             stream.shutdown().await?;
             // Read what the client sent before closing: closing with unread data makes the kernel
@@ -390,10 +400,16 @@ async fn handshake(
     match outcome {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(error)) => {
+            if error.kind() != std::io::ErrorKind::InvalidData
+                || !error.to_string().contains("plain HTTP")
+            {
+                rejected("tls_handshake");
+            }
             tracing::debug!(%peer, %error, "TLS handshake failed");
             None
         }
         Err(_) => {
+            rejected("tls_handshake");
             tracing::debug!(%peer, "TLS handshake timed out");
             None
         }

@@ -34,44 +34,64 @@ impl Webhook {
 
     async fn handle(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let response = self.route(req).await;
+        // Wrong paths and methods are HTTP noise (scanners, misdirected probes), not reviews.
+        if req.uri().path() != MUTATE_PATH {
+            return self.reject(404, "NotFound", "not_found", "only /mutate is served here");
+        }
+        if req.method() != Method::POST {
+            return self.reject(405, "MethodNotAllowed", "method", "use POST");
+        }
+        let (response, outcome) = self.route(req).await;
         self.metrics
             .admission_duration
+            .with_label_values(&[outcome])
             .observe(started.elapsed().as_secs_f64());
         response
     }
 
-    async fn route(&self, req: Request<RequestBody>) -> Response<Full<Bytes>> {
-        if req.uri().path() != MUTATE_PATH {
-            return self.refuse(
-                404,
-                "NotFound",
-                "error",
-                "not_found",
-                "only /mutate is served here",
-            );
-        }
-        if req.method() != Method::POST {
-            return self.refuse(405, "MethodNotAllowed", "error", "method", "use POST");
-        }
+    fn reject(
+        &self,
+        code: u16,
+        k8s_reason: &str,
+        reason: &str,
+        message: &str,
+    ) -> Response<Full<Bytes>> {
+        self.metrics
+            .http_rejected
+            .with_label_values(&["webhook", reason])
+            .inc();
+        http::json(code, admission::error_body(code, k8s_reason, message))
+    }
+
+    /// The answer and the outcome label of the latency histogram.
+    async fn route(&self, req: Request<RequestBody>) -> (Response<Full<Bytes>>, &'static str) {
         let (parts, body) = req.into_parts();
         let body = match http::read_body(&parts.headers, body, MAX_REVIEW_BYTES).await {
             Ok(body) => body,
-            Err(http::BodyError::TooLarge) => return self.too_large(),
+            Err(http::BodyError::TooLarge) => return (self.too_large(), "error"),
             // The body is left unread, so hyper closes an HTTP/1.1 connection after this answer.
             Err(http::BodyError::TimedOut(error)) => {
-                return self.refuse(408, "Timeout", "error", "body_timeout", &error);
+                return (
+                    self.refuse(408, "Timeout", "error", "body_timeout", &error),
+                    "error",
+                );
             }
             Err(http::BodyError::Busy(error)) => {
-                return self.refuse(503, "ServiceUnavailable", "error", "busy", &error);
+                return (
+                    self.refuse(503, "ServiceUnavailable", "error", "busy", &error),
+                    "error",
+                );
             }
             Err(http::BodyError::Read(error)) => {
-                return self.refuse(
-                    400,
-                    "BadRequest",
+                return (
+                    self.refuse(
+                        400,
+                        "BadRequest",
+                        "error",
+                        "body",
+                        &format!("reading the body failed: {error}"),
+                    ),
                     "error",
-                    "body",
-                    &format!("reading the body failed: {error}"),
                 );
             }
         };
@@ -106,7 +126,7 @@ impl Webhook {
                     .admission_requests
                     .with_label_values(&[outcome, reason, profile])
                     .inc();
-                http::json(200, answer.body)
+                (http::json(200, answer.body), outcome)
             }
             Err(error) => {
                 let reason = match &error {
@@ -117,7 +137,10 @@ impl Webhook {
                     ReviewError::NoUid => "no_uid",
                 };
                 tracing::warn!(%error, "undecodable admission review");
-                self.refuse(400, "BadRequest", "error", reason, &error.to_string())
+                (
+                    self.refuse(400, "BadRequest", "error", reason, &error.to_string()),
+                    "error",
+                )
             }
         }
     }

@@ -45,7 +45,7 @@ class Server:
         with urllib.request.urlopen(self.metrics_url, timeout=10) as r:
             return r.read().decode()
 
-    def api_requests(self, operation, code=""):
+    def api_requests(self, operation, code="ok"):
         """fargate_webhook_api_requests_total{operation=..., code=...} as seen on /metrics."""
         total = 0
         for line in self.metrics().splitlines():

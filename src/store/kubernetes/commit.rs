@@ -50,6 +50,7 @@ impl KubeStore {
                 Err(AttemptError::Storage(error)) => return Err(error),
                 Err(AttemptError::Retry(reason) | AttemptError::Clash(reason)) => {
                     tracing::debug!(attempt, %reason, "FargateProfile update conflicted; running it again");
+                    self.published.metrics().store_write_conflicts.inc();
                     last = reason;
                     if attempt < attempts {
                         tokio::time::sleep(jitter(pause)).await;

@@ -238,9 +238,19 @@ impl KubeStore {
                 Ok(event) => self.on_event(event),
                 Err(watcher::Error::WatchError(status)) if status.code == 410 => {
                     tracing::info!("FargateProfile watch expired (410 Gone); listing again");
+                    self.published
+                        .metrics()
+                        .store_watch_restarts
+                        .with_label_values(&["expired"])
+                        .inc();
                 }
                 Err(error) => {
                     tracing::warn!(%error, "FargateProfile watch failed; retrying with backoff");
+                    self.published
+                        .metrics()
+                        .store_watch_restarts
+                        .with_label_values(&["error"])
+                        .inc();
                 }
             }
         }
