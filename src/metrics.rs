@@ -311,6 +311,19 @@ impl Metrics {
         }
     }
 
+    /// The scheduler's series, made before its first event (`refusals`: every reason it can give).
+    pub fn init_scheduler(&self, refusals: &[&str]) {
+        for placement in ["virtual", "pool"] {
+            self.scheduler_bound.with_label_values(&[placement]);
+        }
+        for reason in refusals {
+            self.scheduler_refused.with_label_values(&[reason]);
+        }
+        for action in ["delete", "evict"] {
+            self.scheduler_pods_removed.with_label_values(&[action]);
+        }
+    }
+
     pub fn reload(&self, source: &str, ok: bool) {
         self.reloads
             .with_label_values(&[source, if ok { "ok" } else { "failed" }])

@@ -875,6 +875,101 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
     assert!(error.contains("needs scheduler.poolSelector"), "{error}");
 }
 
+/// promtool (Debian's `prometheus` package; `.ci/run` installs it): `None` where it is missing, except
+/// in CI, where a missing promtool is a failure, not a skip.
+fn promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("promtool is not installed: .ci/run installs Debian's prometheus package");
+    }
+    found
+}
+
+#[test]
+fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
+    let Some(helm) = helm() else { return };
+    let r = render(
+        helm,
+        &[
+            "metrics.prometheusRule.enabled=true",
+            "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+        ],
+    );
+    let rule = r.one("PrometheusRule", FULLNAME);
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let groups = &rule["spec"]["groups"];
+    let alerts: Vec<&str> = arr(&groups[0]["rules"])
+        .iter()
+        .map(|r| str_of(&r["alert"]))
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "FargateWebhookFailOpen",
+            "FargateWebhookCertificateExpiresSoon",
+            "FargateWebhookReloadsFailing",
+            "FargateWebhookErrorRatio",
+            "FargateWebhookLatencyHigh",
+            "FargateWebhookShadowedSelectors"
+        ]
+    );
+    let fail_open = str_of(&arr(&groups[0]["rules"])[0]["expr"]);
+    assert!(
+        fail_open.contains(r#"apiserver_admission_webhook_fail_open_count{name="fargate-mutation.fargate-webhook.io"}"#),
+        "{fail_open}"
+    );
+    assert!(
+        render(helm, &[]).get("PrometheusRule", FULLNAME).is_none(),
+        "off by default"
+    );
+    let Some(promtool) = promtool() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(
+        &file,
+        serde_yaml::to_string(&serde_json::json!({ "groups": groups })).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_dashboard_ships_as_a_sidecar_configmap() {
+    let Some(helm) = helm() else { return };
+    let r = render(helm, &["metrics.grafanaDashboard.enabled=true"]);
+    let map = r.one("ConfigMap", &format!("{FULLNAME}-dashboard"));
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: Value =
+        serde_json::from_str(str_of(&map["data"]["fargate-webhook.json"])).unwrap();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart_dir().join("dashboards/fargate-webhook.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shipped, file);
+    assert!(
+        render(helm, &[])
+            .get("ConfigMap", &format!("{FULLNAME}-dashboard"))
+            .is_none()
+    );
+}
+
 #[test]
 fn the_grace_period_must_cover_the_shutdown_delay_and_drain() {
     let Some(helm) = helm() else { return };

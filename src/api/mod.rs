@@ -171,6 +171,11 @@ impl Api {
         store: Arc<dyn ProfileStore>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
+        // Every operation's series exist from the start (a rate over a missing series is no rate).
+        for operation in route::OPERATIONS {
+            metrics.api_requests.with_label_values(&[operation, "ok"]);
+            metrics.api_duration.with_label_values(&[operation]);
+        }
         let clean = |list: &[String]| -> Vec<String> {
             let mut out: Vec<String> = Vec::new();
             for s in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {

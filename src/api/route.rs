@@ -3,6 +3,17 @@
 use http::Method;
 
 /// One operation, with its decoded path parameters.
+/// The EKS operations served (metrics labels).
+pub const OPERATIONS: [&str; 7] = [
+    "CreateFargateProfile",
+    "ListFargateProfiles",
+    "DescribeFargateProfile",
+    "DeleteFargateProfile",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
+];
+
 /// Where failure injection is set (docs/eks-api.md "Failure injection").
 pub const FAULT_INJECTION_PATH: &str = "/fault-injection";
 

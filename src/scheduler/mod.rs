@@ -69,6 +69,7 @@ pub async fn run(
     options: SchedulerOptions,
     shutdown: CancellationToken,
 ) {
+    metrics.init_scheduler(&verdict::Refusal::REASONS);
     let leases: Api<Lease> = if options.lease_namespace.is_empty() {
         Api::default_namespaced(client.clone())
     } else {
