@@ -535,7 +535,8 @@ fn check_anti_affinity_and_pdb(r: &Rendered) {
     }
 
     let pdb = r.one("PodDisruptionBudget", FULLNAME);
-    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(pdb["spec"]["unhealthyPodEvictionPolicy"], "AlwaysAllow");
     assert_eq!(
         pdb["spec"]["selector"]["matchLabels"],
         deploy["spec"]["selector"]["matchLabels"]
@@ -968,6 +969,119 @@ fn the_dashboard_ships_as_a_sidecar_configmap() {
             .get("ConfigMap", &format!("{FULLNAME}-dashboard"))
             .is_none()
     );
+}
+
+#[test]
+fn the_chart_adapts_to_the_cluster() {
+    let Some(helm) = helm() else { return };
+    // One replica: no budget, so node drains are never blocked.
+    assert!(
+        render(helm, &["replicaCount=1"])
+            .get("PodDisruptionBudget", FULLNAME)
+            .is_none()
+    );
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let r = render(
+        helm,
+        &[
+            "commonLabels.team=platform",
+            &format!("image.digest={digest}"),
+            "podSecurityContext=null",
+            "securityContext.runAsUser=null",
+            "securityContext.runAsGroup=null",
+            "extraArgs={--idle-timeout=60s,--max-connections=2048}",
+            "extraVolumes[0].name=ca",
+            "extraVolumes[0].configMap.name=corp-ca",
+            "extraVolumeMounts[0].name=ca",
+            "extraVolumeMounts[0].mountPath=/etc/corp-ca",
+            "networkPolicy.enabled=true",
+            "networkPolicy.apiFrom[0].namespaceSelector.matchLabels.team=platform",
+            "webhook.skipOptOutsBeforeTheCall=true",
+            "webhook.objectSelector.matchExpressions[0].key=fargate",
+            "webhook.objectSelector.matchExpressions[0].operator=NotIn",
+            "webhook.objectSelector.matchExpressions[0].values[0]=no",
+        ],
+    );
+    for doc in &r.docs {
+        assert_eq!(
+            doc["metadata"]["labels"]["team"], "platform",
+            "{}",
+            doc["kind"]
+        );
+    }
+    let deploy = r.deployment();
+    let pod = &deploy["spec"]["template"];
+    // The recommended label set on the pods.
+    for key in [
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/managed-by",
+        "app.kubernetes.io/component",
+        "helm.sh/chart",
+    ] {
+        assert!(pod["metadata"]["labels"][key].is_string(), "{key}");
+    }
+    let container = r.container();
+    assert_eq!(
+        str_of(&container["image"]),
+        format!("fargate-webhook@{digest}")
+    );
+    // OpenShift's restricted SCC: no fixed uid anywhere.
+    assert!(
+        pod["spec"]["securityContext"].is_null()
+            || pod["spec"]["securityContext"].get("runAsUser").is_none()
+    );
+    assert!(container["securityContext"].get("runAsUser").is_none());
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let args = strings(&container["args"]);
+    assert!(
+        args.ends_with(&[
+            "--idle-timeout=60s".to_string(),
+            "--max-connections=2048".to_string()
+        ]),
+        "{args:?}"
+    );
+    assert!(
+        arr(&pod["spec"]["volumes"])
+            .iter()
+            .any(|v| v["configMap"]["name"] == "corp-ca")
+    );
+    assert!(
+        arr(&container["volumeMounts"])
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/corp-ca")
+    );
+    let policy = r.one("NetworkPolicy", FULLNAME);
+    let rules = arr(&policy["spec"]["ingress"]);
+    assert_eq!(rules.len(), 3);
+    assert!(
+        rules[0].get("from").is_none(),
+        "the webhook port is open to the apiserver"
+    );
+    assert_eq!(rules[2]["ports"][0]["port"], 8080);
+    assert_eq!(
+        rules[2]["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "platform"
+    );
+    let webhook = r.webhook();
+    let conditions: Vec<&str> = arr(&webhook["matchConditions"])
+        .iter()
+        .map(|c| str_of(&c["name"]))
+        .collect();
+    assert_eq!(conditions, ["not-opted-out", "not-a-daemonset-pod"]);
+    assert_eq!(
+        webhook["objectSelector"]["matchExpressions"][0]["key"],
+        "fargate"
+    );
+    // Defaults keep today's behaviour: no conditions, no selector, no policy.
+    let plain = render(helm, &[]);
+    assert!(
+        plain.webhook().get("matchConditions").is_none()
+            && plain.webhook().get("objectSelector").is_none()
+    );
+    assert!(plain.get("NetworkPolicy", FULLNAME).is_none());
+    assert_eq!(plain.container()["securityContext"]["runAsUser"], 65532);
 }
 
 #[test]

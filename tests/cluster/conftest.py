@@ -238,9 +238,10 @@ def chart_webhook_configuration(release="fargate-webhook", namespace="fargate-sy
     return mwc
 
 
-def register(hook, name="fargate-webhook-test"):
-    """Register `hook` with the chart's configuration, its clientConfig replaced by a url and the hook's CA."""
-    mwc = chart_webhook_configuration()
+def register(hook, name="fargate-webhook-test", values=()):
+    """Register `hook` with the chart's configuration (rendered with `values`), its clientConfig replaced by
+    a url and the hook's CA."""
+    mwc = chart_webhook_configuration(values=values)
     mwc["metadata"]["name"] = name
     with open(hook.ca, "rb") as f:
         ca = base64.b64encode(f.read()).decode()

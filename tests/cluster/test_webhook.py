@@ -210,3 +210,24 @@ def test_deployment_pods_from_the_replicaset_controller(hook):
     finally:
         kubectl("delete", "deployment", "web", "-n", "default")
         kubectl("delete", "deployment", "api", "-n", "plain")
+
+
+def test_match_conditions_skip_opted_out_and_daemonset_pods_before_the_call(hook):
+    """The chart's webhook.skipOptOutsBeforeTheCall: the apiserver accepts the CEL conditions and stops
+    calling the webhook for those pods (the webhook's own counters do not move), while others still are."""
+    register(hook, values=["webhook.skipOptOutsBeforeTheCall=true"])
+    try:
+        def reviews():
+            return sum(float(l.rsplit(" ", 1)[1]) for l in hook.metrics().splitlines()
+                       if l.startswith("fargate_webhook_admission_requests_total{"))
+        before = reviews()
+        sent = pod("cond-opt-out", "default", labels={"infrastructure": "fargate"},
+                   annotations={"eks.amazonaws.com/compute-type": "ec2"})
+        stored, _ = created(sent)
+        assert_untouched(stored, sent)
+        assert reviews() == before, "the opted-out pod was not sent to the webhook"
+        stored, _ = created(pod("cond-normal", "default", labels={"infrastructure": "fargate"}))
+        assert_on_fargate(stored, "default-with-infrastructure-label")
+        assert reviews() == before + 1
+    finally:
+        register(hook)

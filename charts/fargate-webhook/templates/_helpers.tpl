@@ -37,6 +37,9 @@ helm.sh/chart: {{ include "fargate-webhook.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: fargate-webhook
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "fargate-webhook.serviceAccountName" -}}
@@ -74,7 +77,11 @@ app.kubernetes.io/part-of: fargate-webhook
 {{- end -}}
 
 {{- define "fargate-webhook.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Container ports: fixed, the flags below bind them. */}}
