@@ -187,12 +187,4 @@ impl Pod {
             .or(self.metadata.generate_name.as_deref())
             .unwrap_or("")
     }
-
-    pub fn all_containers(&self) -> impl Iterator<Item = &Container> {
-        self.spec
-            .init_containers
-            .iter()
-            .chain(&self.spec.containers)
-            .chain(&self.spec.ephemeral_containers)
-    }
 }
