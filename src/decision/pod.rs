@@ -61,10 +61,8 @@ pub struct ObjectMeta {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct OwnerReference {
-    pub api_version: String,
+    /// Only the kind is read (a DaemonSet's pods are left alone); serde skips the rest.
     pub kind: String,
-    pub name: String,
-    pub controller: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
