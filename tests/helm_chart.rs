@@ -1074,6 +1074,30 @@ fn the_chart_adapts_to_the_cluster() {
         webhook["objectSelector"]["matchExpressions"][0]["key"],
         "fargate"
     );
+    // Ports and the node's network, for clusters whose apiserver cannot reach pod addresses.
+    let host = render(
+        helm,
+        &[
+            "hostNetwork=true",
+            "containerPorts.webhook=10260",
+            "containerPorts.metrics=10261",
+            "containerPorts.api=10262",
+        ],
+    );
+    let spec = &host.deployment()["spec"]["template"]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["dnsPolicy"], "ClusterFirstWithHostNet");
+    let flags = host.flags();
+    assert_eq!(flags["--webhook-addr"], "0.0.0.0:10260");
+    assert_eq!(flags["--metrics-addr"], "0.0.0.0:10261");
+    assert_eq!(flags["--api-addr"], "127.0.0.1:10262");
+    for (name, port) in [("webhook", 10260), ("metrics", 10261), ("api", 10262)] {
+        assert_eq!(
+            container_port(&host, &Value::String(name.into())),
+            port,
+            "{name}"
+        );
+    }
     // Defaults keep today's behaviour: no conditions, no selector, no policy.
     let plain = render(helm, &[]);
     assert!(

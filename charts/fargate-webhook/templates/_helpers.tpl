@@ -85,9 +85,9 @@ app.kubernetes.io/part-of: fargate-webhook
 {{- end -}}
 
 {{/* Container ports: fixed, the flags below bind them. */}}
-{{- define "fargate-webhook.webhookPort" -}}8443{{- end -}}
-{{- define "fargate-webhook.opsPort" -}}9090{{- end -}}
-{{- define "fargate-webhook.apiPort" -}}8080{{- end -}}
+{{- define "fargate-webhook.webhookPort" -}}{{ int .Values.containerPorts.webhook }}{{- end -}}
+{{- define "fargate-webhook.opsPort" -}}{{ int .Values.containerPorts.metrics }}{{- end -}}
+{{- define "fargate-webhook.apiPort" -}}{{ int .Values.containerPorts.api }}{{- end -}}
 {{- define "fargate-webhook.schedulerOpsPort" -}}9091{{- end -}}
 {{- define "fargate-webhook.tlsDir" -}}/etc/fargate-webhook/tls{{- end -}}
 {{- define "fargate-webhook.stateDir" -}}/var/lib/fargate-webhook{{- end -}}
