@@ -823,3 +823,19 @@ fn shadowing_is_claimed_only_for_exact_labels_and_within_the_check_limit() {
     );
     assert!(many(1000).shadowed().is_empty(), "1,001: not checked");
 }
+
+#[test]
+fn a_glob_key_mismatch_reports_the_value_of_the_label_whose_key_matched() {
+    let snapshot = Snapshot::new(vec![active("fp", &[("apps", &[("app*", "web")])])]);
+    let profile = snapshot.get("fp").unwrap();
+    // "a" sorts before "apple": the reported value must be apple's, not the first label's.
+    let labels: std::collections::BTreeMap<String, String> = [("a", "x"), ("apple", "other")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mismatch = index::selector_mismatch(&profile.selectors[0], "apps", &labels).unwrap();
+    assert!(
+        matches!(mismatch, index::Mismatch::LabelValue { got: "other", .. }),
+        "{mismatch:?}"
+    );
+}
