@@ -65,8 +65,12 @@ def main():
                               "--lease-name", "bench"], stdout=log, stderr=subprocess.STDOUT,
                              env=dict(os.environ, KUBECONFIG=c.ENV["KUBECONFIG"], RUST_LOG="warn"))
     try:
-        c.wait_until("the scheduler ready", lambda: urllib.request.urlopen(
-            f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200, timeout=30)
+        def ready():
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200
+            except OSError:
+                return False
+        c.wait_until("the scheduler ready", ready, timeout=30)
         stop, ready, bound = threading.Event(), threading.Event(), {}
         watcher = threading.Thread(target=watch_bound, args=(stop, bound, ready), daemon=True)
         watcher.start()
