@@ -5,12 +5,16 @@
 //! `tests/chart/install-helm.sh`), else `helm` on PATH. Without one every test fails, unless
 //! `SKIP_HELM_TESTS=1`, which turns them into no-ops that say so.
 
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use support::process::promtool;
 
 const NS: &str = "fargate-system";
 const RELEASE: &str = "fw";
@@ -874,20 +878,6 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
     );
     let error = render_err(helm, &["scheduler.enabled=true", "scheduler.poolSelector="]);
     assert!(error.contains("needs scheduler.poolSelector"), "{error}");
-}
-
-/// promtool (Debian's `prometheus` package; `.ci/run` installs it): `None` where it is missing, except
-/// in CI, where a missing promtool is a failure, not a skip.
-fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("promtool is not installed: .ci/run installs Debian's prometheus package");
-    }
-    found
 }
 
 #[test]

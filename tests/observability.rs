@@ -7,19 +7,8 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use support::process::promtool;
 use support::*;
-
-fn promtool() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("promtool is not installed: .ci/run installs Debian's prometheus package");
-    }
-    found
-}
 
 /// A scrape after some traffic, so every family has samples.
 async fn scrape() -> (TestServer, String) {

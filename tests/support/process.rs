@@ -155,3 +155,17 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// promtool (Debian's `prometheus` package; `.ci/run` installs it): `None` where it is missing,
+/// except in CI, where a missing promtool is a failure, not a skip.
+pub fn promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("promtool is not installed: .ci/run installs Debian's prometheus package");
+    }
+    found
+}
