@@ -98,8 +98,67 @@ pub struct Container {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Resources {
-    pub requests: BTreeMap<String, Quantity>,
-    pub limits: BTreeMap<String, Quantity>,
+    pub requests: ResourceList,
+    pub limits: ResourceList,
+}
+
+/// A container's `requests` or `limits` as far as Fargate reads them: the CPU and memory quantities
+/// (sizing) and the names of the other resources (a GPU is refused). Not a map: no key is copied
+/// unless it is unusual, which keeps the review path's allocations down.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceList {
+    pub cpu: Option<Quantity>,
+    pub memory: Option<Quantity>,
+    /// The other resource names, as written (`nvidia.com/gpu`, `ephemeral-storage`, …).
+    pub others: Vec<String>,
+}
+
+impl ResourceList {
+    pub fn get(&self, name: &str) -> Option<&Quantity> {
+        match name {
+            "cpu" => self.cpu.as_ref(),
+            "memory" => self.memory.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every resource named, CPU and memory first.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let cpu = self.cpu.as_ref().map(|_| "cpu");
+        let memory = self.memory.as_ref().map(|_| "memory");
+        cpu.into_iter()
+            .chain(memory)
+            .chain(self.others.iter().map(String::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ResourceList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of resource quantities")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ResourceList, A::Error> {
+                let mut list = ResourceList::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let quantity: Quantity = map.next_value()?;
+                    match key.0.as_ref() {
+                        // A repeated key: the last one wins, as in a map.
+                        "cpu" => list.cpu = Some(quantity),
+                        "memory" => list.memory = Some(quantity),
+                        _ => list.others.push(key.0.into_owned()),
+                    }
+                }
+                Ok(list)
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 /// A Kubernetes quantity as written: the apiserver stores strings, a YAML manifest may hold a
@@ -108,19 +167,32 @@ pub struct Resources {
 pub struct Quantity(pub String);
 
 impl<'de> Deserialize<'de> for Quantity {
+    // A visitor rather than an untagged enum: untagged buffers every value into serde's `Content`
+    // first, which doubled the cost of reading resources on the review path.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Text {
-            S(String),
-            I(i64),
-            F(f64),
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a quantity (a string or a number)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Quantity, E> {
+                Ok(Quantity(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_string()))
+            }
         }
-        Ok(Quantity(match Text::deserialize(deserializer)? {
-            Text::S(s) => s,
-            Text::I(i) => i.to_string(),
-            Text::F(f) => f.to_string(),
-        }))
+        deserializer.deserialize_any(Visit)
     }
 }
 
@@ -146,15 +218,75 @@ pub struct Capabilities {
     pub add: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Clone, Debug, Default)]
 pub struct Volume {
     pub name: String,
     pub host_path: Option<IgnoredAny>,
     pub persistent_volume_claim: Option<ClaimSource>,
-    /// The volume's source kind (`emptyDir`, `nfs`, …): every other key of the object.
-    #[serde(flatten)]
-    pub other: BTreeMap<String, IgnoredAny>,
+    /// The volume's source kinds (`emptyDir`, `nfs`, …): every other key of the object.
+    pub sources: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for Volume {
+    // By hand rather than with `#[serde(flatten)]`, which buffers the whole object into serde's
+    // `Content` and a map before reading a field; this reads each key once and skips the values.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Volume;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a volume object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Volume, A::Error> {
+                let mut volume = Volume::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key.0.as_ref() {
+                        "name" => {
+                            volume.name = map.next_value::<Option<String>>()?.unwrap_or_default()
+                        }
+                        "hostPath" => volume.host_path = map.next_value()?,
+                        "persistentVolumeClaim" => {
+                            volume.persistent_volume_claim = map.next_value()?
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            volume.sources.push(key.0.into_owned());
+                        }
+                    }
+                }
+                Ok(volume)
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// A map key, borrowed from the input when the format allows it.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -184,5 +316,80 @@ impl Pod {
             .filter(|n| !n.is_empty())
             .or(self.metadata.generate_name.as_deref())
             .unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_read_as_written() {
+        let c: Container = serde_json::from_str(
+            r#"{"resources": {"requests": {"cpu": 1, "memory": "1Gi", "x/y": 0.5, "big": 18446744073709551615}}}"#,
+        )
+        .unwrap();
+        let requests = &c.resources.requests;
+        assert_eq!(requests.get("cpu"), Some(&Quantity("1".into())));
+        assert_eq!(requests.get("memory"), Some(&Quantity("1Gi".into())));
+        assert_eq!(requests.get("x/y"), None, "only CPU and memory are kept");
+        assert_eq!(requests.others, ["x/y", "big"]);
+        assert_eq!(
+            requests.names().collect::<Vec<_>>(),
+            ["cpu", "memory", "x/y", "big"]
+        );
+        // Quantities of other resources must still be quantities; a repeated key: the last wins.
+        let c: Container = serde_json::from_str(
+            r#"{"resources": {"limits": {"cpu": "1", "nvidia.com/gpu": 1, "cpu": "2"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.resources.limits.get("cpu"), Some(&Quantity("2".into())));
+        assert_eq!(c.resources.limits.others, ["nvidia.com/gpu"]);
+        assert_eq!(c.resources.requests, ResourceList::default());
+        for bad in [
+            r#"{"cpu": true}"#,
+            r#"{"cpu": null}"#,
+            r#"{"cpu": []}"#,
+            r#"{"x/y": {}}"#,
+            r#"[]"#,
+        ] {
+            let text = format!(r#"{{"resources": {{"limits": {bad}}}}}"#);
+            assert!(serde_json::from_str::<Container>(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn volumes_name_their_sources() {
+        let spec: PodSpec = serde_json::from_str(
+            r#"{"volumes": [
+                {"name": "a", "configMap": {"name": "c"}},
+                {"name": "b", "hostPath": {"path": "/"}},
+                {"persistentVolumeClaim": {"claimName": "data"}, "name": "c"},
+                {"name": "d", "n\u0066s": {"server": "s"}, "emptyDir": {}}
+            ]}"#,
+        )
+        .unwrap();
+        let v = &spec.volumes;
+        assert_eq!(
+            (v[0].name.as_str(), v[0].sources.as_slice()),
+            ("a", &["configMap".to_string()][..])
+        );
+        assert!(v[1].host_path.is_some() && v[1].sources.is_empty());
+        assert_eq!(v[2].name, "c");
+        assert_eq!(
+            v[2].persistent_volume_claim.as_ref().unwrap().claim_name,
+            "data"
+        );
+        // An escaped key is read like any other.
+        assert_eq!(v[3].sources, ["nfs", "emptyDir"]);
+        for bad in [
+            r#"[["a"]]"#,
+            r#"[{"name": 1}]"#,
+            r#"[{"persistentVolumeClaim": 1}]"#,
+            r#"["a"]"#,
+        ] {
+            let text = format!(r#"{{"volumes": {bad}}}"#);
+            assert!(serde_json::from_str::<PodSpec>(&text).is_err(), "{bad}");
+        }
     }
 }

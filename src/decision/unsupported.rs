@@ -103,8 +103,12 @@ pub fn check(pod: &Pod, claim: &dyn Fn(&str) -> Claim) -> Option<String> {
     }
 
     let mut gpus: Vec<&str> = running()
-        .flat_map(|c| c.resources.requests.keys().chain(c.resources.limits.keys()))
-        .map(String::as_str)
+        .flat_map(|c| {
+            c.resources
+                .requests
+                .names()
+                .chain(c.resources.limits.names())
+        })
         .filter(|name| name.ends_with("/gpu"))
         .collect();
     gpus.sort_unstable();
@@ -139,8 +143,8 @@ fn volume_refusal(volume: &super::pod::Volume, claim: &dyn Fn(&str) -> Claim) ->
         };
     }
     let supported = volume
-        .other
-        .keys()
+        .sources
+        .iter()
         .any(|kind| SUPPORTED_VOLUMES.contains(&kind.as_str()));
     (!supported).then(|| format!("{name} is of an unsupported volume Type"))
 }
