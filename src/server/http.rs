@@ -277,25 +277,80 @@ impl Connection {
         };
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
-        let mut closing = false;
+        // Shutdown, idleness and the drain deadline are watched by a task of their own: polled
+        // beside the connection, their futures (a timer, two cancellation waiters behind a mutex)
+        // were polled again on every wake-up of a busy HTTP/2 connection, a few per request.
+        let signal = Arc::new(CloseSignal::default());
+        let watcher = tokio::spawn({
+            let (signal, activity) = (Arc::clone(&signal), Arc::clone(&activity));
+            let (shutdown, force_close, idle) = (
+                self.shutdown.clone(),
+                self.force_close.clone(),
+                self.limits.idle,
+            );
+            let peer = self.peer;
+            async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => signal.raise(CloseSignal::GRACEFUL),
+                    _ = activity.idle_for(idle) => {
+                        tracing::debug!(%peer, "idle connection closed");
+                        signal.raise(CloseSignal::GRACEFUL);
+                    }
+                    _ = force_close.cancelled() => {}
+                }
+                force_close.cancelled().await;
+                signal.raise(CloseSignal::FORCE);
+            }
+        });
+        let mut seen = CloseSignal::NONE;
         let result = loop {
             tokio::select! {
                 result = conn.as_mut() => break result,
-                _ = self.shutdown.cancelled(), if !closing => {
+                level = signal.above(seen) => {
+                    seen = level;
+                    if level == CloseSignal::FORCE {
+                        break Ok(());
+                    }
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
                 }
-                _ = activity.idle_for(self.limits.idle), if !closing => {
-                    tracing::debug!(peer = %self.peer, "idle connection closed");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                _ = self.force_close.cancelled() => break Ok(()),
             }
         };
+        watcher.abort();
         if let Err(error) = result {
             tracing::debug!(peer = %self.peer, %error, "connection ended with an error");
         }
+    }
+}
+
+/// How far a connection has been asked to close: raised by its watcher task, read by the
+/// connection with one atomic load per wake-up.
+#[derive(Default)]
+struct CloseSignal {
+    level: std::sync::atomic::AtomicU8,
+    waker: futures::task::AtomicWaker,
+}
+
+impl CloseSignal {
+    const NONE: u8 = 0;
+    /// Finish the requests in flight, take no new ones (HTTP/2: GOAWAY).
+    const GRACEFUL: u8 = 1;
+    /// The drain deadline passed: drop the connection.
+    const FORCE: u8 = 2;
+
+    fn raise(&self, level: u8) {
+        self.level.fetch_max(level, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    /// Resolves to the level once it is above `seen`.
+    fn above(&self, seen: u8) -> impl Future<Output = u8> + '_ {
+        std::future::poll_fn(move |cx| {
+            self.waker.register(cx.waker());
+            match self.level.load(Ordering::Acquire) {
+                level if level > seen => Poll::Ready(level),
+                _ => Poll::Pending,
+            }
+        })
     }
 }
 
@@ -420,7 +475,11 @@ async fn handshake(
 /// buffer budget. Frames count against the budget until the body is dropped.
 pub struct RequestBody {
     inner: Incoming,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// When the headers were read; the deadline is `started + timeout`.
+    started: tokio::time::Instant,
+    /// Armed the first time the body is not all there: most reviews arrive with their headers,
+    /// and a timer per request (allocate, register, deregister) was a measurable share of a review.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     timeout: Duration,
     buffer: Arc<Semaphore>,
     held: Option<OwnedSemaphorePermit>,
@@ -440,7 +499,8 @@ impl RequestBody {
     fn new(inner: Incoming, timeout: Duration, buffer: Arc<Semaphore>, port: Port) -> Self {
         RequestBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            started: tokio::time::Instant::now(),
+            deadline: None,
             timeout,
             buffer,
             held: None,
@@ -472,11 +532,26 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         // The deadline comes first: a client trickling bytes must not keep the body open.
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
             return Poll::Ready(Some(Err(this.refuse(Refused::TimedOut(this.timeout)))));
         }
         let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if this.deadline.is_none() {
+                    let mut deadline =
+                        Box::pin(tokio::time::sleep_until(this.started + this.timeout));
+                    // Polled once so that it wakes this task when it passes.
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(
+                            Err(this.refuse(Refused::TimedOut(this.timeout))),
+                        ));
+                    }
+                    this.deadline = Some(deadline);
+                }
+                return Poll::Pending;
+            }
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(Box::new(error)))),
             Poll::Ready(Some(Ok(frame))) => frame,
