@@ -76,7 +76,7 @@ fn the_chart_crd_is_the_generated_one() {
 fn the_generated_yaml_parses_back_to_the_crd() {
     let yaml = crd::crd_yaml();
     assert!(yaml.starts_with(crd::YAML_HEADER));
-    let parsed: Value = serde_yaml::from_str(&yaml).unwrap();
+    let parsed: Value = serde_saphyr::from_str(&yaml).unwrap();
     assert_eq!(parsed, crd_json());
 }
 

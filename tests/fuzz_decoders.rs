@@ -9,7 +9,7 @@
 //!   cleanly to the object and does what the spec says without touching anything else.
 //! - `profile::parse_profiles_file` gets the same treatment; whatever it accepts must satisfy the
 //!   validation rules and compile into a snapshot.
-//! - The pod decoder of `explain` (`decision::Pod` through `serde_yaml`) gets arbitrary text and
+//! - The pod decoder of `explain` (`decision::Pod` through `serde_saphyr`) gets arbitrary text and
 //!   mutated manifests.
 //! - `Snapshot::find_match` and `decision::decide` are compared against a deliberately naive
 //!   reference: a linear scan over the name-sorted ACTIVE profiles with a recursive glob matcher.
@@ -853,11 +853,11 @@ proptest! {
 }
 
 // ------------------------------------------------------------------------------------------------
-// The pod manifest decoder of `explain` (YAML or JSON through serde_yaml)
+// The pod manifest decoder of `explain` (YAML or JSON through serde_saphyr)
 // ------------------------------------------------------------------------------------------------
 
 fn check_yaml_pod(text: &str) {
-    let Ok(pod) = serde_yaml::from_str::<Pod>(text) else {
+    let Ok(pod) = serde_saphyr::from_str::<Pod>(text) else {
         return;
     };
     let namespace = pod
@@ -904,12 +904,12 @@ fn yaml_edge_cases_do_not_panic() {
         "[".repeat(10_000),
         "a: ".repeat(5_000) + "b",
         bomb.into(),
-        serde_yaml::to_string(fixture_object()).unwrap(),
+        serde_saphyr::to_string(fixture_object()).unwrap(),
     ];
     for text in &texts {
         check_yaml_pod(text);
     }
-    let pod: Pod = serde_yaml::from_str(&serde_yaml::to_string(fixture_object()).unwrap())
+    let pod: Pod = serde_saphyr::from_str(&serde_saphyr::to_string(fixture_object()).unwrap())
         .expect("the fixture pod reads as YAML");
     assert_eq!(
         pod.label("infrastructure"),
@@ -928,7 +928,7 @@ proptest! {
 
     #[test]
     fn yaml_pod_survives_arbitrary_values(value in arb_json()) {
-        check_yaml_pod(&serde_yaml::to_string(&value).unwrap());
+        check_yaml_pod(&serde_saphyr::to_string(&value).unwrap());
         check_yaml_pod(&serde_json::to_string(&value).unwrap());
     }
 
@@ -936,7 +936,7 @@ proptest! {
     fn yaml_pod_survives_mutated_manifests((doc, body) in arb_mutated(fixture_object(), 400)) {
         // Flow style (JSON, with any deep nesting spliced in) and block style.
         check_yaml_pod(std::str::from_utf8(&body).unwrap());
-        check_yaml_pod(&serde_yaml::to_string(&doc).unwrap());
+        check_yaml_pod(&serde_saphyr::to_string(&doc).unwrap());
     }
 }
 

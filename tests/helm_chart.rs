@@ -195,15 +195,11 @@ struct Rendered {
 
 impl Rendered {
     fn parse(yaml: &str) -> Rendered {
-        let mut docs = Vec::new();
-        for de in serde_yaml::Deserializer::from_str(yaml) {
-            let doc: Value = serde::Deserialize::deserialize(de)
-                .unwrap_or_else(|e| panic!("rendered YAML does not parse: {e}\n{yaml}"));
-            if !doc.is_null() {
-                docs.push(doc);
-            }
+        let docs: Vec<Value> = serde_saphyr::from_multiple(yaml)
+            .unwrap_or_else(|e| panic!("rendered YAML does not parse: {e}\n{yaml}"));
+        Rendered {
+            docs: docs.into_iter().filter(|d| !d.is_null()).collect(),
         }
-        Rendered { docs }
     }
 
     fn all(&self, kind: &str) -> Vec<&Value> {
@@ -925,7 +921,7 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
     let file = dir.path().join("rules.yaml");
     std::fs::write(
         &file,
-        serde_yaml::to_string(&serde_json::json!({ "groups": groups })).unwrap(),
+        serde_saphyr::to_string(&serde_json::json!({ "groups": groups })).unwrap(),
     )
     .unwrap();
     let out = Command::new(promtool)
@@ -1464,7 +1460,7 @@ fn crd_matches_the_chart() {
     let Some(helm) = helm() else { return };
     let path = chart_dir().join("crds").join("fargateprofiles.yaml");
     let text = std::fs::read_to_string(&path).expect("crds/fargateprofiles.yaml");
-    let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
+    let crd: Value = serde_saphyr::from_str(&text).expect("CRD YAML");
     assert_eq!(crd["kind"], "CustomResourceDefinition");
     assert_eq!(
         crd["metadata"]["name"],

@@ -22,12 +22,9 @@ pub struct Template {
 /// Why a document could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("{source_name}: document {index} is not YAML or JSON: {reason}")]
-    Syntax {
-        source_name: String,
-        index: usize,
-        reason: String,
-    },
+    /// `reason` says where (line and column) the text stops being YAML.
+    #[error("{source_name}: not YAML or JSON: {reason}")]
+    Syntax { source_name: String, reason: String },
     #[error("{source_name}: {object}: the pod template does not decode: {reason}")]
     Template {
         source_name: String,
@@ -54,15 +51,14 @@ fn template_of(kind: &str, object: &Value) -> Option<Value> {
 
 /// The templates of every document of `text` (other kinds are skipped).
 pub fn templates(source_name: &str, text: &str) -> Result<Vec<Template>, ManifestError> {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Syntax {
+            source_name: source_name.into(),
+            reason: e.to_string(),
+        })?;
     let mut out = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: Value =
-            serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
-                source_name: source_name.into(),
-                index: index + 1,
-                reason: e.to_string(),
-            })?;
-        collect(source_name, &value, &mut out)?;
+    for value in &documents {
+        collect(source_name, value, &mut out)?;
     }
     Ok(out)
 }
@@ -187,11 +183,7 @@ spec: {ports: [{port: 80}]}
     #[test]
     fn bad_documents_are_named() {
         let e = templates("x.yaml", "kind: Pod\nspec: [1, 2\n").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("x.yaml: document 1 is not YAML or JSON"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("x.yaml: not YAML or JSON"), "{e}");
         let e = templates(
             "y.yaml",
             "kind: Pod\nmetadata: {name: p}\nspec: {containers: 3}\n",

@@ -195,7 +195,7 @@ pub const YAML_HEADER: &str = "# Generated from src/store/crd.rs: do not edit by
 
 /// The CRD as YAML, as shipped in `charts/fargate-webhook/crds/fargateprofiles.yaml`.
 pub fn crd_yaml() -> String {
-    let body = serde_yaml::to_string(&crd()).expect("a CRD always serializes");
+    let body = serde_saphyr::to_string(&crd()).expect("a CRD always serializes");
     format!("{YAML_HEADER}{body}")
 }
 
