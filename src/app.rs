@@ -579,6 +579,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Scheduler(args) => scheduler(*args).await,
+        Command::Probe(args) => {
+            let probe = crate::probe::Probe {
+                url: args.url,
+                ca_file: args.ca_file,
+                namespace: args.namespace,
+                labels: args.labels.into_iter().collect(),
+                timeout: args.timeout,
+            };
+            let answer = crate::probe::run(&probe).await?;
+            println!("{}: {answer}", probe.url);
+            Ok(())
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -76,11 +76,39 @@ pub enum Command {
     Explain(ExplainArgs),
     /// The fargate-scheduler: place the pods the webhook sent to Fargate.
     Scheduler(Box<SchedulerArgs>),
+    /// Send one pod review to a webhook URL and check the answer (the chart's `helm test`).
+    Probe(ProbeArgs),
     /// Print a shell completion script (`source <(fargate-webhook completions bash)`).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// The webhook's URL, e.g. https://fargate-webhook.fargate-system.svc:443/mutate.
+    #[arg(long)]
+    pub url: String,
+    /// PEM file of the CA that signed the webhook's certificate (default: the system's roots).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Namespace of the pod in the review.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// A label of the pod (repeatable): `--label infrastructure=fargate`.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("'{text}' is not key=value")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod explain;
 pub mod files;
 pub mod metrics;
+pub mod probe;
 pub mod profile;
 pub mod scheduler;
 pub mod server;

@@ -24,6 +24,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         ("certs", &["files"][..]),
         ("scheduler", &["profile", "decision", "metrics"][..]),
+        ("probe", &["admission"][..]),
         (
             "explain",
             &["profile", "decision", "scheduler", "store"][..],
