@@ -101,3 +101,90 @@ def test_existing_secret_install(tmpdir_clean):
     volumes = deploy["spec"]["template"]["spec"]["volumes"]
     assert any(v.get("secret", {}).get("secretName") == "fw-serving" for v in volumes), volumes
     uninstall_and_check(release, ns, objects)
+
+
+MONITORING_CRDS = [("servicemonitors", "ServiceMonitor"), ("prometheusrules", "PrometheusRule")]
+
+
+def monitoring_crd(plural, kind):
+    """A stand-in for prometheus-operator's CRD: the kind exists, its spec is not checked (the chart's
+    own tests run `promtool check rules` on the rules)."""
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+            "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                     "names": {"plural": plural, "kind": kind, "singular": kind.lower()},
+                     "versions": [{"name": "v1", "served": True, "storage": True,
+                                   "schema": {"openAPIV3Schema": {"type": "object",
+                                                                  "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def test_every_option_is_accepted_by_the_apiserver(tmpdir_clean):
+    """Every value that adds or reshapes an object, on at once, installed for real: the apiserver's own
+    validation (NetworkPolicy, PDB, matchConditions CEL, hostNetwork, security contexts) accepts it all,
+    and `helm test` creates its probe pod (which stays Pending: no kubelet here)."""
+    release, ns = "fw-all", "fw-all"
+    for plural, kind in MONITORING_CRDS:
+        apply(monitoring_crd(plural, kind))
+    for plural, _ in MONITORING_CRDS:
+        wait_until(f"{plural} CRD established", lambda p=plural: kjson(
+            "get", "crd", f"{p}.monitoring.coreos.com")["status"].get("acceptedNames", {}).get("kind"))
+    values = {
+        "replicaCount": 2,
+        "image": {"digest": "sha256:" + "ab" * 32},
+        "commonLabels": {"team": "platform"},
+        "hostNetwork": True,
+        "containerPorts": {"webhook": 18443, "metrics": 19090, "api": 18080},
+        "podSecurityContext": {},
+        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+        "extraArgs": ["--idle-timeout=60s", "--max-connections=2048"],
+        "extraVolumes": [{"name": "extra", "emptyDir": {}}],
+        "extraVolumeMounts": [{"name": "extra", "mountPath": "/extra"}],
+        "extraEnv": [{"name": "TZ", "value": "UTC"}],
+        "networkPolicy": {"enabled": True,
+                          "apiFrom": [{"podSelector": {"matchLabels": {"role": "ops"}}}],
+                          "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+        "webhook": {"skipOptOutsBeforeTheCall": True, "objectSelector": {"matchExpressions": [
+            {"key": "fargate-webhook.io/skip", "operator": "DoesNotExist"}]}},
+        "api": {"service": {"enabled": True}},
+        "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                    "grafanaDashboard": {"enabled": True}},
+        "scheduler": {"enabled": True},
+        "tests": {"labels": {"infrastructure": "fargate"}},
+    }
+    path = os.path.join(tmpdir_clean, "values.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(values, f)
+    helm("install", release, CHART, "-n", ns, "--create-namespace", "-f", path)
+    objects = manifest_objects(release, ns)
+    kinds = {k for k, _, _ in objects}
+    assert {"NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "ConfigMap",
+            "MutatingWebhookConfiguration"} <= kinds, kinds
+    for kind, name, obj_ns in objects:
+        stored = kjson("get", kind, name, *([] if kind in CLUSTER_SCOPED else ["-n", obj_ns or ns]))
+        assert stored["metadata"]["labels"]["team"] == "platform", f"{kind} {name}: commonLabels"
+    deploy = kjson("get", "deployment", f"{release}-fargate-webhook", "-n", ns)
+    spec = deploy["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    container = spec["containers"][0]
+    assert container["image"].endswith("@sha256:" + "ab" * 32), container["image"]
+    assert "--idle-timeout=60s" in container["args"] and "--webhook-addr=0.0.0.0:18443" in container["args"]
+    assert {p["containerPort"] for p in container["ports"]} >= {18443, 19090}
+    mwc = kjson("get", "mutatingwebhookconfiguration", f"0500-{release}-fargate-webhook")
+    hook = mwc["webhooks"][0]
+    assert hook["matchConditions"] and hook["objectSelector"]["matchExpressions"][0]["operator"] == "DoesNotExist"
+    pdb = kjson("get", "pdb", f"{release}-fargate-webhook", "-n", ns)
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+    # `helm test`: the probe pod is created (and waited for, in vain: nothing runs pods here).
+    result = helm("test", release, "-n", ns, "--timeout", "5s", check=False)
+    assert result.code != 0, "no kubelet: the probe cannot have run"
+    probe = kjson("get", "pod", f"{release}-fargate-webhook-test", "-n", ns)
+    args = probe["spec"]["containers"][0]["args"]
+    assert args[0] == "probe" and f"--url=https://{release}-fargate-webhook.{ns}.svc:443/mutate" in args, args
+    assert "--label=infrastructure=fargate" in args, args
+    kubectl("delete", "pod", f"{release}-fargate-webhook-test", "-n", ns, "--wait=false")
+
+    uninstall_and_check(release, ns, objects)
+    for plural, _ in MONITORING_CRDS:
+        kubectl("delete", "crd", f"{plural}.monitoring.coreos.com", "--wait=false")
