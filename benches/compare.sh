@@ -34,16 +34,7 @@ trap cleanup EXIT
 
 # The profiles of load.sh: one the fixture matches, two it does not.
 mkdir -p "$tmp/state"
-cat >"$tmp/state/profiles.json" <<'JSON'
-{"fargateProfiles": [
-  {"fargateProfileName": "fp-default", "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
-   "subnets": ["subnet-0420a37ee456daf3f"], "selectors": [{"namespace": "default", "labels": {"infrastructure": "fargate"}}]},
-  {"fargateProfileName": "fp-kube-system", "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
-   "subnets": ["subnet-0420a37ee456daf3f"], "selectors": [{"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}]},
-  {"fargateProfileName": "fp-teams", "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
-   "subnets": ["subnet-0420a37ee456daf3f"], "selectors": [{"namespace": "team-*"}]}
-]}
-JSON
+cp "$root/benches/profiles.json" "$tmp/state/profiles.json"
 
 # One run: prints "reviews/s cpu_us_per_review".
 run() {

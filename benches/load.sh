@@ -77,19 +77,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A profile the fixture pod matches (namespace default, infrastructure=fargate), plus a few that
-# it does not, so the snapshot is not trivially small.
+# benches/profiles.json: a profile the fixture pod matches (namespace default,
+# infrastructure=fargate), plus a few that it does not, so the snapshot is not trivially small.
 mkdir -p "$tmp/state" "$tmp/certs"
-cat >"$tmp/state/profiles.json" <<'JSON'
-{"fargateProfiles": [
-  {"fargateProfileName": "fp-default", "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
-   "subnets": ["subnet-0420a37ee456daf3f"], "selectors": [{"namespace": "default", "labels": {"infrastructure": "fargate"}}]},
-  {"fargateProfileName": "fp-kube-system", "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
-   "subnets": ["subnet-0420a37ee456daf3f"], "selectors": [{"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}]},
-  {"fargateProfileName": "fp-teams", "podExecutionRoleArn": "arn:aws:iam::012345678910:role/AmazonEKSPodExecutionRole",
-   "subnets": ["subnet-0420a37ee456daf3f"], "selectors": [{"namespace": "team-*"}]}
-]}
-JSON
+cp "$root/benches/profiles.json" "$tmp/state/profiles.json"
 
 echo "==> starting the server on CPU $SERVER_CPU"
 taskset -c "$SERVER_CPU" "$bin" serve \

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use support::process::promtool;
+use support::process::{binary, promtool};
 
 const NS: &str = "fargate-system";
 const RELEASE: &str = "fw";
@@ -1570,7 +1570,7 @@ fn crd_matches_the_chart() {
 /// Ignored until the `serve` subcommand has all of them (the API, cluster and lifecycle flags).
 #[test]
 fn known_flags_exist_in_the_cli() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fargate-webhook"))
+    let out = Command::new(binary())
         .args(["serve", "--help"])
         .output()
         .expect("run fargate-webhook serve --help");
@@ -1671,8 +1671,7 @@ fn the_test_hook_probes_the_webhook_through_its_service() {
     assert!(r.get("ConfigMap", &format!("{FULLNAME}-test-ca")).is_none());
 
     // The flags are the binary's: parse them with the real CLI (`--help` stops before sending).
-    let bin = env!("CARGO_BIN_EXE_fargate-webhook");
-    let out = std::process::Command::new(bin)
+    let out = Command::new(binary())
         .args(&args)
         .arg("--help")
         .output()
