@@ -14,6 +14,8 @@ revision="$(git rev-parse --short=12 HEAD)"
 created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 source_url="$(git config --get remote.origin.url || echo unknown)"
 [ -z "$(git status --porcelain)" ] || { echo "release.sh: the work tree is not clean" >&2; exit 1; }
+# No release with a known advisory against Cargo.lock, nor without having checked (scripts/advisories.sh).
+bash scripts/advisories.sh || { echo "release.sh: cargo deny advisories did not pass" >&2; exit 1; }
 # Base images by digest: what the tag points to today, recorded in the image's build arguments.
 digest_of() { docker buildx imagetools inspect "$1" --format '{{json .Manifest.Digest}}' | tr -d '"'; }
 rust_image="rust:1-bookworm@$(digest_of rust:1-bookworm)"
