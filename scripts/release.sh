@@ -12,7 +12,11 @@ cd "$root"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
 revision="$(git rev-parse --short=12 HEAD)"
 created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-source_url="$(git config --get remote.origin.url || echo unknown)"
+# The image's `source` label and the chart's `home`/`sources`: the origin remote, as an https address.
+source_url="$(git config --get remote.origin.url)" \
+  || { echo "release.sh: no origin remote: the image and the chart name their source" >&2; exit 1; }
+[[ "$source_url" =~ ^git@([^:]+):(.+)$ ]] && source_url="https://${BASH_REMATCH[1]}/${BASH_REMATCH[2]}"
+source_url="${source_url%.git}"
 [ -z "$(git status --porcelain)" ] || { echo "release.sh: the work tree is not clean" >&2; exit 1; }
 # No release with a known advisory against Cargo.lock, nor without having checked (scripts/advisories.sh).
 bash scripts/advisories.sh || { echo "release.sh: cargo deny advisories did not pass" >&2; exit 1; }
@@ -28,10 +32,7 @@ docker buildx build --platform linux/amd64,linux/arm64 \
   --tag "$image" --push .
 image_digest="$(digest_of "$image")"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-cp -r charts/fargate-webhook "$work/"
-# The packaged chart pulls exactly this image.
-sed -i "s|^  repository: fargate-webhook$|  repository: $registry/fargate-webhook|; s|^  digest: \"\"|  digest: \"$image_digest\"|" \
-  "$work/fargate-webhook/values.yaml"
-helm package "$work/fargate-webhook" --version "$version" --app-version "$version" --destination "$work"
-helm push "$work/fargate-webhook-$version.tgz" "oci://$registry/charts"
+# The packaged chart pulls exactly this image and names the repository it came from.
+package="$(bash scripts/package-chart.sh "$registry/fargate-webhook" "$image_digest" "$source_url" "$version" "$work")"
+helm push "$package" "oci://$registry/charts"
 echo "released $image ($image_digest) and oci://$registry/charts/fargate-webhook:$version"
