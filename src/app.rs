@@ -88,10 +88,20 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the {what} address {addr}"))
 }
 
+/// Whether a process may write FargateProfile resources besides reading them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StoreAccess {
+    /// `serve`: the API writes, and housekeeping completes resources made with kubectl.
+    ReadWrite,
+    /// `scheduler`: reads only (its ClusterRole grants no writes), so no housekeeping.
+    ReadOnly,
+}
+
 /// The profile store `serve` and `scheduler` read, publishing into `snapshot`, with the task that
 /// keeps it current.
 async fn open_store(
     kind: StoreKind,
+    access: StoreAccess,
     state_dir: &std::path::Path,
     lock_name: &str,
     limits: Limits,
@@ -116,6 +126,7 @@ async fn open_store(
             let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
             let mut options = KubeStoreOptions::new(namespace);
             options.lock_name = lock_name.to_string();
+            options.housekeeping = access == StoreAccess::ReadWrite;
             let store = KubeStore::new(
                 client,
                 Arc::clone(snapshot),
@@ -146,6 +157,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let (store, watcher) = open_store(
         args.store,
+        StoreAccess::ReadOnly,
         &args.state_dir,
         &args.lock_name,
         Limits::default(),
@@ -241,6 +253,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     let limits = api_config.limits();
     let (store, watcher) = open_store(
         args.store,
+        StoreAccess::ReadWrite,
         &args.state_dir,
         &args.lock_name,
         limits,

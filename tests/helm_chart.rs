@@ -819,7 +819,6 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
     }
     for needed in [
         "pods:watch",
-        "pods:patch",
         "pods:delete",
         "pods/binding:create",
         "pods/eviction:create",
@@ -827,6 +826,7 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
         "nodes:create",
         "nodes:delete",
         "persistentvolumeclaims:get",
+        "configmaps:watch",
         "events:create",
         "fargateprofiles:watch",
     ] {
@@ -835,6 +835,16 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
             "{needed} missing from {granted:?}"
         );
     }
+    // Pods are annotated through their Binding, never patched.
+    assert!(!granted.contains("pods:patch"), "{granted:?}");
+    // ConfigMaps: the logging one only, by name.
+    let config_maps: Vec<&Value> = arr(&role["rules"])
+        .iter()
+        .filter(|rule| strings(&rule["resources"]).contains(&"configmaps".to_string()))
+        .collect();
+    assert_eq!(config_maps.len(), 1, "{config_maps:?}");
+    assert_eq!(strings(&config_maps[0]["resourceNames"]), ["aws-logging"]);
+    assert_eq!(strings(&config_maps[0]["verbs"]), ["get", "list", "watch"]);
     assert!(
         !granted.iter().any(|g| g.starts_with("secrets")),
         "{granted:?}"

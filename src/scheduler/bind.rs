@@ -1,7 +1,9 @@
-//! Scheduling one pod against the cluster: read what the verdict needs (claims, the logging
-//! ConfigMap), judge, then refuse with an event or annotate, place and bind. Like EKS, a refused
-//! pod is not retried (docs/eks-behaviour.md §9).
+//! Scheduling one pod against the cluster: read what the verdict needs (claims), judge, then refuse
+//! with an event, or place and bind with EKS's annotations in the Binding (the apiserver copies them to
+//! the pod in the same write that sets the node). Like EKS, a refused pod is not retried
+//! (docs/eks-behaviour.md §9).
 
+use super::logging::{self, Logging};
 use super::placement::{self, PoolNode, VirtualNode};
 use super::sizing::{self, Size};
 use super::verdict::{self, Refusal, Verdict};
@@ -22,9 +24,6 @@ use std::sync::Arc;
 /// The annotations EKS puts on a placed pod.
 pub const CAPACITY_ANNOTATION: &str = "CapacityProvisioned";
 pub const LOGGING_ANNOTATION: &str = "Logging";
-/// Where EKS reads the Fargate logging configuration.
-pub const LOGGING_NAMESPACE: &str = "aws-observability";
-pub const LOGGING_CONFIGMAP: &str = "aws-logging";
 
 /// What the scheduler needs for every pod.
 pub struct Context {
@@ -33,6 +32,8 @@ pub struct Context {
     pub options: SchedulerOptions,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The logging ConfigMap as a watch knows it (run beside the scheduler, mod.rs).
+    pub logging: logging::Watched,
     /// Pool placement reads what each node holds and binds under this lock: two workers must not
     /// both count the same free room.
     pub pool_lock: tokio::sync::Mutex<()>,
@@ -118,25 +119,16 @@ impl Context {
         out
     }
 
-    /// `Logging` annotation value and the event EKS records with it.
-    async fn logging(&self) -> (&'static str, EventType, &'static str, String) {
-        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), LOGGING_NAMESPACE);
-        match maps.get_opt(LOGGING_CONFIGMAP).await {
-            Ok(Some(_)) => (
-                "LoggingEnabled",
-                EventType::Normal,
-                "LoggingEnabled",
-                "Successfully enabled logging for pod".into(),
-            ),
-            _ => (
-                "LoggingDisabled: LOGGING_CONFIGMAP_NOT_FOUND",
-                EventType::Warning,
-                "LoggingDisabled",
-                format!(
-                    "Disabled logging because {LOGGING_CONFIGMAP} configmap was not found. configmap \"{LOGGING_CONFIGMAP}\" not found"
-                ),
-            ),
-        }
+    /// The `Logging` annotation and event: from the watch, or read now while it has not listed.
+    async fn logging(&self) -> Logging {
+        let exists = match self.logging.get() {
+            Some(exists) => exists,
+            None => {
+                let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), logging::NAMESPACE);
+                matches!(maps.get_opt(logging::CONFIGMAP).await, Ok(Some(_)))
+            }
+        };
+        logging::logging(exists)
     }
 
     async fn refuse(&self, pod: &Pod, namespace: &str, refusal: &Refusal) -> Outcome {
@@ -197,23 +189,8 @@ impl Context {
             Verdict::Refuse(refusal) => return self.refuse(pod, &namespace, &refusal).await,
             Verdict::Place { profile, size } => (profile, size),
         };
-        let (logging, log_type, log_reason, log_note) = self.logging().await;
+        let logging = self.logging().await;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let annotate = serde_json::json!({"metadata": {"annotations": {
-            CAPACITY_ANNOTATION: size.to_string(),
-            LOGGING_ANNOTATION: logging,
-        }}});
-        if let Err(error) = pods
-            .patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(annotate),
-            )
-            .await
-        {
-            tracing::warn!(%error, pod = %pod.name_any(), "could not annotate; will retry");
-            return Outcome::Skipped;
-        }
         let pool_guard = match self.options.placement {
             Placement::Pool => Some(self.pool_lock.lock().await),
             Placement::Virtual => None,
@@ -248,6 +225,18 @@ impl Context {
             metadata: ObjectMeta {
                 name: Some(pod.name_any()),
                 namespace: Some(namespace.clone()),
+                // A precondition: a pod deleted and made again under the same name is not bound.
+                uid: pod.uid(),
+                annotations: Some(
+                    [
+                        (CAPACITY_ANNOTATION.to_string(), size.to_string()),
+                        (
+                            LOGGING_ANNOTATION.to_string(),
+                            logging.annotation.to_string(),
+                        ),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             },
             target: ObjectReference {
@@ -297,7 +286,8 @@ impl Context {
             ),
         )
         .await;
-        self.event(pod, log_type, log_reason, log_note).await;
+        self.event(pod, logging.event_type, logging.reason, logging.note)
+            .await;
         tracing::debug!(pod = %pod.name_any(), %namespace, %node, %size, "bound");
         Outcome::Bound(node)
     }

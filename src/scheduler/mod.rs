@@ -1,11 +1,13 @@
 //! The fargate-scheduler: places the pods the webhook sent to Fargate, as EKS's second Fargate
 //! component does (docs/eks-behaviour.md §9). Pure parts: [`sizing`], [`verdict`], [`placement`].
-//! I/O: [`bind`] (one pod), [`lease`] (one leader among replicas) and the loop below: a watch of
-//! the pods that name `fargate-scheduler`, a worker pool, a retry tick, the removal of the pods of
-//! a profile that is being deleted, and a sweep of virtual nodes whose pod is gone.
+//! I/O: [`bind`] (one pod), [`lease`] (one leader among replicas), [`logging`] (a watch of the logging
+//! ConfigMap) and the loop below: a watch of the pods that name `fargate-scheduler`, a worker pool, a
+//! retry tick, the removal of the pods of a profile that is being deleted, and a sweep of virtual
+//! nodes whose pod is gone.
 
 pub mod bind;
 pub mod lease;
+pub mod logging;
 pub mod placement;
 pub mod sizing;
 pub mod verdict;
@@ -94,8 +96,13 @@ pub async fn run(
         options,
         metrics,
         recorder,
+        logging: logging::Watched::default(),
         pool_lock: tokio::sync::Mutex::new(()),
     });
+    let logging_watch = {
+        let (ctx, stop) = (Arc::clone(&ctx), shutdown.clone());
+        tokio::spawn(async move { ctx.logging.watch(ctx.client.clone(), stop).await })
+    };
     loop {
         let leading = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -147,6 +154,7 @@ pub async fn run(
             _ = tokio::time::sleep(lease::RENEW) => {}
         }
     }
+    logging_watch.abort();
 }
 
 /// Run `renewing` until it ends or `work` is cancelled.
@@ -166,6 +174,15 @@ fn unbound(pod: &Pod) -> bool {
 }
 
 /// Refused before (by this or an earlier process): EKS does not retry, nor do we.
+/// [D] A pod with scheduling gates waits until they are all removed, as kube-scheduler does: the
+/// apiserver refuses to bind it before (docs/eks-behaviour.md §9).
+fn gated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|gates| !gates.is_empty())
+}
+
 fn refused_before(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -235,7 +252,7 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
             event = events.next() => match event {
                 Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                     let uid = pod.uid().unwrap_or_default();
-                    if unbound(&pod) && !refused_before(&pod) {
+                    if unbound(&pod) && !gated(&pod) && !refused_before(&pod) {
                         if !finished.contains(&uid) && !in_flight.contains(&uid) {
                             in_flight.insert(uid.clone());
                             let _ = queue.send((pod.clone(), std::time::Instant::now())).await;

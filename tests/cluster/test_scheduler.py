@@ -33,9 +33,11 @@ PROFILES.append({"fargateProfileName": "bad", "podExecutionRoleArn": ROLE, "sele
 
 
 class Scheduler:
-    """A `fargate-webhook scheduler` process reading the webhook's file store."""
+    """A `fargate-webhook scheduler` process reading the webhook's file store (or what `extra` says);
+    `env` is added to its environment (another KUBECONFIG, POD_NAMESPACE)."""
 
-    def __init__(self, state_dir, *extra, identity="sched-1", lease_name="fargate-scheduler-test"):
+    def __init__(self, state_dir, *extra, identity="sched-1", lease_name="fargate-scheduler-test", env=None):
+        self.env = env or {}
         self.port = free_port()
         self.log_path = os.path.join(os.path.dirname(state_dir), f"scheduler-{identity}.log")
         self.args = [os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir", state_dir,
@@ -45,7 +47,7 @@ class Scheduler:
         self.start()
 
     def start(self):
-        env = dict(os.environ, KUBECONFIG=ENV["KUBECONFIG"], RUST_LOG="fargate_webhook=info")
+        env = {**os.environ, "KUBECONFIG": ENV["KUBECONFIG"], "RUST_LOG": "fargate_webhook=info", **self.env}
         self.proc = subprocess.Popen(self.args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
         wait_until("the scheduler's /readyz", self.ready, timeout=30)
 
@@ -188,6 +190,29 @@ def test_the_logging_configmap_turns_logging_on(setup):
         assert reasons.get("LoggingEnabled") == "Successfully enabled logging for pod", reasons
     finally:
         kubectl("delete", "configmap", "aws-logging", "-n", "aws-observability", check=False)
+
+
+def test_a_gated_pod_waits_until_its_gates_are_removed(setup):
+    kubectl("create", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gated", "namespace": "sched-apps"},
+         "spec": {"schedulingGates": [{"name": "example.com/quota"}],
+                  "containers": [{"name": "app", "image": "registry.example/app:1"}]}}))
+    try:
+        p = kjson("get", "pod", "gated", "-n", "sched-apps")
+        assert p["spec"]["schedulerName"] == "fargate-scheduler", "the webhook sent it to Fargate"
+        time.sleep(3)  # several retry ticks (--retry-interval 1s)
+        p = kjson("get", "pod", "gated", "-n", "sched-apps")
+        assert not p["spec"].get("nodeName")
+        assert not [n for n in virtual_nodes() if n["metadata"]["annotations"].get("fargate-webhook.io/pod") == "sched-apps/gated"]
+        assert not [e for e in events_of("sched-apps", "gated") if e["reason"] == "FailedScheduling"]
+        kubectl("patch", "pod", "gated", "-n", "sched-apps", "--type=json",
+                "-p", '[{"op": "remove", "path": "/spec/schedulingGates"}]')
+        p = wait_until("gated bound once ungated",
+                       lambda: (lambda p: p if p["spec"].get("nodeName") else None)(kjson("get", "pod", "gated", "-n", "sched-apps")),
+                       timeout=30)
+        assert NODE_NAME.match(p["spec"]["nodeName"]), p["spec"]["nodeName"]
+    finally:
+        kubectl("delete", "pod", "gated", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
 
 
 def refused_with(name, message, reason="Unschedulable"):
