@@ -243,19 +243,11 @@ impl fmt::Display for Move {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{FargateProfile, ProfileStatus, Selector};
+    use crate::profile::{FargateProfile, ProfileStatus};
     use serde_json::json;
 
     fn profile(name: &str, namespace: &str, status: ProfileStatus) -> FargateProfile {
-        FargateProfile {
-            fargate_profile_name: name.into(),
-            selectors: vec![Selector {
-                namespace: Some(namespace.into()),
-                labels: Default::default(),
-            }],
-            status,
-            ..Default::default()
-        }
+        FargateProfile::fixture(name, namespace, status)
     }
 
     fn template(text: &str) -> Template {

@@ -398,5 +398,21 @@ pub enum LoadError {
     Duplicate(String),
 }
 
+/// Test fixture shared by the layers above: an ACTIVE-or-not profile selecting one namespace.
+#[cfg(test)]
+impl FargateProfile {
+    pub(crate) fn fixture(name: &str, namespace: &str, status: ProfileStatus) -> Self {
+        FargateProfile {
+            fargate_profile_name: name.into(),
+            selectors: vec![Selector {
+                namespace: Some(namespace.into()),
+                labels: Default::default(),
+            }],
+            status,
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

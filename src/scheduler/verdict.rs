@@ -108,19 +108,11 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{FargateProfile, Selector};
+    use crate::profile::FargateProfile;
     use serde_json::json;
 
     fn profile(name: &str, namespace: &str, status: ProfileStatus) -> FargateProfile {
-        FargateProfile {
-            fargate_profile_name: name.into(),
-            selectors: vec![Selector {
-                namespace: Some(namespace.into()),
-                labels: Default::default(),
-            }],
-            status,
-            ..Default::default()
-        }
+        FargateProfile::fixture(name, namespace, status)
     }
 
     fn pod(label: Option<&str>, spec: serde_json::Value) -> Pod {
