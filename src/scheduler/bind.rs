@@ -32,6 +32,8 @@ pub struct Context {
     pub options: SchedulerOptions,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Bounds the events in flight ([`EVENT_SLOTS`]).
+    pub event_slots: Arc<tokio::sync::Semaphore>,
     /// The logging ConfigMap as a watch knows it (run beside the scheduler, mod.rs).
     pub logging: logging::Watched,
     /// Pool placement reads what each node holds and binds under this lock: two workers must not
@@ -52,18 +54,35 @@ fn object_ref(pod: &Pod) -> ObjectReference {
     pod.object_ref(&())
 }
 
+/// Pods whose events may be on their way at once (see [`Context::record`]).
+pub const EVENT_SLOTS: usize = 64;
+
+fn event(type_: EventType, reason: &str, note: String) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Scheduling".into(),
+        secondary: None,
+    }
+}
+
 impl Context {
-    async fn event(&self, pod: &Pod, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Scheduling".into(),
-            secondary: None,
+    /// Record `events` of `pod`, in order, beside the work: the worker goes on to the next pod. At
+    /// most [`EVENT_SLOTS`] pods' events are in flight; past that the worker waits for a slot.
+    async fn record(&self, pod: &Pod, events: Vec<Event>) {
+        let Ok(slot) = Arc::clone(&self.event_slots).acquire_owned().await else {
+            return;
         };
-        if let Err(error) = self.recorder.publish(&event, &object_ref(pod)).await {
-            tracing::warn!(%error, pod = %pod.name_any(), "could not record an event");
-        }
+        let (recorder, reference) = (self.recorder.clone(), object_ref(pod));
+        tokio::spawn(async move {
+            for event in events {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, pod = ?reference.name, "could not record an event");
+                }
+            }
+            drop(slot);
+        });
     }
 
     /// What the cluster says of each claim the pod mounts.
@@ -157,13 +176,12 @@ impl Context {
         {
             tracing::warn!(%error, pod = %pod.name_any(), "could not set the PodScheduled condition");
         }
-        self.event(
-            pod,
+        let failed = event(
             EventType::Warning,
             "FailedScheduling",
             refusal.message.clone(),
-        )
-        .await;
+        );
+        self.record(pod, vec![failed]).await;
         Outcome::Refused(refusal.reason)
     }
 
@@ -212,8 +230,8 @@ impl Context {
                         "no free address for a virtual node; will try again".into()
                     }
                 };
-                self.event(pod, EventType::Warning, "FailedScheduling", note)
-                    .await;
+                let failed = event(EventType::Warning, "FailedScheduling", note);
+                self.record(pod, vec![failed]).await;
                 return Outcome::Skipped;
             }
             Err(error) => {
@@ -276,18 +294,16 @@ impl Context {
             .scheduler_bound
             .with_label_values(&[placement])
             .inc();
-        self.event(
-            pod,
+        let scheduled = event(
             EventType::Normal,
             "Scheduled",
             format!(
                 "Successfully assigned {namespace}/{} to {node}",
                 pod.name_any()
             ),
-        )
-        .await;
-        self.event(pod, logging.event_type, logging.reason, logging.note)
-            .await;
+        );
+        let logged = event(logging.event_type, logging.reason, logging.note);
+        self.record(pod, vec![scheduled, logged]).await;
         tracing::debug!(pod = %pod.name_any(), %namespace, %node, %size, "bound");
         Outcome::Bound(node)
     }

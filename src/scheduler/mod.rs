@@ -96,6 +96,7 @@ pub async fn run(
         options,
         metrics,
         recorder,
+        event_slots: Arc::new(tokio::sync::Semaphore::new(bind::EVENT_SLOTS)),
         logging: logging::Watched::default(),
         pool_lock: tokio::sync::Mutex::new(()),
     });

@@ -117,8 +117,12 @@ def virtual_nodes():
 
 
 def events_of(namespace, pod_name):
+    """The events about the pod of that name now (by its UID: not those of an earlier pod of the same name,
+    which outlive it for an hour), or about any pod of that name once it is gone."""
+    got = kubectl("get", "pod", pod_name, "-n", namespace, "-o", "json", check=False)
+    uid = json.loads(got.stdout)["metadata"]["uid"] if got.code == 0 else None
     items = kjson("get", "events.events.k8s.io", "-n", namespace, "-o", "json")["items"]
-    return [e for e in items if e["regarding"]["name"] == pod_name]
+    return [e for e in items if e["regarding"]["name"] == pod_name and uid in (None, e["regarding"].get("uid"))]
 
 
 def deployment(name, namespace, replicas, containers, init=None):
@@ -166,8 +170,10 @@ def test_deployment_pods_run_on_fargate_nodes_of_their_own(setup):
         assert [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
         # The pod's address is its node's (one micro-VM per pod).
         assert p["status"]["podIP"] == ip.replace("-", ".")
-        scheduled = [e for e in events_of("sched-apps", meta["name"]) if e["reason"] == "Scheduled"]
-        assert scheduled and scheduled[0]["note"] == f"Successfully assigned sched-apps/{meta['name']} to {spec['nodeName']}"
+        # Events are recorded beside the binding, not before it: wait for them.
+        scheduled = wait_until("the Scheduled event", lambda: [
+            e for e in events_of("sched-apps", meta["name"]) if e["reason"] == "Scheduled"], timeout=15)
+        assert scheduled[0]["note"] == f"Successfully assigned sched-apps/{meta['name']} to {spec['nodeName']}"
         assert scheduled[0]["reportingController"] == "fargate-scheduler"
     assert setup[1].metric("fargate_webhook_scheduler_pods_bound_total", placement="virtual") >= 3
 
@@ -186,7 +192,8 @@ def test_the_logging_configmap_turns_logging_on(setup):
         assert p["metadata"]["annotations"]["Logging"] == "LoggingEnabled"
         # No requests: the smallest size.
         assert p["metadata"]["annotations"]["CapacityProvisioned"] == "0.25vCPU 0.5GB"
-        reasons = {e["reason"]: e.get("note") for e in events_of("sched-apps", p["metadata"]["name"])}
+        reasons = wait_until("the LoggingEnabled event", lambda: (lambda r: r if "LoggingEnabled" in r else None)(
+            {e["reason"]: e.get("note") for e in events_of("sched-apps", p["metadata"]["name"])}), timeout=15)
         assert reasons.get("LoggingEnabled") == "Successfully enabled logging for pod", reasons
     finally:
         kubectl("delete", "configmap", "aws-logging", "-n", "aws-observability", check=False)
