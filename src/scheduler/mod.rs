@@ -241,6 +241,7 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
     let mut retry = tokio::time::interval(ctx.options.retry);
     let mut profiles_tick = tokio::time::interval(Duration::from_millis(500));
     let mut sweep = tokio::time::interval(Duration::from_secs(10));
+    let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
     let mut active = active_profiles(&ctx);
     // Profiles that left ACTIVE and still have pods: tried again on every retry tick (an eviction
     // a PodDisruptionBudget refuses now may be allowed later).
@@ -267,7 +268,9 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                     let uid = pod.uid().unwrap_or_default();
                     waiting.remove(&uid);
                     finished.remove(&uid);
-                    remove_virtual_node_of(&ctx, &pod).await;
+                    // Off the loop: a scale-down of many pods must not hold up new ones.
+                    let ctx = Arc::clone(&ctx);
+                    tokio::spawn(async move { remove_virtual_node_of(&ctx, &pod).await });
                 }
                 Some(Ok(_)) => {}
                 Some(Err(error)) => tracing::warn!(%error, "watching pods"),
@@ -316,10 +319,19 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                 drop(drain);
                 active = now;
             }
-            _ = sweep.tick() => sweep_virtual_nodes(&ctx).await,
+            _ = sweep.tick() => {
+                // Off the loop, one sweep at a time.
+                if sweeping.as_ref().is_none_or(|s| s.is_finished()) {
+                    let ctx = Arc::clone(&ctx);
+                    sweeping = Some(tokio::spawn(async move { sweep_virtual_nodes(&ctx).await }));
+                }
+            }
         }
     }
     workers.abort_all();
+    if let Some(sweeping) = sweeping {
+        sweeping.abort();
+    }
 }
 
 fn active_profiles(ctx: &Context) -> BTreeSet<String> {
@@ -407,7 +419,8 @@ async fn remove_virtual_node_of(ctx: &Context, pod: &Pod) {
 }
 
 /// Delete virtual nodes whose pod is gone, finished, or bound elsewhere (after a crash between
-/// making a node and binding, or a missed delete event).
+/// making a node and binding, or a missed delete event). Two reads whatever the number of nodes: the
+/// nodes, then the pods (listed after the nodes, so a node's pod, made before it, is in the list).
 async fn sweep_virtual_nodes(ctx: &Context) {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let Ok(list) = nodes
@@ -416,37 +429,35 @@ async fn sweep_virtual_nodes(ctx: &Context) {
     else {
         return;
     };
+    let pods = if list.items.is_empty() {
+        Vec::new()
+    } else {
+        let all: Api<Pod> = Api::all(ctx.client.clone());
+        match all
+            .list(&ListParams::default().fields(&format!("spec.schedulerName={SCHEDULER_NAME}")))
+            .await
+        {
+            Ok(pods) => pods.items,
+            Err(error) => {
+                tracing::warn!(%error, "listing pods for the node sweep failed");
+                return;
+            }
+        }
+    };
+    let by_name: HashMap<String, &Pod> = pods
+        .iter()
+        .map(|p| {
+            (
+                format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()),
+                p,
+            )
+        })
+        .collect();
     let mut left = 0;
-    for node in list.items {
+    for node in &list.items {
         let name = node.name_any();
-        let owner = node.annotations().get(placement::POD_ANNOTATION).cloned();
-        let owner_uid = node
-            .annotations()
-            .get(placement::POD_UID_ANNOTATION)
-            .cloned();
-        let pod = match owner.as_deref().and_then(|o| o.split_once('/')) {
-            Some((namespace, pod_name)) => Api::<Pod>::namespaced(ctx.client.clone(), namespace)
-                .get_opt(pod_name)
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        };
-        let keep = pod.as_ref().is_some_and(|p| {
-            let same = p.uid() == owner_uid;
-            let bound_here_or_not_yet = p
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .is_none_or(|n| n.is_empty() || n == name);
-            let finished = p
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.as_deref())
-                .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-            same && bound_here_or_not_yet && !finished
-        });
-        if keep {
+        let pod = placement::virtual_node_owner(node).and_then(|o| by_name.get(o).copied());
+        if placement::virtual_node_needed(node, pod) {
             left += 1;
         } else if let Err(error) = nodes.delete(&name, &DeleteParams::default()).await {
             tracing::warn!(%error, node = %name, "removing a virtual node failed");

@@ -2,7 +2,7 @@
 //! the least-loaded node of a pool that has room (docs/eks-behaviour.md §9).
 
 use super::sizing::Size;
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -173,9 +173,101 @@ pub fn choose_pool_node(nodes: &[PoolNode], size: Size) -> Option<&PoolNode> {
         })
 }
 
+/// Whether the virtual node `node` is still needed, given the pod its annotations name (`None`: that
+/// pod is gone): the same pod (by UID), not finished, and bound to this node or not bound yet.
+pub fn virtual_node_needed(node: &Node, pod: Option<&Pod>) -> bool {
+    let Some(pod) = pod else { return false };
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    let owner_uid = node
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(POD_UID_ANNOTATION));
+    let same = owner_uid.is_some() && pod.metadata.uid.as_ref() == owner_uid;
+    let bound_here_or_not_yet = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_none_or(|n| n.is_empty() || n == name);
+    let finished = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+    same && bound_here_or_not_yet && !finished
+}
+
+/// The `namespace/name` a virtual node was made for.
+pub fn virtual_node_owner(node: &Node) -> Option<&str> {
+    node.metadata
+        .annotations
+        .as_ref()?
+        .get(POD_ANNOTATION)
+        .map(String::as_str)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_virtual_node_is_needed_while_its_own_pod_runs_or_waits_on_it() {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1", "annotations": {
+            POD_ANNOTATION: "apps/web", POD_UID_ANNOTATION: "u1"}}}))
+        .unwrap();
+        let pod = |uid: &str, node_name: Option<&str>, phase: Option<&str>| -> Pod {
+            serde_json::from_value(
+                json!({"metadata": {"name": "web", "namespace": "apps", "uid": uid},
+                "spec": {"containers": [], "nodeName": node_name}, "status": {"phase": phase}}),
+            )
+            .unwrap()
+        };
+        let cases: &[(&str, Option<Pod>, bool)] = &[
+            ("its pod is gone", None, false),
+            (
+                "not bound yet",
+                Some(pod("u1", None, Some("Pending"))),
+                true,
+            ),
+            (
+                "bound here",
+                Some(pod("u1", Some("n1"), Some("Running"))),
+                true,
+            ),
+            (
+                "bound here, empty node name",
+                Some(pod("u1", Some(""), None)),
+                true,
+            ),
+            (
+                "bound elsewhere",
+                Some(pod("u1", Some("n2"), Some("Running"))),
+                false,
+            ),
+            (
+                "a new pod of the same name",
+                Some(pod("u2", Some("n1"), None)),
+                false,
+            ),
+            (
+                "succeeded",
+                Some(pod("u1", Some("n1"), Some("Succeeded"))),
+                false,
+            ),
+            ("failed", Some(pod("u1", Some("n1"), Some("Failed"))), false),
+        ];
+        for (name, pod, want) in cases {
+            assert_eq!(virtual_node_needed(&node, pod.as_ref()), *want, "{name}");
+        }
+        let unowned: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();
+        assert!(
+            !virtual_node_needed(&unowned, Some(&pod("u1", Some("n1"), None))),
+            "no owner UID"
+        );
+        assert_eq!(virtual_node_owner(&node), Some("apps/web"));
+        assert_eq!(virtual_node_owner(&unowned), None);
+    }
 
     fn size(millicpu: u64, memory_mib: u64) -> Size {
         Size {

@@ -338,6 +338,32 @@ def assert_no_leaked_or_shared_nodes():
     assert all(len(v) == 1 for v in bound.values()), bound
 
 
+def test_the_sweep_removes_a_virtual_node_whose_pod_is_gone(setup):
+    # As a crash between making a node and binding would leave it: a virtual node for a pod that is gone,
+    # and one for a pod that exists but is another pod (a new UID) of the same name.
+    kubectl("create", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "keeper", "namespace": "sched-apps"},
+         "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}))
+    keeper = wait_until("keeper bound", lambda: (lambda p: p if p["spec"].get("nodeName") else None)(
+        kjson("get", "pod", "keeper", "-n", "sched-apps")), timeout=30)
+    for name, owner in (("fargate-ip-10-255-0-1.us-west-2.compute.internal", "sched-apps/nobody"),
+                        ("fargate-ip-10-255-0-2.us-west-2.compute.internal", "sched-apps/keeper")):
+        kubectl("create", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": name, "labels": {"fargate-webhook.io/virtual-node": "true"},
+                "annotations": {"fargate-webhook.io/pod": owner, "fargate-webhook.io/pod-uid": "not-the-pods-uid"}}}))
+    try:
+        wait_until("both orphans swept (every 10 s)", lambda: not {
+            "fargate-ip-10-255-0-1.us-west-2.compute.internal", "fargate-ip-10-255-0-2.us-west-2.compute.internal"}
+            & {n["metadata"]["name"] for n in virtual_nodes()}, timeout=30)
+        # The pod's own node stays.
+        assert kubectl("get", "node", keeper["spec"]["nodeName"], check=False).code == 0
+    finally:
+        kubectl("delete", "node", "fargate-ip-10-255-0-1.us-west-2.compute.internal",
+                "fargate-ip-10-255-0-2.us-west-2.compute.internal", "--ignore-not-found")
+        kubectl("delete", "pod", "keeper", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
+
+
 def test_kill_9_under_a_stream_of_pods_loses_none(setup):
     hook, sched = setup
     create_pods("sched-apps", "burst", 20)
