@@ -174,7 +174,6 @@ fn unbound(pod: &Pod) -> bool {
         && pod.metadata.deletion_timestamp.is_none()
 }
 
-/// Refused before (by this or an earlier process): EKS does not retry, nor do we.
 /// [D] A pod with scheduling gates waits until they are all removed, as kube-scheduler does: the
 /// apiserver refuses to bind it before (docs/eks-behaviour.md §9).
 fn gated(pod: &Pod) -> bool {
@@ -184,6 +183,7 @@ fn gated(pod: &Pod) -> bool {
         .is_some_and(|gates| !gates.is_empty())
 }
 
+/// Refused before (by this or an earlier process): EKS does not retry, nor do we.
 fn refused_before(pod: &Pod) -> bool {
     pod.status
         .as_ref()
