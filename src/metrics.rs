@@ -48,6 +48,8 @@ pub struct Metrics {
     pub scheduler_pods_removed: IntCounterVec,
     /// 1 while this process holds the scheduler's Lease.
     pub scheduler_leader: prometheus::IntGauge,
+    /// The logging ConfigMap as the scheduler's watch knows it: 1 exists, 0 absent, -1 not known.
+    pub scheduler_logging_configmap: prometheus::IntGauge,
 }
 
 /// Sub-millisecond buckets (a webhook decision takes tens of microseconds) up to the longest
@@ -210,6 +212,12 @@ impl Metrics {
             "1 while this process holds the fargate-scheduler Lease.",
         )
         .expect("valid metric");
+        let scheduler_logging_configmap = prometheus::IntGauge::new(
+            "fargate_webhook_scheduler_logging_configmap",
+            "1 while aws-observability/aws-logging exists (pods get LoggingEnabled), 0 while it does not, -1 while its watch has not listed or fails (it is then read per pod).",
+        )
+        .expect("valid metric");
+        scheduler_logging_configmap.set(-1);
         let api_requests = IntCounterVec::new(
             Opts::new(
                 "fargate_webhook_api_requests_total",
@@ -251,6 +259,7 @@ impl Metrics {
             Box::new(scheduler_virtual_nodes.clone()),
             Box::new(scheduler_pods_removed.clone()),
             Box::new(scheduler_leader.clone()),
+            Box::new(scheduler_logging_configmap.clone()),
             Box::new(build_info.clone()),
         ] {
             registry
@@ -308,6 +317,7 @@ impl Metrics {
             scheduler_virtual_nodes,
             scheduler_pods_removed,
             scheduler_leader,
+            scheduler_logging_configmap,
         }
     }
 

@@ -9,6 +9,7 @@ use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
+use prometheus::IntGauge;
 use std::sync::atomic::{AtomicU8, Ordering};
 use tokio_util::sync::CancellationToken;
 
@@ -20,14 +21,25 @@ const UNKNOWN: u8 = 0;
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 2;
 
-/// What the watch last knew of the ConfigMap.
-#[derive(Debug, Default)]
-pub struct Watched(AtomicU8);
+/// What the watch last knew of the ConfigMap, also shown as a gauge (1 exists, 0 absent, -1 not known).
+#[derive(Debug)]
+pub struct Watched {
+    state: AtomicU8,
+    gauge: IntGauge,
+}
 
 impl Watched {
+    pub fn new(gauge: IntGauge) -> Self {
+        gauge.set(-1);
+        Watched {
+            state: AtomicU8::new(UNKNOWN),
+            gauge,
+        }
+    }
+
     /// `Some(exists)` once the watch has listed; `None` before, or while it is failing.
     pub fn get(&self) -> Option<bool> {
-        match self.0.load(Ordering::Acquire) {
+        match self.state.load(Ordering::Acquire) {
             PRESENT => Some(true),
             ABSENT => Some(false),
             _ => None,
@@ -35,7 +47,12 @@ impl Watched {
     }
 
     fn set(&self, state: u8) {
-        self.0.store(state, Ordering::Release);
+        self.state.store(state, Ordering::Release);
+        self.gauge.set(match state {
+            PRESENT => 1,
+            ABSENT => 0,
+            _ => -1,
+        });
     }
 
     /// Follow one watch event; `listed` carries "an object came in the current list" across a relist.
@@ -186,12 +203,19 @@ mod tests {
             ),
         ];
         for (name, steps, want) in cases {
-            let watched = Watched::default();
+            let gauge = IntGauge::new("logging_configmap", "test").unwrap();
+            let watched = Watched::new(gauge.clone());
             let mut listed = false;
             for step in steps {
                 watched.follow(step, &mut listed);
             }
             assert_eq!(watched.get(), want, "{name}");
+            let shown = match want {
+                Some(true) => 1,
+                Some(false) => 0,
+                None => -1,
+            };
+            assert_eq!(gauge.get(), shown, "{name}: the gauge");
         }
     }
 

@@ -90,6 +90,7 @@ pub async fn run(
             instance: Some(options.identity.clone()),
         },
     );
+    let logging = logging::Watched::new(metrics.scheduler_logging_configmap.clone());
     let ctx = Arc::new(Context {
         client,
         snapshot,
@@ -97,7 +98,7 @@ pub async fn run(
         metrics,
         recorder,
         event_slots: Arc::new(tokio::sync::Semaphore::new(bind::EVENT_SLOTS)),
-        logging: logging::Watched::default(),
+        logging,
         pool_lock: tokio::sync::Mutex::new(()),
     });
     let logging_watch = {

@@ -4,7 +4,6 @@ of that ServiceAccount. It reads FargateProfile resources, watches the logging C
 EKS's annotations, refuses a pod (condition and event), and deletes the pods of a deleted profile."""
 
 import json
-import time
 
 import pytest
 import yaml
@@ -79,6 +78,8 @@ def stored(name):
 
 def test_the_charts_rights_are_all_the_scheduler_needs(scheduler):
     # Bound with EKS's annotations (in the Binding), the logging ConfigMap seen through the watch.
+    wait_until("the watch sees the logging ConfigMap",
+               lambda: scheduler.metric("fargate_webhook_scheduler_logging_configmap") == 1, timeout=15)
     fargate_pod("logged")
     p = wait_until("logged bound", lambda: (lambda p: p if p["spec"].get("nodeName") else None)(stored("logged")), timeout=30)
     assert p["metadata"]["annotations"]["CapacityProvisioned"] == "0.25vCPU 0.5GB"
@@ -90,7 +91,8 @@ def test_the_charts_rights_are_all_the_scheduler_needs(scheduler):
 
     # The ConfigMap goes: the watch (list and watch by name) tells the next binding.
     kubectl("delete", "configmap", "aws-logging", "-n", "aws-observability")
-    time.sleep(1)
+    wait_until("the watch sees it gone",
+               lambda: scheduler.metric("fargate_webhook_scheduler_logging_configmap") == 0, timeout=15)
     fargate_pod("unlogged")
     p = wait_until("unlogged bound", lambda: (lambda p: p if p["spec"].get("nodeName") else None)(stored("unlogged")), timeout=30)
     assert p["metadata"]["annotations"]["Logging"] == "LoggingDisabled: LOGGING_CONFIGMAP_NOT_FOUND"
