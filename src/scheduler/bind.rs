@@ -34,6 +34,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Bounds the events in flight ([`EVENT_SLOTS`]).
     pub event_slots: Arc<tokio::sync::Semaphore>,
+    /// Bounds the virtual nodes being removed at once ([`NODE_REMOVALS`]).
+    pub node_removals: tokio::sync::Semaphore,
     /// The logging ConfigMap as a watch knows it (run beside the scheduler, mod.rs).
     pub logging: logging::Watched,
     /// Pool placement reads what each node holds and binds under this lock: two workers must not
@@ -56,6 +58,8 @@ fn object_ref(pod: &Pod) -> ObjectReference {
 
 /// Pods whose events may be on their way at once (see [`Context::record`]).
 pub const EVENT_SLOTS: usize = 64;
+/// Virtual nodes of deleted pods removed at once (each a read and a delete).
+pub const NODE_REMOVALS: usize = 16;
 
 fn event(type_: EventType, reason: &str, note: String) -> Event {
     Event {

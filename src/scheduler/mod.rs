@@ -98,6 +98,7 @@ pub async fn run(
         metrics,
         recorder,
         event_slots: Arc::new(tokio::sync::Semaphore::new(bind::EVENT_SLOTS)),
+        node_removals: tokio::sync::Semaphore::new(bind::NODE_REMOVALS),
         logging,
         pool_lock: tokio::sync::Mutex::new(()),
     });
@@ -406,8 +407,12 @@ async fn remove_pods_of(ctx: &Context, profile: &str) -> usize {
 }
 
 /// The virtual node made for `pod`, if any, once the pod is gone.
+/// At most [`bind::NODE_REMOVALS`] at once: a mass deletion must not burst the apiserver.
 async fn remove_virtual_node_of(ctx: &Context, pod: &Pod) {
     let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+        return;
+    };
+    let Ok(_slot) = ctx.node_removals.acquire().await else {
         return;
     };
     let nodes: Api<Node> = Api::all(ctx.client.clone());
