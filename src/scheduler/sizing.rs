@@ -168,37 +168,67 @@ pub fn size(pod: &Pod) -> Result<Size, SizingError> {
         .ok_or(SizingError::TooLarge(wanted))
 }
 
-/// CPU quantity in millicores, rounded up (`250m`, `0.5`, `2`, `1e3m`).
+/// CPU quantity in millicores, rounded up (`250m`, `0.5`, `2`, `1e3m`, `100u`, `1k`).
 pub fn millicores(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if let Some(milli) = text.strip_suffix('m') {
-        return decimal(milli).map(|v| v.ceil() as u64);
-    }
-    decimal(text).map(|v| (v * 1000.0).ceil() as u64)
+    scaled(text, -3)
 }
 
 /// Memory quantity in bytes, rounded up (`512Mi`, `1G`, `1.5Gi`, `128974848`, `129e6`).
 pub fn bytes(text: &str) -> Option<u64> {
+    scaled(text, 0)
+}
+
+/// How a quantity's suffix scales its number: by 2^n or by 10^n.
+#[derive(Clone, Copy)]
+enum Scale {
+    Binary(i32),
+    Decimal(i32),
+}
+
+/// Every suffix of a Kubernetes quantity (the apiserver writes `1000` CPUs as `1k`, `0.0001` as `100u`).
+const SUFFIXES: &[(&str, Scale)] = &[
+    ("Ki", Scale::Binary(10)),
+    ("Mi", Scale::Binary(20)),
+    ("Gi", Scale::Binary(30)),
+    ("Ti", Scale::Binary(40)),
+    ("Pi", Scale::Binary(50)),
+    ("Ei", Scale::Binary(60)),
+    ("n", Scale::Decimal(-9)),
+    ("u", Scale::Decimal(-6)),
+    ("m", Scale::Decimal(-3)),
+    ("k", Scale::Decimal(3)),
+    ("M", Scale::Decimal(6)),
+    ("G", Scale::Decimal(9)),
+    ("T", Scale::Decimal(12)),
+    ("P", Scale::Decimal(15)),
+    ("E", Scale::Decimal(18)),
+];
+
+/// A quantity in units of 10^`unit` (0: cores or bytes, -3: millicores), rounded up. Powers of ten
+/// below one divide rather than multiply, so `250m` is exactly 250 millicores, not 250.00000000000003.
+fn scaled(text: &str, unit: i32) -> Option<u64> {
     let text = text.trim();
-    const SUFFIXES: &[(&str, f64)] = &[
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0 * 1024.0 * 1024.0),
-        ("Ti", 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("Pi", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("m", 1e-3),
-    ];
-    for (suffix, factor) in SUFFIXES {
-        if let Some(number) = text.strip_suffix(suffix) {
-            return decimal(number).map(|v| (v * factor).ceil() as u64);
+    let (number, scale) = SUFFIXES
+        .iter()
+        .find_map(|(suffix, scale)| {
+            let number = text.strip_suffix(suffix)?;
+            decimal(number).map(|_| (number, *scale))
+        })
+        .unwrap_or((text, Scale::Decimal(0)));
+    let mut value = decimal(number)?;
+    let ten = |value: f64, power: i32| {
+        if power >= 0 {
+            value * 10f64.powi(power)
+        } else {
+            value / 10f64.powi(-power)
         }
-    }
-    decimal(text).map(|v| v.ceil() as u64)
+    };
+    value = match scale {
+        Scale::Binary(n) => ten(value * 2f64.powi(n), -unit),
+        Scale::Decimal(p) => ten(value, p - unit),
+    };
+    let value = value.ceil();
+    (value.is_finite() && value < u64::MAX as f64).then_some(value as u64)
 }
 
 /// A non-negative decimal, with an optional exponent (`1.5`, `1e3`); nothing else.
@@ -351,5 +381,48 @@ mod tests {
         assert_eq!(bytes("1Mi"), Some(1_048_576));
         assert_eq!(bytes("Mi"), None);
         assert_eq!(bytes("1e30"), None);
+    }
+
+    /// Every suffix, in the forms the apiserver writes back (it canonicalises `1000` CPUs to `1k`
+    /// and `0.0001` to `100u`), and no rounding error on exact values.
+    #[test]
+    fn every_quantity_suffix() {
+        let cpu: &[(&str, Option<u64>)] = &[
+            ("1k", Some(1_000_000)),
+            ("2M", Some(2_000_000_000)),
+            ("100u", Some(1)),
+            ("1500u", Some(2)),
+            ("3000u", Some(3)),
+            ("500000n", Some(1)),
+            ("250m", Some(250)),
+            ("1e3m", Some(1000)),
+            ("0.1", Some(100)),
+            ("1.001", Some(1001)),
+            ("1Ki", Some(1_024_000)),
+            ("1E", None),
+            ("1x", None),
+            ("k", None),
+            ("-1k", None),
+        ];
+        for (text, want) in cpu {
+            assert_eq!(millicores(text), *want, "millicores({text:?})");
+        }
+        let memory: &[(&str, Option<u64>)] = &[
+            ("4000Gi", Some(4000 << 30)),
+            ("1Ti", Some(1 << 40)),
+            ("1Pi", Some(1 << 50)),
+            ("2Ei", Some(2 << 60)),
+            ("1E", Some(1_000_000_000_000_000_000)),
+            ("1E3", Some(1000)),
+            ("1k", Some(1000)),
+            ("128974848", Some(128_974_848)),
+            ("129e6", Some(129_000_000)),
+            ("500m", Some(1)),
+            ("16Ei", None),
+            ("1e3Mi", Some(1000 << 20)),
+        ];
+        for (text, want) in memory {
+            assert_eq!(bytes(text), *want, "bytes({text:?})");
+        }
     }
 }
