@@ -70,9 +70,19 @@ def main():
     ap.add_argument("--rate", type=float, default=100.0, help="pod creations per second")
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--pool", type=int, default=0,
+                    help="N > 0: placement pool over N kwok nodes (the chart's default placement); else virtual")
     args = ap.parse_args()
 
     c.ensure_namespace(NS)
+    pool = [f"bench-pool-{i}" for i in range(args.pool)]
+    for name in pool:
+        room = {"cpu": "1000", "memory": "4000Gi", "pods": "1000"}
+        c.kubectl("create", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"fargate-webhook.io/pool": "bench"}},
+            "status": {"capacity": room, "allocatable": room}}))
+    placement = ["--placement", "pool", "--pool-selector", "fargate-webhook.io/pool=bench"] if pool else []
     hook = c.start_webhook(profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
                                       "selectors": [{"namespace": NS}]}])
     c.register(hook, "fargate-webhook-sched-bench")
@@ -80,7 +90,7 @@ def main():
     log = open(os.path.join(hook.base, "scheduler.log"), "ab")
     sched = subprocess.Popen([os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir",
                               os.path.join(hook.base, "state"), "--metrics-addr", f"127.0.0.1:{port}",
-                              "--lease-name", "bench"], stdout=log, stderr=subprocess.STDOUT,
+                              "--lease-name", "bench", *placement], stdout=log, stderr=subprocess.STDOUT,
                              env=dict(os.environ, KUBECONFIG=c.ENV["KUBECONFIG"], RUST_LOG="warn"))
     try:
         def ready():
@@ -130,6 +140,7 @@ def main():
             if line.startswith("fargate_webhook_scheduler_bind_latency_seconds_bucket"):
                 le = line.split('le="')[1].split('"')[0]
                 hist[le] = float(line.rsplit(" ", 1)[1])
+        print(f"placement: {'pool of ' + str(len(pool)) + ' nodes' if pool else 'virtual'}")
         print(f"pods: {len(created)} created ({len(errors)} errors) in {creating:.1f} s = "
               f"{len(created) / creating:.1f} creations/s (target {args.rate:.0f}/s)")
         print(f"binds: {len(created) / (last - first):.1f} binds/s from the first creation to the last binding")
@@ -149,6 +160,8 @@ def main():
         c.unregister("fargate-webhook-sched-bench")
         hook.stop()
         c.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+        if pool:
+            c.kubectl("delete", "node", *pool, "--wait=false", check=False)
 
 
 if __name__ == "__main__":
