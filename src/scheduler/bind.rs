@@ -413,12 +413,7 @@ impl Context {
                 memory_mib: 0,
             };
             for p in on_node.items {
-                let done = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.as_deref())
-                    .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-                if done {
+                if placement::finished(&p) {
                     continue;
                 }
                 let lean: crate::decision::Pod = serde_json::to_value(&p)

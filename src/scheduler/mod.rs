@@ -346,15 +346,21 @@ fn active_profiles(ctx: &Context) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every pod that names `fargate-scheduler`, bound or not, in every namespace.
+async fn fargate_pods(ctx: &Context) -> Result<Vec<Pod>, kube::Error> {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let fields = format!("spec.schedulerName={SCHEDULER_NAME}");
+    Ok(pods
+        .list(&ListParams::default().fields(&fields))
+        .await?
+        .items)
+}
+
 /// The profile went DELETING (or away): remove the pods it placed, as EKS does. Returns how many
 /// are left (refused evictions, failures), so the caller tries again.
 async fn remove_pods_of(ctx: &Context, profile: &str) -> usize {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let listed = match pods
-        .list(&ListParams::default().fields(&format!("spec.schedulerName={SCHEDULER_NAME}")))
-        .await
-    {
-        Ok(list) => list.items,
+    let listed = match fargate_pods(ctx).await {
+        Ok(list) => list,
         Err(error) => {
             tracing::warn!(%error, profile, "listing the pods of a deleted profile failed");
             return 1;
@@ -438,12 +444,8 @@ async fn sweep_virtual_nodes(ctx: &Context) {
     let pods = if list.items.is_empty() {
         Vec::new()
     } else {
-        let all: Api<Pod> = Api::all(ctx.client.clone());
-        match all
-            .list(&ListParams::default().fields(&format!("spec.schedulerName={SCHEDULER_NAME}")))
-            .await
-        {
-            Ok(pods) => pods.items,
+        match fargate_pods(ctx).await {
+            Ok(pods) => pods,
             Err(error) => {
                 tracing::warn!(%error, "listing pods for the node sweep failed");
                 return;

@@ -189,12 +189,15 @@ pub fn virtual_node_needed(node: &Node, pod: Option<&Pod>) -> bool {
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .is_none_or(|n| n.is_empty() || n == name);
-    let finished = pod
-        .status
+    same && bound_here_or_not_yet && !finished(pod)
+}
+
+/// Succeeded or Failed: the pod takes no room and needs no node any more.
+pub fn finished(pod: &Pod) -> bool {
+    pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
-        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
-    same && bound_here_or_not_yet && !finished
+        .is_some_and(|phase| phase == "Succeeded" || phase == "Failed")
 }
 
 /// The `namespace/name` a virtual node was made for.
