@@ -68,7 +68,7 @@ LABEL org.opencontainers.image.title="fargate-webhook" \
       org.opencontainers.image.revision="${GIT_REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /fargate-webhook /fargate-webhook
 USER 65532:65532
 # 8443 webhook (TLS), 9090 ops (/metrics, /healthz, /readyz), 8080 EKS-compatible API
