@@ -5,6 +5,8 @@
 //! `tests/chart/install-helm.sh`), else `helm` on PATH. Without one every test fails, unless
 //! `SKIP_HELM_TESTS=1`, which turns them into no-ops that say so.
 
+#[path = "helm_chart/selectors.rs"]
+mod selectors;
 #[allow(dead_code)] // each test binary uses only part of the library
 mod support;
 
@@ -1431,6 +1433,15 @@ fn schema_rejects_bad_values() {
         ("cluster.accountId=123", "accountId"),
         ("lifecycle.createDelay=soon", "createDelay"),
         ("noSuchKey=1", "noSuchKey"),
+        // The labels the chart's selectors use are the chart's alone.
+        (
+            "commonLabels.app\\.kubernetes\\.io/component=x",
+            "app.kubernetes.io/component",
+        ),
+        (
+            "podLabels.app\\.kubernetes\\.io/instance=x",
+            "app.kubernetes.io/instance",
+        ),
     ];
     for (set, mention) in bad {
         let e = render_err(helm, &[set]);

@@ -26,6 +26,10 @@ Kept at 56 characters so that suffixed names (-api, -tls, -ca, ...) stay within 
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/*
+The release's labels, shared by the pods of every component (webhook, scheduler, test). Never select pods
+with these alone: they would cross components. Select with componentSelectorLabels.
+*/}}
 {{- define "fargate-webhook.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "fargate-webhook.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -40,6 +44,23 @@ app.kubernetes.io/part-of: fargate-webhook
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The pods of one component, and only those: Deployment selectors, Service selectors, the PDB, the
+NetworkPolicies, affinity terms. Components: webhook (the webhook Deployment), scheduler (the
+fargate-scheduler Deployment), test (the `helm test` pod).
+  {{ include "fargate-webhook.componentSelectorLabels" (dict "context" $ "component" "webhook") }}
+*/}}
+{{- define "fargate-webhook.componentSelectorLabels" -}}
+{{ include "fargate-webhook.selectorLabels" .context }}
+app.kubernetes.io/component: {{ required "componentSelectorLabels: a component" .component }}
+{{- end -}}
+
+{{/* labels plus the component, for the pods of one component and the objects that belong to it. */}}
+{{- define "fargate-webhook.componentLabels" -}}
+{{ include "fargate-webhook.labels" .context }}
+app.kubernetes.io/component: {{ required "componentLabels: a component" .component }}
 {{- end -}}
 
 {{- define "fargate-webhook.serviceAccountName" -}}
