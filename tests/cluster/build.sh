@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (kube-apiserver, kube-controller-manager, kubectl, etcd)
-# from the Go modules pinned in tests/cluster/tools/go.mod, and kwok (the kubelet of the
+# and the real node's (kubelet, kube-proxy, kube-scheduler: up.sh NODE=1) from the Go modules pinned in
+# tests/cluster/tools/go.mod, and kwok (the kubelet of the
 # scheduler's virtual nodes) from its own module in tests/cluster/kwok/go.mod, once, into
 # .tools/k8s-<release>/bin. Later runs reuse them: the stamp records the hash of both go.mod and
 # go.sum files and this script.
@@ -28,7 +29,8 @@ ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$release -X k8s.io/co
  -X k8s.io/component-base/version.gitMinor=$(echo "$release" | cut -d. -f2) -X k8s.io/client-go/pkg/version.gitVersion=$release"
 if ! ( cd "$tools" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "$ldflags" -o "$bin/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kubectl ) >"$log" 2>&1; then
+      k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \
+      k8s.io/kubernetes/cmd/kube-scheduler ) >"$log" 2>&1; then
   echo "build.sh: building the Kubernetes binaries failed; last lines of $log:" >&2; tail -n 30 "$log" >&2; exit 1
 fi
 if ! ( cd "$tools" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w" -o "$bin/etcd" \

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The suite against a real control plane (tests/cluster/test_*.py): starts one with up.sh, runs pytest,
-# stops it (KEEP_CLUSTER=1 leaves it up for a look: `kubectl --kubeconfig DIR/kubeconfig ...`).
+# The suites against a real control plane: tests/cluster/test_*.py on a loopback control plane with kwok
+# (up.sh KWOK=1), then tests/cluster/node/test_*.py on a control plane with a real node (up.sh NODE=1: the
+# chart's own pods and Fargate pods' containers run). Each cluster is stopped after its suite
+# (KEEP_CLUSTER=1 leaves the last one up for a look: `kubectl --kubeconfig DIR/kubeconfig ...`).
 #
 #   bash tests/cluster/run.sh [VENV_DIR] [BINARY]
 #
 # VENV_DIR  virtual environment with the AWS CLI, boto3, pytest, PyYAML (default: .tools/venv)
 # BINARY    the fargate-webhook binary (default: builds target/debug/fargate-webhook)
-# FW_CLUSTER_DIR  where the control plane lives (default: target/cluster); extra pytest arguments in
-#                 PYTEST_ADDOPTS (e.g. PYTEST_ADDOPTS="-k crd").
+# FW_CLUSTER_DIR  where the control plane lives (default: target/cluster; the node's: FW_CLUSTER_DIR-node);
+#                 extra pytest arguments in PYTEST_ADDOPTS (e.g. PYTEST_ADDOPTS="-k crd").
+# FW_SUITES       which suites: "loopback node" (default), "loopback" or "node". The node suite needs root.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${1:-$root/.tools/venv}"
@@ -27,15 +30,32 @@ if [ -z "${HELM:-}" ]; then
     export HELM="$root/.tools/bin/helm"
 fi
 
-echo "== control plane in $FW_CLUSTER_DIR"
-[ ! -f "$FW_CLUSTER_DIR/pids" ] || bash "$root/tests/cluster/down.sh" "$FW_CLUSTER_DIR"
-rm -rf "$FW_CLUSTER_DIR"
-# kwok acts as the kubelet of the scheduler's nodes (test_scheduler*.py).
-KWOK=1 bash "$root/tests/cluster/up.sh" "$FW_CLUSTER_DIR"
-if [ "${KEEP_CLUSTER:-0}" != 1 ]; then
-    trap 'bash "$root/tests/cluster/down.sh" "$FW_CLUSTER_DIR"' EXIT
+suites="${FW_SUITES:-loopback node}"
+loopback_dir="$FW_CLUSTER_DIR" node_dir="$FW_CLUSTER_DIR-node"
+cleanup() { [ "${KEEP_CLUSTER:-0}" = 1 ] || for d in "$loopback_dir" "$node_dir"; do
+  [ ! -f "$d/pids" ] || bash "$root/tests/cluster/down.sh" "$d"; done; }
+trap cleanup EXIT
+fresh() { # fresh DIR: whatever an earlier run left there is stopped and removed
+  [ ! -f "$1/pids" ] && [ ! -f "$1/node/restore" ] || bash "$root/tests/cluster/down.sh" "$1"
+  rm -rf "$1"
+}
+cd "$root/tests/cluster"
+
+if [[ " $suites " == *" loopback "* ]]; then
+  echo "== control plane in $loopback_dir"
+  fresh "$loopback_dir"
+  # kwok acts as the kubelet of the scheduler's nodes (test_scheduler*.py).
+  KWOK=1 bash "$root/tests/cluster/up.sh" "$loopback_dir"
+  echo "== cluster suite against $(grep ^APISERVER= "$loopback_dir/env")"
+  FW_CLUSTER_DIR="$loopback_dir" "$venv/bin/python" -m pytest -p no:cacheprovider -q -rf --ignore=node
+  # One cluster at a time on this machine.
+  if [[ " $suites " == *" node "* ]]; then bash "$root/tests/cluster/down.sh" "$loopback_dir"; fi
 fi
 
-echo "== cluster suite against $(grep ^APISERVER= "$FW_CLUSTER_DIR/env")"
-cd "$root/tests/cluster"
-"$venv/bin/python" -m pytest -p no:cacheprovider -q -rf
+if [[ " $suites " == *" node "* ]]; then
+  echo "== control plane with a real node in $node_dir"
+  fresh "$node_dir"
+  NODE=1 bash "$root/tests/cluster/up.sh" "$node_dir"
+  echo "== real-node suite against $(grep ^APISERVER= "$node_dir/env") (node $(grep ^NODE_NAME= "$node_dir/env"))"
+  FW_CLUSTER_DIR="$node_dir" "$venv/bin/python" -m pytest -p no:cacheprovider -q -rf -s node
+fi
