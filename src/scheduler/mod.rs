@@ -1,28 +1,29 @@
 //! The fargate-scheduler: places the pods the webhook sent to Fargate, as EKS's second Fargate
 //! component does (docs/eks-behaviour.md §9). Pure parts: [`sizing`], [`verdict`], [`placement`].
 //! I/O: [`bind`] (one pod), [`lease`] (one leader among replicas), [`logging`] (a watch of the logging
-//! ConfigMap) and the loop below: a watch of the pods that name `fargate-scheduler`, a worker pool, a
-//! retry tick, the removal of the pods of a profile that is being deleted, and a sweep of virtual
-//! nodes whose pod is gone.
+//! ConfigMap) and the loop below: a reflected watch of the pods that name `fargate-scheduler`, a worker
+//! pool, a retry tick, a half-second tick that removes the pods [`orphans`] finds in the reflector's
+//! cache (their profile is not ACTIVE), and a sweep of virtual nodes whose pod is gone.
 
 pub mod bind;
 pub mod lease;
 pub mod logging;
+pub mod orphans;
 pub mod placement;
 pub mod sizing;
 pub mod verdict;
 
 use crate::decision::SharedSnapshot;
 use crate::metrics::Metrics;
-use crate::profile::{PROFILE_LABEL, ProfileStatus};
+use crate::profile::ProfileStatus;
 use bind::{Context, Outcome};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, EvictParams, ListParams};
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Preconditions};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{reflector, watcher};
 use kube::{Client, ResourceExt};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -204,7 +205,14 @@ fn refused_before(pod: &Pod) -> bool {
 async fn lead(ctx: Arc<Context>, work: CancellationToken) {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.schedulerName={SCHEDULER_NAME}"));
-    let mut events = watcher(pods, config).default_backoff().boxed();
+    // The reflector keeps every pod of `fargate-scheduler` as it is now: the removals are decided from it.
+    let (cache, writer) = reflector::store::<Pod>();
+    let mut events = watcher(pods, config)
+        .default_backoff()
+        .reflect(writer)
+        .boxed();
+    // Set once the first list is in the cache: before, a pod missing from it is not known to be gone.
+    let mut listed = false;
     let (queue, receiver) = mpsc::channel::<(Pod, std::time::Instant)>(1024);
     let (done_tx, mut done_rx) = mpsc::channel::<(String, Outcome)>(1024);
     let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
@@ -241,15 +249,14 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut finished: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(ctx.options.retry);
-    let mut profiles_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut orphans_tick = tokio::time::interval(Duration::from_millis(500));
     let mut sweep = tokio::time::interval(Duration::from_secs(10));
     let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
-    let mut active = active_profiles(&ctx);
-    // Profiles that left ACTIVE and still have pods: tried again on every retry tick (an eviction
-    // a PodDisruptionBudget refuses now may be allowed later).
-    let draining: Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
-    // Profiles whose removal pass is running now (one pass per profile at a time).
-    let removing: Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
+    // Removals of pods whose profile is not ACTIVE: owned by this loop, so they stop with it when the
+    // Lease is lost. `removing`: UIDs being removed now; `removed`: removed, until the pod is gone.
+    let mut removals: tokio::task::JoinSet<(String, bool)> = tokio::task::JoinSet::new();
+    let mut removing: HashSet<String> = HashSet::new();
+    let mut removed: HashSet<String> = HashSet::new();
     loop {
         tokio::select! {
             _ = work.cancelled() => break,
@@ -270,11 +277,19 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                     let uid = pod.uid().unwrap_or_default();
                     waiting.remove(&uid);
                     finished.remove(&uid);
+                    removed.remove(&uid);
                     // Off the loop: a scale-down of many pods must not hold up new ones.
                     let ctx = Arc::clone(&ctx);
                     tokio::spawn(async move { remove_virtual_node_of(&ctx, &pod).await });
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(watcher::Event::InitDone)) => {
+                    listed = true;
+                    // A re-list may have missed deletions: forget the removed pods no longer there.
+                    let present: HashSet<String> = cache.state().iter().filter_map(|p| p.uid()).collect();
+                    removed.retain(|uid| present.contains(uid));
+                    remove_orphans(&ctx, &cache, &mut removals, &mut removing, &removed);
+                }
+                Some(Ok(watcher::Event::Init)) => {}
                 Some(Err(error)) => tracing::warn!(%error, "watching pods"),
                 None => break,
             },
@@ -288,38 +303,25 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                     Outcome::Skipped => {}
                 }
             }
-            _ = retry.tick() => {
-                let profiles: Vec<String> = draining.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
-                for profile in profiles {
-                    if !removing.lock().unwrap_or_else(|e| e.into_inner()).insert(profile.clone()) {
-                        continue;
+            Some(joined) = removals.join_next(), if !removals.is_empty() => {
+                if let Ok((uid, done)) = joined {
+                    removing.remove(&uid);
+                    if done {
+                        removed.insert(uid);
                     }
-                    let (ctx, draining, removing) = (Arc::clone(&ctx), Arc::clone(&draining), Arc::clone(&removing));
-                    tokio::spawn(async move {
-                        if remove_pods_of(&ctx, &profile).await == 0 {
-                            draining.lock().unwrap_or_else(|e| e.into_inner()).remove(&profile);
-                        }
-                        removing.lock().unwrap_or_else(|e| e.into_inner()).remove(&profile);
-                    });
                 }
+            }
+            _ = orphans_tick.tick(), if listed => {
+                // Level-based: whatever the profiles and pods are now, not what changed since last time.
+                remove_orphans(&ctx, &cache, &mut removals, &mut removing, &removed);
+            }
+            _ = retry.tick() => {
                 for (uid, pod) in &waiting {
                     if !in_flight.contains(uid) && !finished.contains(uid) {
                         in_flight.insert(uid.clone());
                         let _ = queue.send((pod.clone(), std::time::Instant::now())).await;
                     }
                 }
-            }
-            _ = profiles_tick.tick() => {
-                let now = active_profiles(&ctx);
-                let mut drain = draining.lock().unwrap_or_else(|e| e.into_inner());
-                // The first pass comes with the next retry tick.
-                for gone in active.difference(&now) {
-                    drain.insert(gone.clone());
-                }
-                // A profile made ACTIVE again (re-created under its name) keeps its pods.
-                drain.retain(|p| !now.contains(p));
-                drop(drain);
-                active = now;
             }
             _ = sweep.tick() => {
                 // Off the loop, one sweep at a time.
@@ -331,6 +333,7 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
         }
     }
     workers.abort_all();
+    removals.abort_all();
     if let Some(sweeping) = sweeping {
         sweeping.abort();
     }
@@ -356,60 +359,84 @@ async fn fargate_pods(ctx: &Context) -> Result<Vec<Pod>, kube::Error> {
         .items)
 }
 
-/// The profile went DELETING (or away): remove the pods it placed, as EKS does. Returns how many
-/// are left (refused evictions, failures), so the caller tries again.
-async fn remove_pods_of(ctx: &Context, profile: &str) -> usize {
-    let listed = match fargate_pods(ctx).await {
-        Ok(list) => list,
-        Err(error) => {
-            tracing::warn!(%error, profile, "listing the pods of a deleted profile failed");
-            return 1;
-        }
-    };
-    let mut left = 0;
-    for pod in listed {
-        let of_profile = pod.labels().get(PROFILE_LABEL).map(String::as_str) == Some(profile)
-            || pod.annotations().get(PROFILE_LABEL).map(String::as_str) == Some(profile);
-        if !of_profile || unbound(&pod) || pod.metadata.deletion_timestamp.is_some() {
+/// Start the removal of every cached pod whose profile is not ACTIVE ([`orphans::orphaned`]) and that
+/// is neither being removed nor removed already. A removal that fails (an eviction a
+/// PodDisruptionBudget refuses now, an apiserver error) is tried again on a later tick.
+fn remove_orphans(
+    ctx: &Arc<Context>,
+    cache: &reflector::Store<Pod>,
+    removals: &mut tokio::task::JoinSet<(String, bool)>,
+    removing: &mut HashSet<String>,
+    removed: &HashSet<String>,
+) {
+    let active = active_profiles(ctx);
+    let pods = cache.state();
+    for pod in orphans::orphaned(pods.iter().map(|p| p.as_ref()), &active) {
+        let Some(uid) = pod.uid() else { continue };
+        if removed.contains(&uid) || !removing.insert(uid.clone()) {
             continue;
         }
-        let namespace = pod.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
-        let (action, result) = if ctx.options.evict {
-            (
-                "evict",
-                api.evict(&pod.name_any(), &EvictParams::default())
-                    .await
-                    .map(|_| ()),
-            )
-        } else {
-            (
-                "delete",
-                api.delete(&pod.name_any(), &DeleteParams::default())
-                    .await
-                    .map(|_| ()),
-            )
+        let (ctx, pod) = (Arc::clone(ctx), pod.clone());
+        removals.spawn(async move {
+            let done = remove_pod(&ctx, &pod, &uid).await;
+            (uid, done)
+        });
+    }
+}
+
+/// Delete (or evict, `--evict`) one pod whose profile is not ACTIVE, as EKS deletes the pods of a
+/// deleted profile. The UID is a precondition: a pod made again under the same name is not touched.
+/// "Already gone" is success.
+async fn remove_pod(ctx: &Context, pod: &Pod, uid: &str) -> bool {
+    let namespace = pod.namespace().unwrap_or_default();
+    let profile = orphans::profile_of(pod).unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let delete = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let (action, result) = if ctx.options.evict {
+        let evict = EvictParams {
+            delete_options: Some(delete),
+            ..EvictParams::default()
         };
-        match result {
-            Ok(()) => {
-                tracing::info!(pod = %pod.name_any(), %namespace, profile, action, "pod of a deleted profile removed");
-                ctx.metrics
-                    .scheduler_pods_removed
-                    .with_label_values(&[action])
-                    .inc();
-            }
-            Err(kube::Error::Api(e)) if e.code == 429 => {
-                // A PodDisruptionBudget does not allow it now: tried again on the next tick.
-                tracing::info!(pod = %pod.name_any(), %namespace, profile, "eviction refused for now: {}", e.message);
-                left += 1;
-            }
-            Err(error) => {
-                tracing::warn!(%error, pod = %pod.name_any(), action, "removing a pod of a deleted profile failed");
-                left += 1;
-            }
+        (
+            "evict",
+            api.evict(&pod.name_any(), &evict).await.map(|_| ()),
+        )
+    } else {
+        (
+            "delete",
+            api.delete(&pod.name_any(), &delete).await.map(|_| ()),
+        )
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(pod = %pod.name_any(), %namespace, profile, action, "pod of a profile that is not ACTIVE removed");
+            ctx.metrics
+                .scheduler_pods_removed
+                .with_label_values(&[action])
+                .inc();
+            true
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => true,
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            // The UID precondition failed: this pod is gone, another has its name.
+            true
+        }
+        Err(kube::Error::Api(e)) if e.code == 429 => {
+            // A PodDisruptionBudget does not allow it now: tried again on a later tick.
+            tracing::info!(pod = %pod.name_any(), %namespace, profile, "eviction refused for now: {}", e.message);
+            false
+        }
+        Err(error) => {
+            tracing::warn!(%error, pod = %pod.name_any(), action, "removing a pod of a profile that is not ACTIVE failed");
+            false
         }
     }
-    left
 }
 
 /// The virtual node made for `pod`, if any, once the pod is gone.

@@ -28,7 +28,7 @@ PROFILES = [
     {"fargateProfileName": "a-old", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-move"}]},
     {"fargateProfileName": "b-new", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-move"}]},
 ]
-NAMESPACES = ["sched-apps", "sched-move", "sched-bad"]
+NAMESPACES = ["sched-apps", "sched-move", "sched-bad", "sched-offline"] + [f"sched-five-{i}" for i in range(5)]
 PROFILES.append({"fargateProfileName": "bad", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-bad"}]})
 
 
@@ -312,6 +312,69 @@ def test_deleting_a_profile_deletes_its_pods_and_they_land_on_another(setup):
     wait_until("the old pods' nodes removed", lambda: not old_nodes & {n["metadata"]["name"] for n in virtual_nodes()},
                timeout=30)
     assert sched.metric("fargate_webhook_scheduler_pods_removed_total", action="delete") >= 2
+
+
+def create_profile(hook, name, namespace):
+    """Create through the API, once no other profile is CREATING or DELETING (EKS refuses it then)."""
+    def made():
+        out = aws_cli(hook.api_url, "create-fargate-profile", "--cluster-name", "fargate", "--fargate-profile-name", name,
+                      "--pod-execution-role-arn", ROLE, "--selectors", json.dumps([{"namespace": namespace}]))
+        assert out.code == 0 or "ResourceInUseException" in out.stderr, out.stderr
+        return out.code == 0
+    wait_until(f"profile {name} created", made, timeout=30, interval=0.5)
+    wait_until(f"profile {name} ACTIVE", lambda: aws_cli(hook.api_url, "describe-fargate-profile", "--cluster-name", "fargate",
+                                                         "--fargate-profile-name", name).json["fargateProfile"]["status"] == "ACTIVE",
+               timeout=30, interval=0.3)
+
+
+def delete_profile(hook, name):
+    deleted = aws_cli(hook.api_url, "delete-fargate-profile", "--cluster-name", "fargate", "--fargate-profile-name", name)
+    assert deleted.code == 0, deleted.stderr
+
+
+def one_running_pod(namespace, name):
+    apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}})
+
+    def check():
+        p = kjson("get", "pod", name, "-n", namespace)
+        return p if p["status"].get("phase") == "Running" and p["spec"]["schedulerName"] == "fargate-scheduler" else None
+    return wait_until(f"pod {namespace}/{name} Running on Fargate", check, timeout=60)
+
+
+def gone(namespace, name, uid):
+    p = kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
+    return p.code != 0 or p.json["metadata"]["uid"] != uid
+
+
+def test_a_profile_deleted_while_no_scheduler_runs_loses_its_pods_when_one_starts(setup):
+    """Level-based: the scheduler acts on what is when it starts, not on changes it saw."""
+    hook, sched = setup
+    create_profile(hook, "offline", "sched-offline")
+    uid = one_running_pod("sched-offline", "held")["metadata"]["uid"]
+    sched.stop()
+    try:
+        delete_profile(hook, "offline")
+        wait_until("profile offline gone", lambda: aws_cli(hook.api_url, "describe-fargate-profile", "--cluster-name",
+                                                           "fargate", "--fargate-profile-name", "offline").code != 0,
+                   timeout=30, interval=0.3)
+        time.sleep(1)
+        assert not gone("sched-offline", "held", uid), "nothing removes the pod while no scheduler runs"
+    finally:
+        sched.start()
+    wait_until("the pod of the deleted profile removed", lambda: gone("sched-offline", "held", uid), timeout=30)
+
+
+def test_profiles_deleted_right_after_their_pods_run_lose_them_all(setup):
+    """Five profiles, each deleted as soon as its pod is Running: every pod goes, whatever the timing."""
+    hook, _ = setup
+    uids = {}
+    for i in range(5):
+        create_profile(hook, f"five-{i}", f"sched-five-{i}")
+        uids[i] = one_running_pod(f"sched-five-{i}", "p")["metadata"]["uid"]
+        delete_profile(hook, f"five-{i}")
+    wait_until("all five pods removed", lambda: all(gone(f"sched-five-{i}", "p", uid) for i, uid in uids.items()),
+               timeout=60)
 
 
 def create_pods(namespace, prefix, count):
