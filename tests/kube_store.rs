@@ -445,6 +445,35 @@ async fn kubectl_delete_drops_the_finalizer() {
     watch.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_the_store_makes_is_left_to_it() {
+    // "mine": the API's delete (status DELETING written before its DELETE); "theirs": kubectl's.
+    let fake = Fake::new();
+    for (name, status) in [("mine", "DELETING"), ("theirs", "ACTIVE")] {
+        let mut object = kubectl_object(name, None);
+        object["metadata"]["finalizers"] = json!([FINALIZER]);
+        fake.apply(object);
+        fake.modify(name, |o| o["status"] = json!({"status": status}));
+    }
+    let r = replica(fake.client());
+    let watch = r.store.start();
+    r.store.wait_loaded().await;
+    fake.delete("mine");
+    fake.delete("theirs");
+    // Events arrive in order: once "theirs" is released, "mine" has been seen deleting too.
+    until("kubectl's deletion released", CAP, || {
+        fake.profile("theirs").is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mine = fake
+        .profile("mine")
+        .expect("the store's own deletion is not released by housekeeping");
+    assert_eq!(mine["metadata"]["finalizers"], json!([FINALIZER]));
+    assert!(requests(&fake.log(), Method::PATCH, &format!("{PROFILES}/mine")).is_empty());
+    watch.abort();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writes.
 
@@ -944,4 +973,43 @@ async fn a_conflict_on_an_own_write_is_retried_on_the_fresh_object() {
             .collect();
     assert_eq!(status_puts, [409, 200]);
     assert!(fake.lock_data().get(PENDING_KEY).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_whose_object_is_already_gone_succeeds() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    let runs = Arc::new(AtomicUsize::new(0));
+    r.store
+        .apply_change(create_change(
+            eks_profile("web", ProfileStatus::Deleting),
+            None,
+            runs,
+            None,
+        ))
+        .await
+        .expect("created");
+    // Between the store's DELETE and its finalizer release, someone else releases it: 404.
+    fake.with(|s| s.remove_before_next_patch = true);
+    let state = r
+        .store
+        .apply_change(|state: &mut ProfileState| {
+            state
+                .fargate_profiles
+                .retain(|p| p.fargate_profile_name != "web");
+            Ok(())
+        })
+        .await
+        .expect("gone is what the removal wanted: no error");
+    assert!(state.fargate_profiles.is_empty());
+    assert!(fake.profile("web").is_none());
+    let patches: Vec<u16> = requests(&fake.log(), Method::PATCH, &format!("{PROFILES}/web"))
+        .iter()
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(patches, [404]);
+    assert!(
+        fake.lock_data().get(PENDING_KEY).is_none(),
+        "the journal is cleared"
+    );
 }

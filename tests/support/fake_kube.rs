@@ -64,6 +64,9 @@ pub struct FakeState {
     pub steal_next_create: bool,
     /// Before answering the next status PUT, change the object (as `kubectl label` would).
     pub touch_before_next_status: bool,
+    /// Before answering the next profile PATCH, remove the object (as another writer dropping the
+    /// last finalizer of a deleted object would): the PATCH then finds nothing.
+    pub remove_before_next_patch: bool,
 }
 
 /// The fake API server; share it as an `Arc` ([`Fake::new`]).
@@ -362,6 +365,11 @@ impl FakeState {
                 json_response(200, &written)
             }
             (Method::PATCH, name, "") => {
+                if std::mem::take(&mut self.remove_before_next_patch)
+                    && self.profiles.contains_key(name)
+                {
+                    self.remove_profile(name);
+                }
                 let Some(current) = self.profiles.get(name).cloned() else {
                     return not_found(&format!("fargateprofiles \"{name}\""));
                 };

@@ -429,6 +429,7 @@ impl KubeStore {
                 else {
                     return Ok(Step::Done);
                 };
+                // The goal is that the object be gone: "not found" is that goal reached.
                 if obj.metadata.deletion_timestamp.is_none() {
                     let params = DeleteParams {
                         preconditions: Some(Preconditions {
@@ -437,14 +438,18 @@ impl KubeStore {
                         }),
                         ..Default::default()
                     };
-                    let deleted = self.profiles.delete(name, &params).await?;
-                    return Ok(Step::Wrote(deleted.left().map(Box::new)));
+                    return match self.profiles.delete(name, &params).await {
+                        Ok(deleted) => Ok(Step::Wrote(deleted.left().map(Box::new))),
+                        Err(error) if api_code(&error) == Some(404) => Ok(Step::Wrote(None)),
+                        Err(error) => Err(error),
+                    };
                 }
                 if has_finalizer(obj) {
-                    return self
-                        .release(obj)
-                        .await
-                        .map(|now| Step::Wrote(now.map(Box::new)));
+                    return match self.release(obj).await {
+                        Ok(now) => Ok(Step::Wrote(now.map(Box::new))),
+                        Err(error) if api_code(&error) == Some(404) => Ok(Step::Wrote(None)),
+                        Err(error) => Err(error),
+                    };
                 }
                 Ok(Step::Done)
             }

@@ -1,5 +1,9 @@
 //! Housekeeping of resources written by others: stamp ACTIVE on status-less resources created
-//! with kubectl, and drop the finalizer of resources deleted with kubectl.
+//! with kubectl, and drop the finalizer of resources deleted with kubectl. A resource whose recorded
+//! status is DELETING is being deleted by the store itself (the API writes DELETING before its
+//! `DELETE`): the replica doing it drops the finalizer, and the others leave it alone, so replicas
+//! never race each other on an API delete. If that replica dies in between, the journal's pending
+//! removal is completed by the next write of any replica.
 
 use super::*;
 
@@ -20,7 +24,7 @@ impl KubeStore {
             let needs_status = !deleting
                 && recorded_status(obj).is_none()
                 && !obj.annotations().contains_key(INITIAL_STATUS_ANNOTATION);
-            let needs_release = deleting && has_finalizer(obj);
+            let needs_release = deleting && has_finalizer(obj) && !deleted_by_the_store(obj);
             if (needs_status || needs_release) && !observed.housekept.contains(&key) {
                 observed.housekept.insert(key);
                 work.push(obj.clone());
@@ -97,4 +101,9 @@ impl KubeStore {
         let mut observed = self.lock_observed();
         observed.bury(name, last);
     }
+}
+
+/// The store's own deletion: the API wrote DELETING before it issued the `DELETE`.
+pub(super) fn deleted_by_the_store(obj: &ProfileResource) -> bool {
+    recorded_status(obj).and_then(|s| s.status) == Some(ProfileStatus::Deleting)
 }
