@@ -25,7 +25,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{reflector, watcher};
 use kube::{Client, ResourceExt};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -244,9 +244,12 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
             }
         });
     }
-    // Unbound pods by UID; those being scheduled; those finished (bound or refused).
+    // Unbound pods by UID; those being scheduled (queued, or in `backlog` until the queue has room);
+    // those finished (bound or refused). The loop never waits on the queue: it would stop reading
+    // `done_rx`, on which the workers wait (kube-rs issue 926's class of deadlock).
     let mut waiting: HashMap<String, Pod> = HashMap::new();
     let mut in_flight: HashSet<String> = HashSet::new();
+    let mut backlog: VecDeque<String> = VecDeque::new();
     let mut finished: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(ctx.options.retry);
     let mut orphans_tick = tokio::time::interval(Duration::from_millis(500));
@@ -264,11 +267,12 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                 Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                     let uid = pod.uid().unwrap_or_default();
                     if unbound(&pod) && !gated(&pod) && !refused_before(&pod) {
-                        if !finished.contains(&uid) && !in_flight.contains(&uid) {
-                            in_flight.insert(uid.clone());
-                            let _ = queue.send((pod.clone(), std::time::Instant::now())).await;
+                        let fresh = !finished.contains(&uid) && in_flight.insert(uid.clone());
+                        waiting.insert(uid.clone(), pod);
+                        if fresh {
+                            backlog.push_back(uid);
+                            feed(&queue, &mut backlog, &waiting, &mut in_flight);
                         }
-                        waiting.insert(uid, pod);
                     } else {
                         waiting.remove(&uid);
                     }
@@ -302,6 +306,7 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                     }
                     Outcome::Skipped => {}
                 }
+                feed(&queue, &mut backlog, &waiting, &mut in_flight);
             }
             Some(joined) = removals.join_next(), if !removals.is_empty() => {
                 if let Ok((uid, done)) = joined {
@@ -316,12 +321,12 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                 remove_orphans(&ctx, &cache, &mut removals, &mut removing, &removed);
             }
             _ = retry.tick() => {
-                for (uid, pod) in &waiting {
-                    if !in_flight.contains(uid) && !finished.contains(uid) {
-                        in_flight.insert(uid.clone());
-                        let _ = queue.send((pod.clone(), std::time::Instant::now())).await;
+                for uid in waiting.keys() {
+                    if !finished.contains(uid) && in_flight.insert(uid.clone()) {
+                        backlog.push_back(uid.clone());
                     }
                 }
+                feed(&queue, &mut backlog, &waiting, &mut in_flight);
             }
             _ = sweep.tick() => {
                 // Off the loop, one sweep at a time.
@@ -336,6 +341,29 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
     removals.abort_all();
     if let Some(sweeping) = sweeping {
         sweeping.abort();
+    }
+}
+
+/// Move pods from the backlog into the workers' queue while it has room. A pod gone from `waiting`
+/// meanwhile (bound, deleted, no longer placeable) leaves the backlog and `in_flight`.
+fn feed(
+    queue: &mpsc::Sender<(Pod, std::time::Instant)>,
+    backlog: &mut VecDeque<String>,
+    waiting: &HashMap<String, Pod>,
+    in_flight: &mut HashSet<String>,
+) {
+    while let Some(uid) = backlog.front() {
+        let Some(pod) = waiting.get(uid) else {
+            in_flight.remove(uid);
+            backlog.pop_front();
+            continue;
+        };
+        match queue.try_send((pod.clone(), std::time::Instant::now())) {
+            Ok(()) => {
+                backlog.pop_front();
+            }
+            Err(_) => return,
+        }
     }
 }
 
