@@ -1013,3 +1013,57 @@ async fn a_removal_whose_object_is_already_gone_succeeds() {
         "the journal is cleared"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_part_of_the_lock_stops_writes_and_is_never_overwritten() {
+    for key in [TOKENS_KEY, PENDING_KEY] {
+        let fake = Fake::new();
+        let r = replica(fake.client());
+        r.store
+            .apply_change(create_change(
+                eks_profile("web", ProfileStatus::Active),
+                Some("tok-1"),
+                Arc::new(AtomicUsize::new(0)),
+                None,
+            ))
+            .await
+            .expect("created");
+        fake.with(|s| {
+            s.config_maps.get_mut(LOCK).unwrap()["data"][key] = json!("{not json");
+        });
+        let before = fake.lock_data();
+        fake.clear_log();
+        let failed = r
+            .store
+            .apply_change(create_change(
+                eks_profile("api", ProfileStatus::Creating),
+                Some("tok-2"),
+                Arc::new(AtomicUsize::new(0)),
+                None,
+            ))
+            .await;
+        match failed {
+            Err(Failed::Store(error)) => {
+                let text = error.to_string();
+                assert!(
+                    text.contains(key) && text.contains("unreadable"),
+                    "{key}: {text}"
+                );
+            }
+            other => panic!(
+                "{key}: the write went on: {:?}",
+                other.map(|s| s.fargate_profiles.len())
+            ),
+        }
+        assert_eq!(fake.lock_data(), before, "{key}: the lock is untouched");
+        assert!(fake.profile("api").is_none(), "{key}: nothing written");
+        assert!(
+            fake.log().iter().all(|l| l.method == Method::GET),
+            "{key}: only reads: {:?}",
+            fake.log()
+                .iter()
+                .map(|l| format!("{} {}", l.method, l.path))
+                .collect::<Vec<_>>()
+        );
+    }
+}

@@ -208,7 +208,10 @@ impl KubeStore {
                     .map_err(|e| failure("creating the coordination ConfigMap", e))?
             }
         };
-        Ok(parse_lock(&config_map))
+        parse_lock(&config_map).map_err(|message| {
+            tracing::error!("{message}");
+            AttemptError::Storage(UpdateError::storage_context(message))
+        })
     }
 
     pub(super) async fn lock_moved(&self, version: &str) -> Result<bool, AttemptError> {

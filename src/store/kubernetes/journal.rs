@@ -51,23 +51,30 @@ pub(super) struct Lock {
     pub(super) tokens: BTreeMap<String, TokenRecord>,
     pub(super) pending: Option<Pending>,
 }
-pub(super) fn parse_lock(config_map: &ConfigMap) -> Lock {
+/// Read the coordination ConfigMap. A part that does not parse is an error, never an empty value: an
+/// unreadable token map read as empty would accept a replayed token for a second profile and the next
+/// commit would overwrite it; an unreadable journal read as empty would drop writes already
+/// acknowledged. Writes stop with that error until an operator repairs the ConfigMap (README, "Several
+/// replicas").
+pub(super) fn parse_lock(config_map: &ConfigMap) -> Result<Lock, String> {
     let data = config_map.data.clone().unwrap_or_default();
+    let unreadable = |key: &str, error: serde_json::Error| {
+        format!(
+            "the coordination ConfigMap {}/{} has an unreadable `{key}` ({error}); profile writes stop \
+             until it is repaired or removed, so that nothing is overwritten that could not be read",
+            config_map.metadata.namespace.as_deref().unwrap_or_default(),
+            config_map.metadata.name.as_deref().unwrap_or_default(),
+        )
+    };
     let tokens = match data.get(TOKENS_KEY) {
         None => BTreeMap::new(),
-        Some(text) => serde_json::from_str(text).unwrap_or_else(|error| {
-            tracing::error!(%error, "the coordination ConfigMap's tokens are unreadable; starting without them");
-            BTreeMap::new()
-        }),
+        Some(text) => serde_json::from_str(text).map_err(|e| unreadable(TOKENS_KEY, e))?,
     };
-    let pending = data.get(PENDING_KEY).and_then(|text| {
-        serde_json::from_str(text)
-            .map_err(|error| {
-                tracing::error!(%error, "the coordination ConfigMap's pending writes are unreadable; ignoring them");
-            })
-            .ok()
-    });
-    Lock {
+    let pending = match data.get(PENDING_KEY) {
+        None => None,
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| unreadable(PENDING_KEY, e))?),
+    };
+    Ok(Lock {
         resource_version: config_map
             .metadata
             .resource_version
@@ -75,7 +82,7 @@ pub(super) fn parse_lock(config_map: &ConfigMap) -> Lock {
             .unwrap_or_default(),
         tokens,
         pending,
-    }
+    })
 }
 
 /// The writes that turn `before` into `after`.
