@@ -30,6 +30,8 @@ pub struct Metrics {
     pub store_watch_restarts: IntCounterVec,
     /// The Kubernetes store: writes that met a concurrent writer and were run again.
     pub store_write_conflicts: prometheus::IntCounter,
+    /// The Kubernetes store: journalled writes the apiserver refused for good, taken out of the journal.
+    pub store_quarantined: prometheus::IntCounter,
     /// Open connections, by `port` = webhook | ops | api.
     pub connections: IntGaugeVec,
     /// Connections closed at once because the port was at `--max-connections`, by `port`.
@@ -110,6 +112,11 @@ impl Metrics {
         let store_write_conflicts = prometheus::IntCounter::new(
             "fargate_webhook_store_write_conflicts_total",
             "Kubernetes store writes that met a concurrent writer (409 or a moved lock) and were run again.",
+        )
+        .expect("valid metric");
+        let store_quarantined = prometheus::IntCounter::new(
+            "fargate_webhook_store_quarantined_writes_total",
+            "Journalled Kubernetes store writes the apiserver refused for good (400, 422), quarantined in the coordination ConfigMap so that writes go on.",
         )
         .expect("valid metric");
         let profiles = IntGaugeVec::new(
@@ -250,6 +257,7 @@ impl Metrics {
             Box::new(http_rejected.clone()),
             Box::new(store_watch_restarts.clone()),
             Box::new(store_write_conflicts.clone()),
+            Box::new(store_quarantined.clone()),
             Box::new(connections.clone()),
             Box::new(connections_refused.clone()),
             Box::new(bodies_refused.clone()),
@@ -308,6 +316,7 @@ impl Metrics {
             http_rejected,
             store_watch_restarts,
             store_write_conflicts,
+            store_quarantined,
             connections,
             connections_refused,
             bodies_refused,

@@ -916,6 +916,7 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
             "FargateWebhookReloadsFailing",
             "FargateWebhookErrorRatio",
             "FargateWebhookLatencyHigh",
+            "FargateWebhookStoreWriteQuarantined",
             "FargateWebhookShadowedSelectors"
         ]
     );

@@ -16,7 +16,8 @@ use fargate_webhook::metrics::Metrics;
 use fargate_webhook::profile::ProfileState;
 use fargate_webhook::profile::{FargateProfile, Limits, ProfileStatus, TokenRecord};
 use fargate_webhook::store::kubernetes::{
-    FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions, PENDING_KEY, TOKENS_KEY,
+    FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions, PENDING_KEY, QUARANTINE_KEY,
+    TOKENS_KEY,
 };
 use fargate_webhook::store::{BoxFuture, ProfileStore, UpdateError, Violation, update_or_refuse};
 use futures::channel::mpsc;
@@ -1066,4 +1067,66 @@ async fn an_unreadable_part_of_the_lock_stops_writes_and_is_never_overwritten() 
                 .collect::<Vec<_>>()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journalled_write_the_apiserver_refuses_for_good_is_quarantined_and_writes_go_on() {
+    let fake = Fake::new();
+    let (a, b) = (replica(fake.client()), replica(fake.client()));
+    // A tightened schema refuses "bad": its commit is journalled, then its create answers 422.
+    fake.with(|s| s.refuse_creates_of = Some("bad".into()));
+    let first = a
+        .store
+        .apply_change(create_change(
+            eks_profile("bad", ProfileStatus::Creating),
+            Some("tok-bad"),
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        ))
+        .await;
+    assert!(
+        matches!(first, Err(Failed::Store(_))),
+        "the create itself fails"
+    );
+    let journal: Value =
+        serde_json::from_str(fake.lock_data()[PENDING_KEY].as_str().expect("journalled")).unwrap();
+    assert_eq!(journal["ops"][0]["name"], "bad");
+    // The next write, from another replica, is not stopped by it.
+    b.store
+        .apply_change(create_change(
+            eks_profile("good", ProfileStatus::Creating),
+            Some("tok-good"),
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        ))
+        .await
+        .expect("writes go on");
+    assert!(fake.profile("good").is_some() && fake.profile("bad").is_none());
+    let lock = fake.lock_data();
+    assert!(lock.get(PENDING_KEY).is_none(), "the journal is clear");
+    let kept: Value =
+        serde_json::from_str(lock[QUARANTINE_KEY].as_str().expect("quarantined")).unwrap();
+    assert_eq!(kept.as_array().unwrap().len(), 1);
+    assert_eq!(kept[0]["op"]["op"], "create");
+    assert_eq!(kept[0]["op"]["name"], "bad");
+    assert_eq!(kept[0]["commit"], journal["commit"]);
+    assert!(
+        kept[0]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("a tightened rule"),
+        "{kept}"
+    );
+    let tokens: Value = serde_json::from_str(lock[TOKENS_KEY].as_str().unwrap()).unwrap();
+    assert!(
+        tokens.get("tok-bad").is_none() && tokens.get("tok-good").is_some(),
+        "{tokens}"
+    );
+    assert_eq!(b.metrics.store_quarantined.get(), 1);
+    // Kept across later commits, which carry it over.
+    b.store
+        .apply_change(set_status("good", ProfileStatus::Active))
+        .await
+        .expect("activated");
+    assert_eq!(fake.lock_data()[QUARANTINE_KEY], lock[QUARANTINE_KEY]);
 }

@@ -67,6 +67,8 @@ pub struct FakeState {
     /// Before answering the next profile PATCH, remove the object (as another writer dropping the
     /// last finalizer of a deleted object would): the PATCH then finds nothing.
     pub remove_before_next_patch: bool,
+    /// Refuse every create of this name with `422 Invalid`, as a tightened CRD schema would.
+    pub refuse_creates_of: Option<String>,
 }
 
 /// The fake API server; share it as an `Arc` ([`Fake::new`]).
@@ -323,6 +325,12 @@ impl FakeState {
                     );
                 }
                 if let Some(problem) = cel_problems(body, None) {
+                    return json_response(422, &status_body(422, "Invalid", &problem));
+                }
+                if self.refuse_creates_of.as_deref() == Some(name.as_str()) {
+                    let problem = format!(
+                        "FargateProfile.fargate-webhook.io \"{name}\" is invalid: spec: a tightened rule"
+                    );
                     return json_response(422, &status_body(422, "Invalid", &problem));
                 }
                 let created = self.new_profile(body.clone());

@@ -10,6 +10,9 @@ pub(super) enum AttemptError {
     Clash(String),
     /// The change broke a rule every store keeps.
     Violation(Violation),
+    /// The apiserver refused a journalled write of another commit for good (400, 422): it is taken
+    /// out of the journal (quarantined) and the update runs again.
+    Refused(String),
     Storage(UpdateError),
 }
 
@@ -48,6 +51,10 @@ impl KubeStore {
                 Ok(state) => return Ok(state),
                 Err(AttemptError::Violation(violation)) => return Err(violation.into()),
                 Err(AttemptError::Storage(error)) => return Err(error),
+                // Only another commit's write is quarantined; attempt() turns that into a retry.
+                Err(AttemptError::Refused(message)) => {
+                    return Err(UpdateError::storage_context(message));
+                }
                 Err(AttemptError::Retry(reason) | AttemptError::Clash(reason)) => {
                     tracing::debug!(attempt, %reason, "FargateProfile update conflicted; running it again");
                     self.published.metrics().store_write_conflicts.inc();
@@ -72,8 +79,19 @@ impl KubeStore {
                 return Err(AttemptError::Retry("the coordination object moved".into()));
             }
             for op in &pending.ops {
-                self.drive(op, listed.objects.get(op.name()).cloned(), &Mode::Foreign)
-                    .await?;
+                match self
+                    .drive(op, listed.objects.get(op.name()).cloned(), &Mode::Foreign)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(AttemptError::Refused(refused)) => {
+                        self.quarantine(&lock, pending, op, &refused).await?;
+                        return Err(AttemptError::Retry(format!(
+                            "a journalled write the apiserver refuses was quarantined: {refused}"
+                        )));
+                    }
+                    Err(other) => return Err(other),
+                }
             }
             (listed, list_version) = self.list().await?;
         }
@@ -89,7 +107,7 @@ impl KubeStore {
             if lock.pending.is_some() {
                 // The journal we completed is done: clear it (conditional on the lock we read),
                 // so that no later roll-forward repeats it over changes made since.
-                self.clear_pending(&lock.resource_version, &lock.tokens)
+                self.clear_pending(&lock.resource_version, &lock.tokens, &lock.quarantined)
                     .await;
                 let mut observed = self.lock_observed();
                 self.publish(&mut observed, Source::Update);
@@ -114,6 +132,7 @@ impl KubeStore {
                 &lock.resource_version,
                 &after.client_request_tokens,
                 pending.as_ref(),
+                &lock.quarantined,
             )
             .await?;
         self.lock_observed().tokens = after.client_request_tokens.clone();
@@ -137,8 +156,14 @@ impl KubeStore {
                         // Our create met an object that is not ours: forget that write, so no
                         // roll-forward performs it later, and run the change again on the fresh
                         // state, where the caller sees the duplicate.
-                        self.drop_clashed(&lock_version, pending, op, &after.client_request_tokens)
-                            .await;
+                        self.drop_clashed(
+                            &lock_version,
+                            pending,
+                            op,
+                            &after.client_request_tokens,
+                            &lock.quarantined,
+                        )
+                        .await;
                         return Err(AttemptError::Retry(reason));
                     }
                     // Committed: running the change again would see its own effects. Fail;
@@ -154,8 +179,12 @@ impl KubeStore {
                 }
             }
             if !superseded {
-                self.clear_pending(&lock_version, &after.client_request_tokens)
-                    .await;
+                self.clear_pending(
+                    &lock_version,
+                    &after.client_request_tokens,
+                    &lock.quarantined,
+                )
+                .await;
             }
         }
         let mut observed = self.lock_observed();
@@ -230,12 +259,19 @@ impl KubeStore {
         version: &str,
         tokens: &BTreeMap<String, TokenRecord>,
         pending: Option<&Pending>,
+        quarantined: &[Quarantined],
     ) -> Result<String, AttemptError> {
         let mut data = BTreeMap::new();
         data.insert(
             TOKENS_KEY.to_owned(),
             serde_json::to_string(tokens).expect("tokens serialize"),
         );
+        if !quarantined.is_empty() {
+            data.insert(
+                QUARANTINE_KEY.to_owned(),
+                serde_json::to_string(quarantined).expect("quarantined writes serialize"),
+            );
+        }
         if let Some(pending) = pending {
             data.insert(
                 PENDING_KEY.to_owned(),
@@ -271,8 +307,11 @@ impl KubeStore {
         &self,
         version: &str,
         tokens: &BTreeMap<String, TokenRecord>,
+        quarantined: &[Quarantined],
     ) {
-        if let Err(AttemptError::Storage(error)) = self.write_lock(version, tokens, None).await {
+        if let Err(AttemptError::Storage(error)) =
+            self.write_lock(version, tokens, None, quarantined).await
+        {
             tracing::warn!(error = %crate::store::report(&error), "could not clear the applied writes from the coordination ConfigMap; the next update will");
         }
     }
@@ -284,22 +323,49 @@ impl KubeStore {
         pending: &Pending,
         clashed: &Op,
         tokens: &BTreeMap<String, TokenRecord>,
+        quarantined: &[Quarantined],
     ) {
-        let mut rest = pending.clone();
-        rest.ops.retain(|op| op != clashed);
-        let mut tokens = tokens.clone();
-        if let Op::Create { name, status, .. } = clashed {
-            tokens.retain(|_, r| {
-                !(r.fargate_profile_name == *name
-                    && Some(&r.fargate_profile_arn) == status.fargate_profile_arn.as_ref())
-            });
-        }
-        let rest = (!rest.ops.is_empty()).then_some(rest);
-        if let Err(AttemptError::Storage(error)) =
-            self.write_lock(version, &tokens, rest.as_ref()).await
+        let (rest, tokens) = without_op(pending, clashed, tokens);
+        if let Err(AttemptError::Storage(error)) = self
+            .write_lock(version, &tokens, rest.as_ref(), quarantined)
+            .await
         {
             tracing::warn!(error = %crate::store::report(&error), "could not drop a failed create from the coordination ConfigMap");
         }
+    }
+
+    /// Take a write the apiserver refuses for good (a spec the CRD's schema or CEL rules reject, say
+    /// after a CRD upgrade tightened them) out of the journal and keep it under [`QUARANTINE_KEY`],
+    /// conditional on the lock as read: retrying it forever would stop every write of the cluster.
+    pub(super) async fn quarantine(
+        &self,
+        lock: &Lock,
+        pending: &Pending,
+        refused_op: &Op,
+        refused: &str,
+    ) -> Result<(), AttemptError> {
+        let (rest, tokens) = without_op(pending, refused_op, &lock.tokens);
+        let mut quarantined = lock.quarantined.clone();
+        quarantined.push(Quarantined {
+            commit: pending.commit.clone(),
+            op: refused_op.clone(),
+            refused: refused.to_owned(),
+            at: jiff::Timestamp::now().to_string(),
+        });
+        let excess = quarantined.len().saturating_sub(QUARANTINE_KEPT);
+        quarantined.drain(..excess);
+        self.write_lock(&lock.resource_version, &tokens, rest.as_ref(), &quarantined)
+            .await?;
+        self.published.metrics().store_quarantined.inc();
+        tracing::error!(
+            profile = refused_op.name(),
+            commit = %pending.commit,
+            %refused,
+            "a journalled FargateProfile write the apiserver refuses was quarantined (data.{QUARANTINE_KEY} of the coordination ConfigMap {}/{}); writes go on",
+            self.options.namespace,
+            self.options.lock_name,
+        );
+        Ok(())
     }
 
     /// Apply one journaled write, step by step, until it is done.
@@ -360,6 +426,9 @@ impl KubeStore {
                 }
                 Err(error) => {
                     return Err(match mode {
+                        Mode::Foreign if refused_for_good(&error) => AttemptError::Refused(
+                            format!("{} of FargateProfile {}: {error}", op.verb(), op.name()),
+                        ),
                         Mode::Foreign => {
                             failure("finishing an earlier FargateProfile commit", error)
                         }
@@ -524,6 +593,31 @@ pub(super) fn api_code(error: &::kube::Error) -> Option<u16> {
         ::kube::Error::Api(status) => Some(status.code),
         _ => None,
     }
+}
+
+/// [D] Refused for good, whatever the number of tries: the request itself is wrong (400) or invalid
+/// (422: the CRD's schema or CEL rules, an immutable field). Not a 403 or a 404: a missing right or
+/// CRD is the cluster's state, not the write's, and quarantining would drop acknowledged writes.
+pub(super) fn refused_for_good(error: &::kube::Error) -> bool {
+    matches!(api_code(error), Some(400 | 422))
+}
+
+/// The journal without `op`, and the tokens without the one a create of `op` recorded.
+fn without_op(
+    pending: &Pending,
+    op: &Op,
+    tokens: &BTreeMap<String, TokenRecord>,
+) -> (Option<Pending>, BTreeMap<String, TokenRecord>) {
+    let mut rest = pending.clone();
+    rest.ops.retain(|o| o != op);
+    let mut tokens = tokens.clone();
+    if let Op::Create { name, status, .. } = op {
+        tokens.retain(|_, r| {
+            !(r.fargate_profile_name == *name
+                && Some(&r.fargate_profile_arn) == status.fargate_profile_arn.as_ref())
+        });
+    }
+    ((!rest.ops.is_empty()).then_some(rest), tokens)
 }
 
 /// Worth trying again: conflicts, throttling, server trouble and transport errors.

@@ -30,6 +30,15 @@ pub enum Op {
 }
 
 impl Op {
+    /// What the write does, for messages.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Op::Create { .. } => "create",
+            Op::Update { .. } => "update",
+            Op::Remove { .. } => "removal",
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Op::Create { name, .. } | Op::Update { name, .. } | Op::Remove { name, .. } => name,
@@ -44,12 +53,25 @@ pub struct Pending {
     pub ops: Vec<Op>,
 }
 
+/// A journalled write the apiserver refused for good, out of the journal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quarantined {
+    pub commit: String,
+    pub op: Op,
+    /// The apiserver's answer.
+    pub refused: String,
+    /// When it was quarantined (RFC 3339).
+    pub at: String,
+}
+
 /// The coordination ConfigMap as read.
 #[derive(Debug)]
 pub(super) struct Lock {
     pub(super) resource_version: String,
     pub(super) tokens: BTreeMap<String, TokenRecord>,
     pub(super) pending: Option<Pending>,
+    pub(super) quarantined: Vec<Quarantined>,
 }
 /// Read the coordination ConfigMap. A part that does not parse is an error, never an empty value: an
 /// unreadable token map read as empty would accept a replayed token for a second profile and the next
@@ -74,7 +96,12 @@ pub(super) fn parse_lock(config_map: &ConfigMap) -> Result<Lock, String> {
         None => None,
         Some(text) => Some(serde_json::from_str(text).map_err(|e| unreadable(PENDING_KEY, e))?),
     };
+    let quarantined = match data.get(QUARANTINE_KEY) {
+        None => Vec::new(),
+        Some(text) => serde_json::from_str(text).map_err(|e| unreadable(QUARANTINE_KEY, e))?,
+    };
     Ok(Lock {
+        quarantined,
         resource_version: config_map
             .metadata
             .resource_version

@@ -116,6 +116,11 @@ pub const FIELD_MANAGER: &str = "fargate-webhook";
 pub const TOKENS_KEY: &str = "clientRequestTokens";
 /// Data key of the last commit's pending writes in the coordination ConfigMap (JSON).
 pub const PENDING_KEY: &str = "pending";
+/// Data key of the journalled writes the apiserver refused for good (JSON list, newest last): taken
+/// out of the journal so that writes go on, kept here for an operator to read.
+pub const QUARANTINE_KEY: &str = "quarantined";
+/// How many quarantined writes the ConfigMap keeps (the oldest go first).
+pub const QUARANTINE_KEPT: usize = 20;
 
 const PART_OF: (&str, &str) = ("app.kubernetes.io/part-of", "fargate-webhook");
 /// Writes tried for one operation before giving up (conflicts and transient errors included).
