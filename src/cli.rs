@@ -272,6 +272,10 @@ pub struct ApiArgs {
     /// Time a deleted profile stays DELETING before it disappears.
     #[arg(long, env = "FARGATE_DELETE_DELAY", default_value = "2s", value_parser = parse_duration)]
     pub delete_delay: Duration,
+    /// The longest an API request may take (a stalled etcd, an unreachable apiserver): past it the
+    /// answer is `503 ServiceUnavailableException`, which the AWS SDKs retry.
+    #[arg(long, env = "FARGATE_REQUEST_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub request_deadline: Duration,
     /// Quota: Fargate profiles per cluster.
     #[arg(long, env = "FARGATE_MAX_PROFILES", default_value_t = 10)]
     pub max_profiles: usize,
@@ -311,6 +315,7 @@ impl ApiArgs {
             public_subnets: self.public_subnets.clone(),
             create_delay: self.create_delay,
             delete_delay: self.delete_delay,
+            request_deadline: self.request_deadline,
             max_profiles: self.max_profiles,
             max_selectors: self.max_selectors,
             max_labels: self.max_labels,
@@ -433,6 +438,7 @@ mod tests {
         assert_eq!(parsed.private_subnets, defaults.private_subnets);
         assert_eq!(parsed.create_delay, defaults.create_delay);
         assert_eq!(parsed.delete_delay, defaults.delete_delay);
+        assert_eq!(parsed.request_deadline, defaults.request_deadline);
         assert_eq!(parsed.cluster_name, defaults.cluster_name);
         assert_eq!(parsed.region, defaults.region);
         assert_eq!(parsed.account_id, defaults.account_id);

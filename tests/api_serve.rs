@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
+use std::time::Duration;
 use support::api_server::*;
 use support::{
     Client, SUBNET_A, empty, first_cert_der, generate_certs, plain_h2_client, tls_connect,
@@ -140,4 +141,69 @@ fn bad_arguments_are_refused() {
         let (_dir, s) = store();
         assert!(Api::new(&bad, s, m.clone()).is_err(), "{bad:?}");
     }
+}
+
+/// A store that never answers a write (an etcd stall, an unreachable apiserver).
+struct Stalled;
+
+impl ProfileStore for Stalled {
+    fn current(&self) -> Arc<fargate_webhook::profile::ProfileState> {
+        Arc::default()
+    }
+    fn update<'a>(
+        &'a self,
+        _change: fargate_webhook::store::Change<'a>,
+    ) -> fargate_webhook::store::BoxFuture<
+        'a,
+        Result<fargate_webhook::store::Updated, fargate_webhook::store::UpdateError>,
+    > {
+        Box::pin(std::future::pending())
+    }
+    fn is_loaded(&self) -> bool {
+        true
+    }
+    fn wait_loaded(&self) -> fargate_webhook::store::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_answers_a_retryable_error_at_the_deadline() {
+    let config = ApiConfig {
+        request_deadline: Duration::from_millis(300),
+        ..ApiConfig::default()
+    };
+    let api = Api::new(&config, Arc::new(Stalled), Arc::new(Metrics::new())).unwrap();
+    let body = serde_json::json!({
+        "fargateProfileName": "stalled",
+        "podExecutionRoleArn": support::fake_kube::ROLE,
+        "selectors": [{"namespace": "apps"}],
+    });
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(BASE)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = api.handle(req).await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers()["x-amzn-ErrorType"],
+        "ServiceUnavailableException"
+    );
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not complete within 0.3 s"),
+        "{json}"
+    );
 }

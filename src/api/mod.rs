@@ -66,6 +66,8 @@ pub struct ApiConfig {
     pub create_delay: Duration,
     /// Time a deleted profile stays DELETING before it disappears.
     pub delete_delay: Duration,
+    /// The longest a request may take before it is answered `503 ServiceUnavailableException`.
+    pub request_deadline: Duration,
     /// Quota: Fargate profiles per cluster.
     pub max_profiles: usize,
     /// Quota: selectors per profile.
@@ -93,6 +95,7 @@ impl Default for ApiConfig {
             public_subnets: Vec::new(),
             create_delay: Duration::from_secs(2),
             delete_delay: Duration::from_secs(2),
+            request_deadline: Duration::from_secs(10),
             max_profiles: 10,
             max_selectors: 5,
             max_labels: 5,
@@ -138,6 +141,7 @@ pub(crate) struct Inner {
     pub limits: Limits,
     pub create_delay: Duration,
     pub delete_delay: Duration,
+    pub request_deadline: Duration,
     pub store: Arc<dyn ProfileStore>,
     pub metrics: Arc<Metrics>,
     pub verifier: Option<sigv4::Verifier>,
@@ -240,6 +244,7 @@ impl Api {
                 limits: args.limits(),
                 create_delay: args.create_delay,
                 delete_delay: args.delete_delay,
+                request_deadline: args.request_deadline,
                 store,
                 metrics,
                 verifier: (!verifier.is_empty()).then_some(verifier),
@@ -322,13 +327,31 @@ impl Api {
         let api = self.clone();
         let uri_path = parts.uri.path().to_owned();
         let method = parts.method.clone();
+        let operation = route::Route::of(&method, &uri_path).operation();
         let task = tokio::spawn(async move { api.execute(parts, body).await });
-        let (operation, result) = match task.await {
-            Ok(done) => done,
-            Err(join_error) => {
+        // [D] A deadline on every request (README, "Reliability"): when the apiserver or etcd stalls,
+        // the client gets a retryable answer instead of waiting as long as the stall. The operation
+        // goes on in its task: a write may still land, and a retry with the same clientRequestToken
+        // then answers it.
+        let (operation, result) = match tokio::time::timeout(self.inner.request_deadline, task)
+            .await
+        {
+            Err(_) => (
+                operation,
+                Err(ApiError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailableException",
+                    format!(
+                        "The request did not complete within {} s: the profile store is not answering. It may still take effect; retry (with the same clientRequestToken for a create).",
+                        self.inner.request_deadline.as_secs_f64()
+                    ),
+                )),
+            ),
+            Ok(Ok(done)) => done,
+            Ok(Err(join_error)) => {
                 tracing::error!(%join_error, "EKS API operation failed");
                 (
-                    route::Route::of(&method, &uri_path).operation(),
+                    operation,
                     Err(ApiError::server(
                         "An internal error occurred while processing the request.",
                     )),
