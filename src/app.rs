@@ -42,7 +42,7 @@ pub struct Running {
     /// Cancelled by [`Running::shutdown`]; the stopping sequence starts then.
     stop: CancellationToken,
     stopped: JoinHandle<()>,
-    _watchers: Vec<JoinHandle<()>>,
+    watchers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -56,7 +56,7 @@ impl Running {
     /// Wait until every server has drained.
     pub async fn wait(self) {
         let _ = self.stopped.await;
-        for watcher in self._watchers {
+        for watcher in self.watchers {
             watcher.abort();
         }
     }
@@ -394,7 +394,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         metrics,
         stop,
         stopped,
-        _watchers: watchers,
+        watchers,
     })
 }
 

@@ -898,26 +898,6 @@ async fn an_unreadable_resource_is_skipped_not_fatal() {
     watch.abort();
 }
 
-/// The wiring `serve` uses, compiled here so that it stays right (not run: no cluster).
-#[allow(dead_code)]
-async fn wiring(
-    snapshot: SharedSnapshot,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<(Arc<dyn ProfileStore>, tokio::task::JoinHandle<()>)> {
-    let client = kube::Client::try_default().await?;
-    // Empty: the client's default namespace (in a pod, its own).
-    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
-    let store = KubeStore::new(
-        client,
-        snapshot,
-        metrics,
-        Limits::default(),
-        KubeStoreOptions::new(namespace),
-    );
-    let watch = store.start();
-    Ok((store, watch))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_behind_the_store_trait() {
     let fake = Fake::new();

@@ -98,7 +98,7 @@ pub struct Answer {
     pub namespace: String,
     pub pod_name: String,
     pub operation: String,
-    /// `None` when the object could not be read as a pod (answered allowed, unpatched).
+    /// The decision, or why the object could not be read as a pod (then answered allowed, unpatched).
     pub decision: Result<Decision, String>,
 }
 

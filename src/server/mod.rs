@@ -71,14 +71,11 @@ impl Webhook {
             Err(http::BodyError::TooLarge) => return (self.too_large(), "error"),
             // The body is left unread, so hyper closes an HTTP/1.1 connection after this answer.
             Err(http::BodyError::TimedOut(error)) => {
-                return (
-                    self.refuse(408, "Timeout", "error", "body_timeout", &error),
-                    "error",
-                );
+                return (self.refuse(408, "Timeout", "body_timeout", &error), "error");
             }
             Err(http::BodyError::Busy(error)) => {
                 return (
-                    self.refuse(503, "ServiceUnavailable", "error", "busy", &error),
+                    self.refuse(503, "ServiceUnavailable", "busy", &error),
                     "error",
                 );
             }
@@ -87,7 +84,6 @@ impl Webhook {
                     self.refuse(
                         400,
                         "BadRequest",
-                        "error",
                         "body",
                         &format!("reading the body failed: {error}"),
                     ),
@@ -138,7 +134,7 @@ impl Webhook {
                 };
                 tracing::warn!(%error, "undecodable admission review");
                 (
-                    self.refuse(400, "BadRequest", "error", reason, &error.to_string()),
+                    self.refuse(400, "BadRequest", reason, &error.to_string()),
                     "error",
                 )
             }
@@ -149,23 +145,22 @@ impl Webhook {
         self.refuse(
             413,
             "RequestEntityTooLarge",
-            "error",
             "too_large",
             &format!("request body is larger than {MAX_REVIEW_BYTES} bytes"),
         )
     }
 
+    /// An answer that is not an AdmissionReview (counted as `outcome="error"` with `reason`).
     fn refuse(
         &self,
         code: u16,
         k8s_reason: &str,
-        outcome: &str,
         reason: &str,
         message: &str,
     ) -> Response<Full<Bytes>> {
         self.metrics
             .admission_requests
-            .with_label_values(&[outcome, reason, ""])
+            .with_label_values(&["error", reason, ""])
             .inc();
         http::json(code, admission::error_body(code, k8s_reason, message))
     }
