@@ -50,6 +50,12 @@ pub struct Metrics {
     pub scheduler_pods_removed: IntCounterVec,
     /// 1 while this process holds the scheduler's Lease.
     pub scheduler_leader: prometheus::IntGauge,
+    /// The scheduler: pods waiting for a worker (queued or in the backlog).
+    pub scheduler_queue_depth: prometheus::IntGauge,
+    /// The scheduler: unbound pods naming it, by `reason` = unplaced | gated | refused.
+    pub scheduler_pods_waiting: IntGaugeVec,
+    /// The scheduler: removals of pods whose profile is not ACTIVE that failed (tried again), by `action`.
+    pub scheduler_removal_errors: IntCounterVec,
     /// The logging ConfigMap as the scheduler's watch knows it: 1 exists, 0 absent, -1 not known.
     pub scheduler_logging_configmap: prometheus::IntGauge,
 }
@@ -219,6 +225,27 @@ impl Metrics {
             "1 while this process holds the fargate-scheduler Lease.",
         )
         .expect("valid metric");
+        let scheduler_queue_depth = prometheus::IntGauge::new(
+            "fargate_webhook_scheduler_queue_depth",
+            "Pods waiting for a scheduler worker (queued or in the backlog), on the leader.",
+        )
+        .expect("valid metric");
+        let scheduler_pods_waiting = IntGaugeVec::new(
+            Opts::new(
+                "fargate_webhook_scheduler_pods_waiting",
+                "Unbound pods naming fargate-scheduler, by reason: unplaced (no room yet, or not tried yet), gated (scheduling gates), refused (FailedScheduling given, never retried). Set by the leader.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let scheduler_removal_errors = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_scheduler_removal_errors_total",
+                "Removals of pods whose profile is not ACTIVE that failed and are tried again (an eviction a PodDisruptionBudget refuses, an apiserver error), by action.",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
         let scheduler_logging_configmap = prometheus::IntGauge::new(
             "fargate_webhook_scheduler_logging_configmap",
             "1 while aws-observability/aws-logging exists (pods get LoggingEnabled), 0 while it does not, -1 while its watch has not listed or fails (it is then read per pod).",
@@ -267,6 +294,9 @@ impl Metrics {
             Box::new(scheduler_virtual_nodes.clone()),
             Box::new(scheduler_pods_removed.clone()),
             Box::new(scheduler_leader.clone()),
+            Box::new(scheduler_queue_depth.clone()),
+            Box::new(scheduler_pods_waiting.clone()),
+            Box::new(scheduler_removal_errors.clone()),
             Box::new(scheduler_logging_configmap.clone()),
             Box::new(build_info.clone()),
         ] {
@@ -326,6 +356,9 @@ impl Metrics {
             scheduler_virtual_nodes,
             scheduler_pods_removed,
             scheduler_leader,
+            scheduler_queue_depth,
+            scheduler_pods_waiting,
+            scheduler_removal_errors,
             scheduler_logging_configmap,
         }
     }
@@ -340,6 +373,10 @@ impl Metrics {
         }
         for action in ["delete", "evict"] {
             self.scheduler_pods_removed.with_label_values(&[action]);
+            self.scheduler_removal_errors.with_label_values(&[action]);
+        }
+        for reason in ["unplaced", "gated", "refused"] {
+            self.scheduler_pods_waiting.with_label_values(&[reason]);
         }
     }
 

@@ -319,6 +319,10 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
             _ = orphans_tick.tick(), if listed => {
                 // Level-based: whatever the profiles and pods are now, not what changed since last time.
                 remove_orphans(&ctx, &cache, &mut removals, &mut removing, &removed);
+                count_waiting(&ctx, &cache);
+                ctx.metrics.scheduler_queue_depth.set(
+                    (backlog.len() + queue.max_capacity() - queue.capacity()) as i64,
+                );
             }
             _ = retry.tick() => {
                 for uid in waiting.keys() {
@@ -412,6 +416,27 @@ fn remove_orphans(
     }
 }
 
+/// The unbound pods naming `fargate-scheduler` in the cache, by why they wait.
+fn count_waiting(ctx: &Context, cache: &reflector::Store<Pod>) {
+    let (mut unplaced, mut gated_pods, mut refused) = (0i64, 0i64, 0i64);
+    for pod in cache.state() {
+        if !unbound(&pod) {
+            continue;
+        }
+        if gated(&pod) {
+            gated_pods += 1;
+        } else if refused_before(&pod) {
+            refused += 1;
+        } else {
+            unplaced += 1;
+        }
+    }
+    let waiting = &ctx.metrics.scheduler_pods_waiting;
+    waiting.with_label_values(&["unplaced"]).set(unplaced);
+    waiting.with_label_values(&["gated"]).set(gated_pods);
+    waiting.with_label_values(&["refused"]).set(refused);
+}
+
 /// Delete (or evict, `--evict`) one pod whose profile is not ACTIVE, as EKS deletes the pods of a
 /// deleted profile. The UID is a precondition: a pod made again under the same name is not touched.
 /// "Already gone" is success.
@@ -458,10 +483,18 @@ async fn remove_pod(ctx: &Context, pod: &Pod, uid: &str) -> bool {
         Err(kube::Error::Api(e)) if e.code == 429 => {
             // A PodDisruptionBudget does not allow it now: tried again on a later tick.
             tracing::info!(pod = %pod.name_any(), %namespace, profile, "eviction refused for now: {}", e.message);
+            ctx.metrics
+                .scheduler_removal_errors
+                .with_label_values(&[action])
+                .inc();
             false
         }
         Err(error) => {
             tracing::warn!(%error, pod = %pod.name_any(), action, "removing a pod of a profile that is not ACTIVE failed");
+            ctx.metrics
+                .scheduler_removal_errors
+                .with_label_values(&[action])
+                .inc();
             false
         }
     }

@@ -215,12 +215,17 @@ def test_a_gated_pod_waits_until_its_gates_are_removed(setup):
         assert not p["spec"].get("nodeName")
         assert not [n for n in virtual_nodes() if n["metadata"]["annotations"].get("fargate-webhook.io/pod") == "sched-apps/gated"]
         assert not [e for e in events_of("sched-apps", "gated") if e["reason"] == "FailedScheduling"]
+        sched = setup[1]
+        wait_until("the gated pod counted as waiting", lambda: sched.metric(
+            "fargate_webhook_scheduler_pods_waiting", reason="gated") == 1, timeout=10)
         kubectl("patch", "pod", "gated", "-n", "sched-apps", "--type=json",
                 "-p", '[{"op": "remove", "path": "/spec/schedulingGates"}]')
         p = wait_until("gated bound once ungated",
                        lambda: (lambda p: p if p["spec"].get("nodeName") else None)(kjson("get", "pod", "gated", "-n", "sched-apps")),
                        timeout=30)
         assert NODE_NAME.match(p["spec"]["nodeName"]), p["spec"]["nodeName"]
+        wait_until("no gated pod counted", lambda: sched.metric(
+            "fargate_webhook_scheduler_pods_waiting", reason="gated") == 0, timeout=10)
     finally:
         kubectl("delete", "pod", "gated", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
 
