@@ -10,7 +10,7 @@ dir="$1"
 touch "$dir/pids"
 # A pid counts only while it still runs the program recorded under its name (a pid can be reused): the
 # binary, or the script an interpreter runs (node/dns.py).
-ours() { [ -r "/proc/$2/cmdline" ] && tr '\0' '\n' < "/proc/$2/cmdline" | head -n2 | grep -q "/$1\$"; }
+ours() { [ -r "/proc/$2/cmdline" ] && tr '\0' '\n' 2>/dev/null < "/proc/$2/cmdline" | head -n2 | grep -q "/$1\$"; }
 stop_recorded() { # stop_recorded NAME: SIGTERM, then SIGKILL after 10 s, of the process recorded as NAME
   local pid deadline
   pid="$(awk -v n="$1" '$1==n {print $2}' "$dir/pids")"

@@ -12,7 +12,12 @@ node_dir="$dir/node"
 node_drain() {
   stop_recorded kube-controller-manager
   stop_recorded kube-scheduler
-  local kubectl; kubectl="$(awk -F= '$1=="CLUSTER_BIN" {print $2}' "$dir/env" 2>/dev/null)/kubectl"
+  # kubectl sits beside the apiserver's binary (DIR/env is not written yet when up.sh failed).
+  local apiserver kubectl=""
+  apiserver="$(awk '$1=="kube-apiserver" {print $2}' "$dir/pids")"
+  if [ -n "$apiserver" ] && ours kube-apiserver "$apiserver"; then
+    kubectl="$(dirname "$(tr '\0' '\n' < "/proc/$apiserver/cmdline" | head -n1)")/kubectl"
+  fi
   if [ -x "$kubectl" ]; then
     timeout 90 "$kubectl" --kubeconfig "$dir/kubeconfig" delete pods --all --all-namespaces \
       --grace-period=5 --wait=true --timeout=80s >/dev/null 2>&1 \

@@ -40,6 +40,8 @@ for link in "$NODE_LINK" "$NODE_BRIDGE"; do
     die "the bridge $link exists already: another NODE=1 cluster is up (down.sh its DIR first)"
   fi
 done
+# From here on the machine changes: a failure undoes what was done so far (down.sh reads the record).
+trap 'echo "up.sh: the node failed to start; undoing what it changed" >&2; bash "$here/down.sh" "$dir" >&2 || true' ERR
 ip link add "$NODE_LINK" type bridge
 echo "link $NODE_LINK" >> "$node_dir/restore"
 ip addr add "$NODE_IP/32" dev "$NODE_LINK"
@@ -63,7 +65,7 @@ done
 
 # --- images: the pod sandbox, built once from node/pause.c
 pause_bin="$node_dir/images/pause"
-gcc -static -Os -o "$pause_bin" "$here/node/pause.c" || die "building the pause binary with gcc -static failed"
+gcc -static -Os -o "$pause_bin" "$here/node/pause.c"  # Debian: gcc, libc6-dev
 python3 "$here/node/image.py" pause "$pause_bin" "$node_dir/images/pause.tar" "$PAUSE_IMAGE"
 
 # --- containerd
@@ -194,3 +196,4 @@ YAML
 start kube-proxy --config "$node_dir/kube-proxy.yaml"
 proxy_healthz="$(awk '/^healthzBindAddress/ {print $2}' "$node_dir/kube-proxy.yaml")"
 wait_for kube-proxy 60 curl -sf --max-time 2 "http://$proxy_healthz/healthz"
+trap - ERR
