@@ -249,7 +249,8 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
     // `done_rx`, on which the workers wait (kube-rs issue 926's class of deadlock).
     let mut waiting: HashMap<String, Pod> = HashMap::new();
     let mut in_flight: HashSet<String> = HashSet::new();
-    let mut backlog: VecDeque<String> = VecDeque::new();
+    // With the time each pod entered it: bind latency counts the wait for a worker too.
+    let mut backlog: VecDeque<(String, std::time::Instant)> = VecDeque::new();
     let mut finished: HashSet<String> = HashSet::new();
     let mut retry = tokio::time::interval(ctx.options.retry);
     let mut orphans_tick = tokio::time::interval(Duration::from_millis(500));
@@ -270,7 +271,7 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                         let fresh = !finished.contains(&uid) && in_flight.insert(uid.clone());
                         waiting.insert(uid.clone(), pod);
                         if fresh {
-                            backlog.push_back(uid);
+                            backlog.push_back((uid, std::time::Instant::now()));
                             feed(&queue, &mut backlog, &waiting, &mut in_flight);
                         }
                     } else {
@@ -325,9 +326,10 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                 );
             }
             _ = retry.tick() => {
+                let now = std::time::Instant::now();
                 for uid in waiting.keys() {
                     if !finished.contains(uid) && in_flight.insert(uid.clone()) {
-                        backlog.push_back(uid.clone());
+                        backlog.push_back((uid.clone(), now));
                     }
                 }
                 feed(&queue, &mut backlog, &waiting, &mut in_flight);
@@ -352,17 +354,17 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
 /// meanwhile (bound, deleted, no longer placeable) leaves the backlog and `in_flight`.
 fn feed(
     queue: &mpsc::Sender<(Pod, std::time::Instant)>,
-    backlog: &mut VecDeque<String>,
+    backlog: &mut VecDeque<(String, std::time::Instant)>,
     waiting: &HashMap<String, Pod>,
     in_flight: &mut HashSet<String>,
 ) {
-    while let Some(uid) = backlog.front() {
+    while let Some((uid, since)) = backlog.front() {
         let Some(pod) = waiting.get(uid) else {
             in_flight.remove(uid);
             backlog.pop_front();
             continue;
         };
-        match queue.try_send((pod.clone(), std::time::Instant::now())) {
+        match queue.try_send((pod.clone(), *since)) {
             Ok(()) => {
                 backlog.pop_front();
             }
