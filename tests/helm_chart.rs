@@ -5,6 +5,8 @@
 //! `tests/chart/install-helm.sh`), else `helm` on PATH. Without one every test fails, unless
 //! `SKIP_HELM_TESTS=1`, which turns them into no-ops that say so.
 
+#[path = "helm_chart/scheduler_pod.rs"]
+mod scheduler_pod;
 #[path = "helm_chart/selectors.rs"]
 mod selectors;
 #[allow(dead_code)] // each test binary uses only part of the library
