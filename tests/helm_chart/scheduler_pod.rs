@@ -1,7 +1,7 @@
 //! The fargate-scheduler's pod in the chart: the settings a platform team sets on any system component
 //! (placement, priority, security contexts, extra args and env) and its own PodDisruptionBudget.
 
-use super::{FULLNAME, arr, helm, render, render_err, strings};
+use super::{FULLNAME, arr, chart_dir, helm, render, render_err, run_helm, strings};
 
 fn scheduler_name() -> String {
     format!("{FULLNAME}-scheduler")
@@ -224,4 +224,59 @@ fn the_schema_types_the_scheduler_pod_settings() {
             "the error for {set} should mention {mention}: {e}"
         );
     }
+}
+
+/// The NOTES `helm install` prints with these values.
+fn notes(helm: &std::path::Path, sets: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut args = vec![
+        "install",
+        "x",
+        chart.to_str().unwrap(),
+        "-n",
+        "fargate-system",
+        "--dry-run=client",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = run_helm(helm, &args).unwrap();
+    out.split_once("NOTES:")
+        .expect("helm printed NOTES")
+        .1
+        .to_owned()
+}
+
+#[test]
+fn the_notes_say_where_matched_pods_go() {
+    let Some(helm) = helm() else { return };
+    let off = notes(helm, &[]);
+    assert!(
+        off.contains("no fargate-scheduler runs, so those pods stay Pending"),
+        "{off}"
+    );
+    let pool = notes(helm, &["scheduler.enabled=true"]);
+    assert!(
+        pool.contains("kubectl label node <node-name> fargate-webhook.io/pool=true"),
+        "{pool}"
+    );
+    assert!(!pool.contains("stay Pending (EKS"), "{pool}");
+    // A selector that is not one label=value gets no label line to copy.
+    let set_based = notes(
+        helm,
+        &[
+            "scheduler.enabled=true",
+            "scheduler.poolSelector=pool in (a)",
+        ],
+    );
+    assert!(set_based.contains("selected by pool in (a)"), "{set_based}");
+    assert!(!set_based.contains("kubectl label node"), "{set_based}");
+    let virtual_nodes = notes(
+        helm,
+        &["scheduler.enabled=true", "scheduler.placement=virtual"],
+    );
+    assert!(
+        virtual_nodes.contains("something must act as their kubelet"),
+        "{virtual_nodes}"
+    );
 }
