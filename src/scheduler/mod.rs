@@ -1,5 +1,6 @@
 //! The fargate-scheduler: places the pods the webhook sent to Fargate, as EKS's second Fargate
-//! component does (docs/eks-behaviour.md §9). Pure parts: [`sizing`], [`verdict`], [`placement`].
+//! component does (docs/eks-behaviour.md §9). Pure parts: [`sizing`], [`verdict`], [`placement`],
+//! [`orphans`].
 //! I/O: [`bind`] (one pod), [`lease`] (one leader among replicas), [`logging`] (a watch of the logging
 //! ConfigMap) and the loop below: a reflected watch of the pods that name `fargate-scheduler`, a worker
 //! pool, a retry tick, a half-second tick that removes the pods [`orphans`] finds in the reflector's
@@ -292,7 +293,7 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
                     // A re-list may have missed deletions: forget the removed pods no longer there.
                     let present: HashSet<String> = cache.state().iter().filter_map(|p| p.uid()).collect();
                     removed.retain(|uid| present.contains(uid));
-                    remove_orphans(&ctx, &cache, &mut removals, &mut removing, &removed);
+                    remove_orphans(&ctx, &cache.state(), &mut removals, &mut removing, &removed);
                 }
                 Some(Ok(watcher::Event::Init)) => {}
                 Some(Err(error)) => tracing::warn!(%error, "watching pods"),
@@ -319,8 +320,9 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
             }
             _ = orphans_tick.tick(), if listed => {
                 // Level-based: whatever the profiles and pods are now, not what changed since last time.
-                remove_orphans(&ctx, &cache, &mut removals, &mut removing, &removed);
-                count_waiting(&ctx, &cache);
+                let pods = cache.state();
+                remove_orphans(&ctx, &pods, &mut removals, &mut removing, &removed);
+                count_waiting(&ctx, &pods);
                 ctx.metrics.scheduler_queue_depth.set(
                     (backlog.len() + queue.max_capacity() - queue.capacity()) as i64,
                 );
@@ -393,18 +395,17 @@ async fn fargate_pods(ctx: &Context) -> Result<Vec<Pod>, kube::Error> {
         .items)
 }
 
-/// Start the removal of every cached pod whose profile is not ACTIVE ([`orphans::orphaned`]) and that
+/// Start the removal of every pod of the cache's snapshot whose profile is not ACTIVE ([`orphans::orphaned`]) and that
 /// is neither being removed nor removed already. A removal that fails (an eviction a
 /// PodDisruptionBudget refuses now, an apiserver error) is tried again on a later tick.
 fn remove_orphans(
     ctx: &Arc<Context>,
-    cache: &reflector::Store<Pod>,
+    pods: &[Arc<Pod>],
     removals: &mut tokio::task::JoinSet<(String, bool)>,
     removing: &mut HashSet<String>,
     removed: &HashSet<String>,
 ) {
     let active = active_profiles(ctx);
-    let pods = cache.state();
     for pod in orphans::orphaned(pods.iter().map(|p| p.as_ref()), &active) {
         let Some(uid) = pod.uid() else { continue };
         if removed.contains(&uid) || !removing.insert(uid.clone()) {
@@ -419,15 +420,15 @@ fn remove_orphans(
 }
 
 /// The unbound pods naming `fargate-scheduler` in the cache, by why they wait.
-fn count_waiting(ctx: &Context, cache: &reflector::Store<Pod>) {
+fn count_waiting(ctx: &Context, pods: &[Arc<Pod>]) {
     let (mut unplaced, mut gated_pods, mut refused) = (0i64, 0i64, 0i64);
-    for pod in cache.state() {
-        if !unbound(&pod) {
+    for pod in pods {
+        if !unbound(pod) {
             continue;
         }
-        if gated(&pod) {
+        if gated(pod) {
             gated_pods += 1;
-        } else if refused_before(&pod) {
+        } else if refused_before(pod) {
             refused += 1;
         } else {
             unplaced += 1;

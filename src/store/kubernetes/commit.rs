@@ -501,8 +501,7 @@ impl KubeStore {
                 else {
                     return Ok(Step::Done);
                 };
-                // The goal is that the object be gone: "not found" is that goal reached.
-                if obj.metadata.deletion_timestamp.is_none() {
+                let written = if obj.metadata.deletion_timestamp.is_none() {
                     let params = DeleteParams {
                         preconditions: Some(Preconditions {
                             uid: Some(uid.clone()),
@@ -510,20 +509,21 @@ impl KubeStore {
                         }),
                         ..Default::default()
                     };
-                    return match self.profiles.delete(name, &params).await {
-                        Ok(deleted) => Ok(Step::Wrote(deleted.left().map(Box::new))),
-                        Err(error) if api_code(&error) == Some(404) => Ok(Step::Wrote(None)),
-                        Err(error) => Err(error),
-                    };
+                    self.profiles
+                        .delete(name, &params)
+                        .await
+                        .map(|deleted| deleted.left())
+                } else if has_finalizer(obj) {
+                    self.release(obj).await
+                } else {
+                    return Ok(Step::Done);
+                };
+                // The goal is that the object be gone: "not found" is that goal reached.
+                match written {
+                    Ok(now) => Ok(Step::Wrote(now.map(Box::new))),
+                    Err(error) if api_code(&error) == Some(404) => Ok(Step::Wrote(None)),
+                    Err(error) => Err(error),
                 }
-                if has_finalizer(obj) {
-                    return match self.release(obj).await {
-                        Ok(now) => Ok(Step::Wrote(now.map(Box::new))),
-                        Err(error) if api_code(&error) == Some(404) => Ok(Step::Wrote(None)),
-                        Err(error) => Err(error),
-                    };
-                }
-                Ok(Step::Done)
             }
         }
     }
