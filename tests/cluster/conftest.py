@@ -124,6 +124,11 @@ def apiserver_metric(metric, **labels):
     return total
 
 
+def fail_open_count():
+    """Calls to the chart's webhook the apiserver let through unanswered (failurePolicy Ignore)."""
+    return apiserver_metric("apiserver_admission_webhook_fail_open_count", name=WEBHOOK_NAME, type="admit")
+
+
 @dataclass
 class Webhook:
     """A `fargate-webhook serve` process on loopback ports."""

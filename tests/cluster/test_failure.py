@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import (
-    PROFILE_KEY, ROLE, WEBHOOK_NAME, apiserver_metric, apply, delete_pods, chart_webhook_configuration, create, ensure_namespace,
+    PROFILE_KEY, ROLE, apply, delete_pods, chart_webhook_configuration, create, ensure_namespace, fail_open_count,
     kubectl, pod, register, start_webhook, unregister,
 )
 
@@ -32,10 +32,6 @@ def hook():
         h.proc.send_signal(signal.SIGCONT)
     h.stop()
     delete_pods(NS)
-
-
-def fail_open_count():
-    return apiserver_metric("apiserver_admission_webhook_fail_open_count", name=WEBHOOK_NAME, type="admit")
 
 
 def timed_create(name):

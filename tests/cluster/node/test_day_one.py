@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import WEBHOOK_NAME, apiserver_metric, apply, ensure_namespace
+from conftest import apply, ensure_namespace, fail_open_count
 from support import (CHART, ENV, FULLNAME, NAMESPACE, PAUSE_IMAGE, RELEASE, Api, component_pods, helm, image,  # noqa: F401
                      kjson, kubectl, ready, release, wait_until)
 
@@ -34,26 +34,22 @@ def profile(name, namespace):
         == FARGATE_SCHEDULER for _ in range(6)), timeout=60, interval=0.5)
 
 
-def fail_open_count():
-    return apiserver_metric("apiserver_admission_webhook_fail_open_count", name=WEBHOOK_NAME, type="admit")
+def containerd_tasks():
+    """{container id: (pid, status)} as containerd itself reports them (`ctr tasks ls`)."""
+    out = subprocess.run(["ctr", "--address", ENV["CONTAINERD_ADDRESS"], "--namespace", "k8s.io", "tasks", "ls"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = (line.split() for line in out.splitlines()[1:] if line.strip())
+    return {task: (int(pid), status) for task, pid, status in rows}
 
 
 def running_in_containerd(container_id):
-    """The task's status as containerd itself reports it (`ctr tasks ls`)."""
-    out = subprocess.run(["ctr", "--address", ENV["CONTAINERD_ADDRESS"], "--namespace", "k8s.io", "tasks", "ls"],
-                         capture_output=True, text=True, check=True).stdout
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip()}
-    return rows.get(container_id, [None, None, None])[2]
+    return containerd_tasks().get(container_id, (None, None))[1]
 
 
 def task_pid(container_id):
-    out = subprocess.run(["ctr", "--address", ENV["CONTAINERD_ADDRESS"], "--namespace", "k8s.io", "tasks", "ls"],
-                         capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines()[1:]:
-        parts = line.split()
-        if parts and parts[0] == container_id:
-            return int(parts[1])
-    raise AssertionError(f"no task {container_id} in containerd")
+    task = containerd_tasks().get(container_id)
+    assert task, f"no task {container_id} in containerd"
+    return task[0]
 
 
 def test_install_runs_every_pod_and_helm_test_passes_through_the_service(release):
