@@ -118,10 +118,29 @@ def webhook_pod_names():
     return sorted(p["metadata"]["name"] for p in component_pods("webhook") if "deletionTimestamp" not in p["metadata"])
 
 
-def test_upgrade_deletion_and_kill_under_load_admit_no_pod_unmutated(release):
+def endpoint_ready(pod_name):
+    """Whether the webhook Service's EndpointSlices hold `pod_name` as ready."""
+    slices = kjson("get", "endpointslices", "-n", NAMESPACE, "-l", f"kubernetes.io/service-name={FULLNAME}")["items"]
+    return any(e["targetRef"]["name"] == pod_name and e.get("conditions", {}).get("ready")
+               for s in slices for e in s.get("endpoints") or [])
+
+
+# kube-proxy's default iptables minSyncPeriod (1 s) plus a margin: after the EndpointSlice drops an endpoint,
+# connections to the ClusterIP stop reaching it within this.
+PROXY_SYNC = 2.0
+
+
+def test_under_load_upgrade_and_deletion_admit_no_pod_unmutated_a_kill_only_its_window(release):
     """20 pods/s into a profile's namespace for at least 60 s, from before a `helm upgrade` that rolls the
-    webhook pods until 10 s after one webhook pod was deleted and one killed with SIGKILL. The pods are held by a scheduling
-    gate: admission is what is tested, not placement."""
+    webhook pods until 10 s after one webhook pod was deleted and one killed with SIGKILL. The pods are held by a
+    scheduling gate: admission is what is tested, not placement.
+
+    The rolling upgrade and the deletion are graceful: not one pod unmutated, not one fail-open. A SIGKILL is not:
+    the apiserver retries no failed POST (client-go's rest client retries GETs only), so a call the killed process
+    had in flight, and a connection the ClusterIP sends to the dead pod before kube-proxy drops it, fail open
+    (failurePolicy Ignore, as EKS). What must hold is that this is all: each such pod is in the kill's window (from
+    the kill until kube-proxy has synced the EndpointSlice that dropped the pod) and counted by the apiserver as a
+    fail-open, no creation fails. README "Failure modes" says this to users."""
     profile("load", LOAD)
     api, results, lock = Api(), [], threading.Lock()
     open_before = fail_open_count()
@@ -138,9 +157,11 @@ def test_upgrade_deletion_and_kill_under_load_admit_no_pod_unmutated(release):
             body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"load-{n:05d}", "namespace": LOAD},
                     "spec": {"schedulingGates": [{"name": "fargate-webhook.test/hold"}],
                              "containers": [{"name": "app", "image": PAUSE_IMAGE}]}}
+            sent = time.monotonic()
             code, answer = api.post(f"/api/v1/namespaces/{LOAD}/pods", body)
+            answered = time.monotonic()
             with lock:
-                results.append((n, code, answer if code != 201 else answer["spec"].get("schedulerName")))
+                results.append((n, code, answer if code != 201 else answer["spec"].get("schedulerName"), sent, answered))
             i += 1
     threads = [threading.Thread(target=create, args=(w,), daemon=True) for w in range(workers)]
     for t in threads:
@@ -162,25 +183,36 @@ def test_upgrade_deletion_and_kill_under_load_admit_no_pod_unmutated(release):
         # 3. A webhook container killed with SIGKILL (by its pid in containerd).
         victim = [p for p in component_pods("webhook") if ready(p) and "deletionTimestamp" not in p["metadata"]][0]
         cid = victim["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+        killed_at = time.monotonic()
         subprocess.run(["kill", "-KILL", str(task_pid(cid))], check=True)
+        left_at = wait_until("the killed pod out of the EndpointSlice",
+                             lambda: None if endpoint_ready(victim["metadata"]["name"]) else time.monotonic(),
+                             timeout=30, interval=0.1)
         time.sleep(max(10.0, 60.0 - (time.monotonic() - start)))
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=60)
     elapsed = time.monotonic() - start
-    failed = [(n, code, answer) for n, code, answer in results if code != 201]
-    unmutated = sorted(n for n, code, answer in results if code == 201 and answer != FARGATE_SCHEDULER)
+    failed = [(n, code, answer) for n, code, answer, _, _ in results if code != 201]
+    unmutated = sorted((n, sent, answered) for n, code, answer, sent, answered in results
+                       if code == 201 and answer != FARGATE_SCHEDULER)
     opened = fail_open_count() - open_before
+    window = (killed_at, left_at + PROXY_SYNC)
     print(f"\nunder load: {len(results)} pods in {elapsed:.0f} s, {len(failed)} failed, {len(unmutated)} unmutated, "
-          f"fail-open calls {opened:.0f}")
+          f"fail-open calls {opened:.0f}; the killed pod left the EndpointSlice {left_at - killed_at:.1f} s after the kill")
     assert len(results) >= rate * elapsed * 0.8, f"the load fell behind: {len(results)} pods in {elapsed:.0f} s"
     assert not failed, failed[:5]
-    # Every stored pod, read back: mutated.
+    # Every stored pod, read back: mutated, but for those the apiserver let through in the kill's window.
     stored = kjson("get", "pods", "-n", LOAD)["items"]
     assert len(stored) == len(results)
-    assert not unmutated and all(p["spec"]["schedulerName"] == FARGATE_SCHEDULER for p in stored), unmutated[:20]
-    assert opened == 0, f"the apiserver failed open {opened} times"
+    stored_unmutated = sorted(int(p["metadata"]["name"].split("-")[1]) for p in stored
+                              if p["spec"]["schedulerName"] != FARGATE_SCHEDULER)
+    assert stored_unmutated == [n for n, _, _ in unmutated]
+    outside = [(n, round(sent - killed_at, 2)) for n, sent, answered in unmutated
+               if answered < window[0] or sent > window[1]]
+    assert not outside, f"pods unmutated outside the kill's window (seconds after the kill): {outside}"
+    assert opened == len(unmutated), f"the apiserver failed open {opened} times for {len(unmutated)} unmutated pods"
     # One list to wait on, not a watch per pod (kubectl delete --wait watches them one at a time).
     kubectl("delete", "pods", "--all", "-n", LOAD, "--wait=false", timeout=300)
     wait_until("the load pods gone", lambda: not kjson("get", "pods", "-n", LOAD)["items"], timeout=120, interval=1)
@@ -191,11 +223,6 @@ def test_a_terminating_webhook_pod_leaves_the_endpoints_before_it_stops_answerin
     name, ip = victim["metadata"]["name"], victim["status"]["podIP"]
     port = next(c["containerPort"] for c in victim["spec"]["containers"][0]["ports"] if c["name"] == "webhook")
 
-    def in_endpoints():
-        slices = kjson("get", "endpointslices", "-n", NAMESPACE, "-l", f"kubernetes.io/service-name={FULLNAME}")["items"]
-        return any(e["targetRef"]["name"] == name and e.get("conditions", {}).get("ready")
-                   for s in slices for e in s.get("endpoints") or [])
-
     def answers():
         import socket
         try:
@@ -203,13 +230,13 @@ def test_a_terminating_webhook_pod_leaves_the_endpoints_before_it_stops_answerin
                 return True
         except OSError:
             return False
-    assert in_endpoints() and answers()
+    assert endpoint_ready(name) and answers()
     kubectl("delete", "pod", name, "-n", NAMESPACE, "--wait=false")
     left = stopped = None
     deadline = time.monotonic() + 60
     while (left is None or stopped is None) and time.monotonic() < deadline:
         now = time.monotonic()
-        if left is None and not in_endpoints():
+        if left is None and not endpoint_ready(name):
             left = now
         if stopped is None and not answers():
             stopped = now
