@@ -2,6 +2,8 @@
 //! run them until a signal. Tests drive [`start`] and get the bound addresses back.
 
 use crate::api::Api;
+use crate::claim::Claim;
+use crate::claim::lease::Elector;
 use crate::cli::{
     CertsCommand, Cli, Command, ExplainArgs, OutputFormat, PlacementKind, SchedulerArgs, ServeArgs,
     StoreKind,
@@ -17,8 +19,10 @@ use crate::store::file::FileStore;
 use crate::store::kubernetes::{KubeStore, KubeStoreOptions};
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use k8s_openapi::api::coordination::v1::Lease;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +47,9 @@ pub struct Running {
     stop: CancellationToken,
     stopped: JoinHandle<()>,
     watchers: Vec<JoinHandle<()>>,
+    /// The Lease campaign of the background writers (Kubernetes store): it gives the Lease up once
+    /// `stop` is cancelled.
+    campaign: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -56,6 +63,9 @@ impl Running {
     /// Wait until every server has drained.
     pub async fn wait(self) {
         let _ = self.stopped.await;
+        if let Some(campaign) = self.campaign {
+            let _ = campaign.await;
+        }
         for watcher in self.watchers {
             watcher.abort();
         }
@@ -89,25 +99,42 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Whether a process may write FargateProfile resources besides reading them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum StoreAccess {
-    /// `serve`: the API writes, and housekeeping completes resources made with kubectl.
-    ReadWrite,
+enum StoreAccess<'a> {
+    /// `serve`: the API writes, and the background writers (lifecycle steps, housekeeping of
+    /// resources made with kubectl) write under the claim of [`Writers`].
+    ReadWrite(Writers<'a>),
     /// `scheduler`: reads only (its ClusterRole grants no writes), so no housekeeping.
     ReadOnly,
 }
 
-/// The profile store `serve` and `scheduler` read, publishing into `snapshot`, with the task that
-/// keeps it current.
+/// How `serve` replicas elect their one background writer (Kubernetes store; with the file store
+/// the claim is local).
+struct Writers<'a> {
+    lease_name: &'a str,
+    lease_duration: Duration,
+    identity: String,
+    shutdown: &'a CancellationToken,
+}
+
+/// What [`open_store`] opened.
+struct Opened {
+    store: Arc<dyn ProfileStore>,
+    /// The task that keeps the store current.
+    watcher: JoinHandle<()>,
+    /// The background writers' claim (read-write access only) and its Lease campaign.
+    claim: Option<(Claim, Option<JoinHandle<()>>)>,
+}
+
+/// The profile store `serve` and `scheduler` read, publishing into `snapshot`.
 async fn open_store(
     kind: StoreKind,
-    access: StoreAccess,
+    access: StoreAccess<'_>,
     state_dir: &std::path::Path,
     lock_name: &str,
     limits: Limits,
     snapshot: &SharedSnapshot,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Arc<dyn ProfileStore>, JoinHandle<()>)> {
+) -> anyhow::Result<Opened> {
     Ok(match kind {
         StoreKind::File => {
             let store =
@@ -116,7 +143,15 @@ async fn open_store(
                         format!("opening the state directory {}", state_dir.display())
                     })?;
             let watcher = store.watch().context("watching the state directory")?;
-            (store, watcher)
+            let claim = match access {
+                StoreAccess::ReadWrite(writers) => Some((Claim::local(writers.shutdown), None)),
+                StoreAccess::ReadOnly => None,
+            };
+            Opened {
+                store,
+                watcher,
+                claim,
+            }
         }
         StoreKind::Kubernetes => {
             let client = kube::Client::try_default().await.context(
@@ -126,7 +161,21 @@ async fn open_store(
             let namespace = std::env::var("POD_NAMESPACE").unwrap_or_default();
             let mut options = KubeStoreOptions::new(namespace);
             options.lock_name = lock_name.to_string();
-            options.housekeeping = access == StoreAccess::ReadWrite;
+            let claim = match access {
+                StoreAccess::ReadWrite(writers) => {
+                    let (claim, campaign) = lease_claim(
+                        &client,
+                        writers.lease_name,
+                        writers.lease_duration,
+                        &writers.identity,
+                        writers.shutdown,
+                    )?;
+                    Some((claim, Some(campaign)))
+                }
+                StoreAccess::ReadOnly => None,
+            };
+            options.housekeeping = claim.is_some();
+            options.claim = claim.as_ref().map(|(claim, _)| claim.clone());
             let store = KubeStore::new(
                 client,
                 Arc::clone(snapshot),
@@ -135,9 +184,41 @@ async fn open_store(
                 options,
             );
             let watcher = store.start();
-            (store, watcher)
+            Opened {
+                store,
+                watcher,
+                claim,
+            }
         }
     })
+}
+
+/// This replica's name in Leases: `POD_NAME`, else the host name and process id.
+fn replica_identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
+}
+
+/// Campaign for the Lease `name` (in `POD_NAMESPACE`, else the client's namespace) until `shutdown`.
+fn lease_claim(
+    client: &kube::Client,
+    name: &str,
+    duration: Duration,
+    identity: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Claim, JoinHandle<()>)> {
+    anyhow::ensure!(
+        duration >= Duration::from_secs(1),
+        "--lease-duration must be at least 1s (a Lease counts whole seconds)"
+    );
+    let leases: kube::Api<Lease> = match std::env::var("POD_NAMESPACE") {
+        Ok(namespace) if !namespace.is_empty() => kube::Api::namespaced(client.clone(), &namespace),
+        _ => kube::Api::default_namespaced(client.clone()),
+    };
+    let elector = Elector::new(leases, name, identity, duration);
+    Ok(Claim::lease(elector, shutdown.clone()))
 }
 
 /// Run the fargate-scheduler until SIGTERM or SIGINT.
@@ -155,7 +236,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::new());
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let (store, watcher) = open_store(
+    let Opened { store, watcher, .. } = open_store(
         args.store,
         StoreAccess::ReadOnly,
         &args.state_dir,
@@ -172,21 +253,13 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         .context("finding the Kubernetes API (in-cluster service account or kubeconfig)")?;
     config.default_retry = false;
     let client = kube::Client::try_from(config).context("connecting to the Kubernetes API")?;
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        std::env::var("POD_NAME").unwrap_or_else(|_| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{}-{}", host.trim(), std::process::id())
-        })
-    });
+    let identity = args.identity.clone().unwrap_or_else(replica_identity);
     let options = SchedulerOptions {
         placement,
         pool_selector: args.pool_selector.clone(),
         region: args.region.clone(),
         evict: args.evict,
-        lease_name: args.lease_name.clone(),
-        lease_duration: args.lease_duration,
-        lease_namespace: std::env::var("POD_NAMESPACE").unwrap_or_default(),
-        identity,
+        identity: identity.clone(),
         workers: args.workers as usize,
         retry: args.retry_interval,
     };
@@ -226,17 +299,26 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    let (claim, campaign) = lease_claim(
+        &client,
+        &args.lease_name,
+        args.lease_duration,
+        &identity,
+        &stop,
+    )?;
     let running = tokio::spawn(crate::scheduler::run(
         client,
         snapshot,
         Arc::clone(&metrics),
         options,
+        claim,
         stop.clone(),
     ));
     signals.recv().await;
     tracing::info!("shutting down the scheduler");
     stop.cancel();
     let _ = running.await;
+    let _ = campaign.await;
     let _ = ops.await;
     watcher.abort();
     Ok(())
@@ -251,9 +333,19 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
 
     let api_config = args.api.config();
     let limits = api_config.limits();
-    let (store, watcher) = open_store(
+    let stop = CancellationToken::new();
+    let Opened {
+        store,
+        watcher,
+        claim,
+    } = open_store(
         args.store,
-        StoreAccess::ReadWrite,
+        StoreAccess::ReadWrite(Writers {
+            lease_name: &args.lease_name,
+            lease_duration: args.lease_duration,
+            identity: args.identity.clone().unwrap_or_else(replica_identity),
+            shutdown: &stop,
+        }),
         &args.state_dir,
         &args.lock_name,
         limits,
@@ -262,6 +354,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     )
     .await?;
     watchers.push(watcher);
+    let (claim, campaign) = claim.context("a read-write store comes with its writers' claim")?;
 
     if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
         announce!(
@@ -304,7 +397,6 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         name,
         metrics: Arc::clone(&metrics),
     };
-    let stop = CancellationToken::new();
     let serving = CancellationToken::new();
     let ops_shutdown = CancellationToken::new();
 
@@ -323,7 +415,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         let (store, api) = (Arc::clone(&store), api.clone());
         tokio::spawn(async move {
             store.wait_loaded().await;
-            api.resume_lifecycle();
+            api.resume_lifecycle(claim);
         });
     }
     let api_handler = api.handler();
@@ -395,6 +487,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         stop,
         stopped,
         watchers,
+        campaign,
     })
 }
 

@@ -231,6 +231,17 @@ pub struct ServeArgs {
     /// Kubernetes store: the coordination ConfigMap (in `POD_NAMESPACE`, else the client's namespace).
     #[arg(long, env = "FARGATE_LOCK_NAME", default_value = crate::store::kubernetes::DEFAULT_LOCK_NAME)]
     pub lock_name: String,
+    /// Kubernetes store: the Lease that elects the one replica that writes in the background (the
+    /// API's lifecycle steps, the store's housekeeping); requests are answered by every replica.
+    #[arg(long, env = "FARGATE_LEASE_NAME", default_value = "fargate-webhook")]
+    pub lease_name: String,
+    /// Kubernetes store: how long that Lease holds without a renewal; a standby takes over this long
+    /// after the holder stopped renewing.
+    #[arg(long, env = "FARGATE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease (default: `POD_NAME`, else the host name and process id).
+    #[arg(long, env = "FARGATE_REPLICA_ID")]
+    pub identity: Option<String>,
     #[command(flatten)]
     pub api: ApiArgs,
 }

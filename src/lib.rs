@@ -7,6 +7,7 @@ pub mod admission;
 pub mod api;
 pub mod app;
 pub mod certs;
+pub mod claim;
 pub mod cli;
 pub mod decision;
 pub mod explain;

@@ -16,14 +16,21 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("admission", &["decision", "profile"][..]),
         ("metrics", &["decision", "profile"][..]),
         ("server", &["admission", "decision", "metrics", "files"][..]),
-        ("store", &["profile", "decision", "metrics", "files"][..]),
+        (
+            "store",
+            &["profile", "decision", "metrics", "files", "claim"][..],
+        ),
         ("units", &[][..]),
+        ("claim", &[][..]),
         (
             "api",
-            &["profile", "store", "metrics", "server", "units"][..],
+            &["profile", "store", "metrics", "server", "units", "claim"][..],
         ),
         ("certs", &["files"][..]),
-        ("scheduler", &["profile", "decision", "metrics"][..]),
+        (
+            "scheduler",
+            &["profile", "decision", "metrics", "claim"][..],
+        ),
         ("probe", &["admission"][..]),
         (
             "explain",

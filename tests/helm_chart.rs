@@ -44,6 +44,7 @@ const KNOWN_FLAGS: &[&str] = &[
     "--delete-delay",
     "--log-level",
     "--lock-name",
+    "--lease-name",
     "--sigv4-credentials",
     "--shutdown-delay",
     "--shutdown-timeout",
@@ -713,10 +714,16 @@ fn default_render_is_self_signed_and_complete() {
             }
         }
     }
+    // The Lease of the background writers: create, then get/update of that one name.
+    assert_eq!(r.flags()["--lease-name"], FULLNAME);
+    let lease = FULLNAME.to_string();
     let expected: BTreeSet<(String, String, Vec<String>)> = [
         ("configmaps", "create", vec![]),
         ("configmaps", "get", vec![lock.clone()]),
         ("configmaps", "update", vec![lock.clone()]),
+        ("leases", "create", vec![]),
+        ("leases", "get", vec![lease.clone()]),
+        ("leases", "update", vec![lease.clone()]),
     ]
     .into_iter()
     .map(|(r, v, n)| (r.to_string(), v.to_string(), n))
@@ -758,6 +765,7 @@ fn default_flags_have_the_documented_values() {
         ("--delete-delay", "2s"),
         ("--log-level", "info"),
         ("--lock-name", "fw-fargate-webhook-lock"),
+        ("--lease-name", "fw-fargate-webhook"),
         ("--shutdown-delay", "5s"),
         ("--shutdown-timeout", "20s"),
     ];

@@ -1,5 +1,6 @@
 //! The lifecycle timers: CREATING → ACTIVE and DELETING → removed after the configured delays,
-//! resumed after a restart and for transitions another replica started.
+//! resumed after a restart and for transitions another replica started. Only the holder of the
+//! lifecycle's claim runs them ([`crate::claim`]); a timer stops when the claim is lost.
 
 use super::Api;
 use super::rules::{self, Transition};
@@ -35,6 +36,14 @@ impl Api {
     /// one in the same status. Storage failures are retried (a profile stuck CREATING would block
     /// every later create).
     pub(super) fn spawn_transition(&self, transition: Transition, name: String, arn: String) {
+        // Without a claim this process is the only writer; with one, only its holder writes.
+        let lost = match self.inner.claim.get() {
+            None => tokio_util::sync::CancellationToken::new(),
+            Some(claim) => match claim.held() {
+                Some(term) => term.lost().clone(),
+                None => return, // the holder's sweep starts it there
+            },
+        };
         let timer = format!("{arn} {transition:?}");
         if !self
             .inner
@@ -63,9 +72,16 @@ impl Api {
             Transition::Remove => self.inner.delete_delay,
         });
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
             let mut backoff = Duration::from_millis(100);
+            let mut pause = delay;
             loop {
+                tokio::select! {
+                    _ = lost.cancelled() => {
+                        tracing::info!(profile = %name, ?transition, "lifecycle claim lost: the next holder takes this step");
+                        break;
+                    }
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 let result = api
                     .inner
                     .store
@@ -99,7 +115,7 @@ impl Api {
                     }
                     Err(error) => {
                         tracing::error!(profile = %name, ?transition, error = %crate::store::report(&error), "profile lifecycle step failed; retrying");
-                        tokio::time::sleep(backoff).await;
+                        pause = backoff;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }

@@ -30,6 +30,7 @@ mod wire;
 
 pub use error::ApiError;
 
+use crate::claim::Claim;
 use crate::metrics::Metrics;
 use crate::profile::Limits;
 use crate::store::ProfileStore;
@@ -44,8 +45,10 @@ use std::time::Duration;
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// How often CREATING and DELETING profiles without a timer in this process get one.
-pub const LIFECYCLE_SWEEP: Duration = Duration::from_secs(5);
+/// How often the claim holder gives CREATING and DELETING profiles without a timer one (a profile
+/// created through another replica waits at most this long more than its delay). A look at the
+/// in-memory state: cheap.
+pub const LIFECYCLE_SWEEP: Duration = Duration::from_millis(500);
 
 pub const DEFAULT_PRIVATE_SUBNETS: &str = "subnet-0420a37ee456daf3f,subnet-09a8afb8db4f02d21";
 
@@ -149,6 +152,9 @@ pub(crate) struct Inner {
     /// Lifecycle timers running in this process, by profile ARN: a profile gets one timer, however
     /// often the sweep sees it CREATING or DELETING.
     pub timers: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The claim under which lifecycle steps are written (set by [`Api::resume_lifecycle`]); until
+    /// then this process is taken for the only writer.
+    pub claim: std::sync::OnceLock<Claim>,
     /// Failure injection, when `--fault-injection` is on.
     pub faults: Option<std::sync::Mutex<faults::State>>,
 }
@@ -250,27 +256,37 @@ impl Api {
                 verifier: (!verifier.is_empty()).then_some(verifier),
                 page_tokens,
                 timers: Default::default(),
+                claim: std::sync::OnceLock::new(),
                 faults: args.fault_injection.then(Default::default),
             }),
         })
     }
 
-    /// Resume lifecycle transitions found in the store at start: a CREATING profile turns ACTIVE
-    /// after `--create-delay`, a DELETING one disappears after `--delete-delay`. Call inside the
-    /// Tokio runtime.
-    pub fn resume_lifecycle(&self) {
-        self.resume_transitions();
-        // Keep sweeping: a CREATING profile whose timer was lost (the replica that created it died,
-        // Kubernetes store) would otherwise block every later create forever.
+    /// Run the lifecycle under `claim`: while it is held, a CREATING profile turns ACTIVE after
+    /// `--create-delay`, a DELETING one disappears after `--delete-delay`, whichever replica took the
+    /// request or was holding the claim before; a replica without the claim writes no step. Call
+    /// inside the Tokio runtime, once the store is loaded.
+    pub fn resume_lifecycle(&self, claim: Claim) {
+        let _ = self.inner.claim.set(claim.clone());
+        // While the claim is held, sweep: a CREATING profile whose timer was lost (the replica that
+        // created it died, or is not the holder) would otherwise block every later create forever.
         let api = self.clone();
         tokio::spawn(async move {
-            let mut sweep = tokio::time::interval(LIFECYCLE_SWEEP);
-            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            sweep.tick().await;
-            loop {
-                sweep.tick().await;
-                api.resume_transitions();
-            }
+            claim
+                .while_held(&tokio_util::sync::CancellationToken::new(), |lost| {
+                    let api = api.clone();
+                    async move {
+                        let mut sweep = tokio::time::interval(LIFECYCLE_SWEEP);
+                        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        loop {
+                            tokio::select! {
+                                _ = lost.cancelled() => break,
+                                _ = sweep.tick() => api.resume_transitions(),
+                            }
+                        }
+                    }
+                })
+                .await
         });
     }
 

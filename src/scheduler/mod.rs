@@ -1,25 +1,25 @@
 //! The fargate-scheduler: places the pods the webhook sent to Fargate, as EKS's second Fargate
 //! component does (docs/eks-behaviour.md §9). Pure parts: [`sizing`], [`verdict`], [`placement`],
 //! [`orphans`].
-//! I/O: [`bind`] (one pod), [`lease`] (one leader among replicas), [`logging`] (a watch of the logging
+//! I/O: [`bind`] (one pod), [`logging`] (a watch of the logging
 //! ConfigMap) and the loop below: a reflected watch of the pods that name `fargate-scheduler`, a worker
 //! pool, a retry tick, a half-second tick that removes the pods [`orphans`] finds in the reflector's
-//! cache (their profile is not ACTIVE), and a sweep of virtual nodes whose pod is gone.
+//! cache (their profile is not ACTIVE), and a sweep of virtual nodes whose pod is gone. All of it runs
+//! only while this replica holds the scheduler's claim ([`crate::claim`]).
 
 pub mod bind;
-pub mod lease;
 pub mod logging;
 pub mod orphans;
 pub mod placement;
 pub mod sizing;
 pub mod verdict;
 
+use crate::claim::Claim;
 use crate::decision::SharedSnapshot;
 use crate::metrics::Metrics;
 use crate::profile::ProfileStatus;
 use bind::{Context, Outcome};
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Preconditions};
 use kube::runtime::WatchStreamExt;
@@ -54,10 +54,7 @@ pub struct SchedulerOptions {
     /// Remove the pods of a profile being deleted through the Eviction API (honours
     /// PodDisruptionBudgets) instead of deleting them as EKS does.
     pub evict: bool,
-    pub lease_name: String,
-    pub lease_duration: Duration,
-    /// Namespace of the Lease (empty: the client's default namespace).
-    pub lease_namespace: String,
+    /// This replica's name (the Lease holder, the Events' reporting instance).
     pub identity: String,
     /// Pods scheduled at once.
     pub workers: usize,
@@ -65,26 +62,16 @@ pub struct SchedulerOptions {
     pub retry: Duration,
 }
 
-/// Run until `shutdown`: stand by, lead while the Lease is ours, stand by again when it is lost.
+/// Run until `shutdown`: stand by, lead while the claim is ours, stand by again when it is lost.
 pub async fn run(
     client: Client,
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
     options: SchedulerOptions,
+    claim: Claim,
     shutdown: CancellationToken,
 ) {
     metrics.init_scheduler(&verdict::Refusal::REASONS);
-    let leases: Api<Lease> = if options.lease_namespace.is_empty() {
-        Api::default_namespaced(client.clone())
-    } else {
-        Api::namespaced(client.clone(), &options.lease_namespace)
-    };
-    let elector = lease::Elector::new(
-        leases,
-        &options.lease_name,
-        &options.identity,
-        options.lease_duration,
-    );
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -108,66 +95,18 @@ pub async fn run(
         let (ctx, stop) = (Arc::clone(&ctx), shutdown.clone());
         tokio::spawn(async move { ctx.logging.watch(ctx.client.clone(), stop).await })
     };
-    loop {
-        let leading = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            leading = elector.try_lead() => leading,
-        };
-        match leading {
-            Ok(true) => {
-                tracing::info!(identity = elector.identity(), "leading: scheduling pods");
+    claim
+        .while_held(&shutdown, |lost| {
+            let ctx = Arc::clone(&ctx);
+            async move {
+                tracing::info!(identity = %ctx.options.identity, "leading: scheduling pods");
                 ctx.metrics.scheduler_leader.set(1);
-                let work = shutdown.child_token();
-                let renewing = {
-                    let work = work.clone();
-                    let elector = &elector;
-                    async move {
-                        let mut last_renewed = tokio::time::Instant::now();
-                        loop {
-                            tokio::time::sleep(lease::RENEW).await;
-                            match elector.try_lead().await {
-                                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                                Ok(false) => break,
-                                Err(error) => {
-                                    tracing::warn!(%error, "renewing the Lease failed");
-                                    // Stop before another replica may take the Lease over.
-                                    if last_renewed.elapsed() + lease::RENEW >= elector.duration() {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                        work.cancel();
-                    }
-                };
-                tokio::join!(
-                    lead(Arc::clone(&ctx), work.clone()),
-                    renewing_until(work, renewing)
-                );
+                lead(Arc::clone(&ctx), lost).await;
                 ctx.metrics.scheduler_leader.set(0);
-                if shutdown.is_cancelled() {
-                    elector.release().await;
-                    break;
-                }
-                tracing::warn!("lost the Lease: standing by");
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "reading the Lease failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(lease::RENEW) => {}
-        }
-    }
+        })
+        .await;
     logging_watch.abort();
-}
-
-/// Run `renewing` until it ends or `work` is cancelled.
-async fn renewing_until(work: CancellationToken, renewing: impl std::future::Future<Output = ()>) {
-    tokio::select! {
-        _ = work.cancelled() => {}
-        _ = renewing => {}
-    }
 }
 
 /// A pod that has asked for this scheduler and is not bound.

@@ -128,10 +128,10 @@ impl ApiServer {
             metrics.clone(),
         )
         .unwrap();
-        api.resume_lifecycle();
+        let shutdown = CancellationToken::new();
+        api.resume_lifecycle(fargate_webhook::claim::Claim::local(&shutdown));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
         let task = tokio::spawn(server_http::serve(
             listener,
             None,

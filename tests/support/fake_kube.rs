@@ -40,6 +40,8 @@ pub const ROLE: &str = "arn:aws:iam::123456789012:role/AmazonEKSPodExecutionRole
 /// One request the fake answered.
 #[derive(Clone, Debug)]
 pub struct Logged {
+    /// The name of the client that sent it ([`Fake::client_named`]; empty for [`Fake::client`]).
+    pub client: String,
     pub method: Method,
     pub path: String,
     pub query: String,
@@ -54,6 +56,8 @@ pub struct FakeState {
     pub uid: u64,
     pub profiles: BTreeMap<String, Value>,
     pub config_maps: BTreeMap<String, Value>,
+    /// `coordination.k8s.io/v1` Leases in [`NAMESPACE`].
+    pub leases: BTreeMap<String, Value>,
     /// Profile watch events: (resourceVersion, type, object).
     pub history: Vec<(u64, &'static str, Value)>,
     /// Watches from a resourceVersion below this one get `410 Expired`.
@@ -69,6 +73,24 @@ pub struct FakeState {
     pub remove_before_next_patch: bool,
     /// Refuse every create of this name with `422 Invalid`, as a tightened CRD schema would.
     pub refuse_creates_of: Option<String>,
+    /// Answer every Lease request of the client of this name with `503`, as a partition would.
+    pub cut_off_leases_of: Option<String>,
+}
+
+/// Objects the fake keeps as given, with resourceVersions and optimistic concurrency only.
+#[derive(Clone, Copy)]
+enum Plain {
+    ConfigMaps,
+    Leases,
+}
+
+impl Plain {
+    fn resource(self) -> &'static str {
+        match self {
+            Plain::ConfigMaps => "configmaps",
+            Plain::Leases => "leases.coordination.k8s.io",
+        }
+    }
 }
 
 /// The fake API server; share it as an `Arc` ([`Fake::new`]).
@@ -216,6 +238,61 @@ impl FakeState {
         })
     }
 
+    /// GET, POST and PUT (with the resourceVersion read) of a [`Plain`] object.
+    fn plain(&mut self, which: Plain, method: &Method, name: &str, body: &Value) -> Response<Body> {
+        let resource = which.resource();
+        let version = self.version + 1;
+        let objects = match which {
+            Plain::ConfigMaps => &mut self.config_maps,
+            Plain::Leases => &mut self.leases,
+        };
+        let answer = |code: u16, reason: &str, message: String| {
+            json_response(code, &status_body(code, reason, &message))
+        };
+        let mut stored = body.clone();
+        let written = match (method.clone(), name) {
+            (Method::GET, name) => {
+                return match objects.get(name) {
+                    Some(object) => json_response(200, object),
+                    None => answer(404, "NotFound", format!("{resource} \"{name}\" not found")),
+                };
+            }
+            (Method::POST, "") => {
+                let name = body["metadata"]["name"].as_str().unwrap().to_owned();
+                if objects.contains_key(&name) {
+                    return answer(
+                        409,
+                        "AlreadyExists",
+                        format!("{resource} \"{name}\" already exists"),
+                    );
+                }
+                stored["metadata"]["resourceVersion"] = json!(version.to_string());
+                objects.insert(name, stored.clone());
+                201
+            }
+            (Method::PUT, name) => {
+                let Some(current) = objects.get(name) else {
+                    return answer(404, "NotFound", format!("{resource} \"{name}\" not found"));
+                };
+                if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                    return answer(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                        ),
+                    );
+                }
+                stored["metadata"]["resourceVersion"] = json!(version.to_string());
+                objects.insert(name.to_owned(), stored.clone());
+                200
+            }
+            _ => return answer(405, "MethodNotAllowed", "no".into()),
+        };
+        self.version = version;
+        json_response(written, &stored)
+    }
+
     fn handle(&mut self, method: &Method, path: &str, query: &str, body: &Value) -> Response<Body> {
         let conflict = |what: &str| {
             json_response(
@@ -236,45 +313,20 @@ impl FakeState {
             )
         };
 
-        // ConfigMaps of the coordination object.
-        let cm_prefix = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
-        if let Some(rest) = path.strip_prefix(&cm_prefix) {
-            let name = rest.trim_start_matches('/');
-            return match (method.clone(), name) {
-                (Method::GET, name) => match self.config_maps.get(name) {
-                    Some(cm) => json_response(200, cm),
-                    None => not_found(&format!("configmaps \"{name}\"")),
-                },
-                (Method::POST, "") => {
-                    let name = body["metadata"]["name"].as_str().unwrap().to_owned();
-                    if self.config_maps.contains_key(&name) {
-                        return json_response(
-                            409,
-                            &status_body(409, "AlreadyExists", "configmaps already exists"),
-                        );
-                    }
-                    let mut cm = body.clone();
-                    let version = self.bump();
-                    cm["metadata"]["resourceVersion"] = json!(version.to_string());
-                    self.config_maps.insert(name, cm.clone());
-                    json_response(201, &cm)
-                }
-                (Method::PUT, name) => {
-                    let Some(current) = self.config_maps.get(name) else {
-                        return not_found(&format!("configmaps \"{name}\""));
-                    };
-                    if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
-                    {
-                        return conflict(&format!("configmaps \"{name}\""));
-                    }
-                    let mut cm = body.clone();
-                    let version = self.bump();
-                    cm["metadata"]["resourceVersion"] = json!(version.to_string());
-                    self.config_maps.insert(name.to_owned(), cm.clone());
-                    json_response(200, &cm)
-                }
-                _ => json_response(405, &status_body(405, "MethodNotAllowed", "no")),
-            };
+        let plain = [
+            (
+                format!("/api/v1/namespaces/{NAMESPACE}/configmaps"),
+                Plain::ConfigMaps,
+            ),
+            (
+                format!("/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"),
+                Plain::Leases,
+            ),
+        ];
+        for (prefix, which) in plain {
+            if let Some(rest) = path.strip_prefix(&prefix) {
+                return self.plain(which, method, rest.trim_start_matches('/'), body);
+            }
         }
 
         let Some(rest) = path.strip_prefix(PROFILES) else {
@@ -462,6 +514,12 @@ impl Fake {
 
     /// A client whose requests this fake answers.
     pub fn client(self: &Arc<Self>) -> kube::Client {
+        self.client_named("")
+    }
+
+    /// A client whose requests are logged under `name` (one per replica of a test).
+    pub fn client_named(self: &Arc<Self>, name: &str) -> kube::Client {
+        let name = name.to_owned();
         let (service, mut handle) =
             tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
         let fake = Arc::clone(self);
@@ -473,8 +531,15 @@ impl Fake {
                 let path = parts.uri.path().to_owned();
                 let query = parts.uri.query().unwrap_or("").to_owned();
                 let response = fake.with(|state| {
-                    let response = state.handle(&parts.method, &path, &query, &body);
+                    let cut_off = path.contains("/leases")
+                        && state.cut_off_leases_of.as_deref() == Some(name.as_str());
+                    let response = if cut_off {
+                        json_response(503, &status_body(503, "ServiceUnavailable", "cut off"))
+                    } else {
+                        state.handle(&parts.method, &path, &query, &body)
+                    };
                     state.log.push(Logged {
+                        client: name.clone(),
                         method: parts.method.clone(),
                         path: path.clone(),
                         query: query.clone(),

@@ -3,7 +3,8 @@
 //! status is DELETING is being deleted by the store itself (the API writes DELETING before its
 //! `DELETE`): the replica doing it drops the finalizer, and the others leave it alone, so replicas
 //! never race each other on an API delete. If that replica dies in between, the journal's pending
-//! removal is completed by the next write of any replica.
+//! removal is completed by the next write of any replica. Only the replica holding the store's claim
+//! housekeeps; a new holder looks at every resource again.
 
 use super::*;
 
@@ -11,7 +12,7 @@ impl KubeStore {
     /// Stamp ACTIVE on status-less resources created by others and drop the finalizer of
     /// resources deleted by others (see the module documentation).
     pub(super) fn housekeep(self: &Arc<Self>, observed: &mut Observed) {
-        if !self.housekeeping.load(Ordering::Relaxed) {
+        if !self.housekeeping.load(Ordering::Relaxed) || !self.holds_claim() {
             return;
         }
         let mut work = Vec::new();
@@ -50,8 +51,39 @@ impl KubeStore {
         }
     }
 
+    /// This replica may write in the background now.
+    fn holds_claim(&self) -> bool {
+        self.options.claim.as_ref().is_none_or(Claim::is_held)
+    }
+
+    /// For each term of the claim, housekeep every resource as it is now, whatever an earlier term
+    /// of this or another replica started. Runs until aborted.
+    pub(super) async fn housekeep_each_term(self: &Arc<Self>) {
+        let Some(claim) = self.options.claim.clone() else {
+            return;
+        };
+        claim
+            .while_held(&CancellationToken::new(), |lost| {
+                let store = Arc::clone(self);
+                async move {
+                    {
+                        let mut observed = store.lock_observed();
+                        observed.housekept.clear();
+                        if store.is_loaded() && observed.init.is_none() {
+                            store.housekeep(&mut observed);
+                        }
+                    }
+                    lost.cancelled().await;
+                }
+            })
+            .await;
+    }
+
     pub(super) async fn housekeep_one(&self, obj: ProfileResource) {
         let name = obj.name_any();
+        if !self.holds_claim() {
+            return; // lost meanwhile: the new holder does it
+        }
         let result = if obj.metadata.deletion_timestamp.is_some() {
             self.release(&obj).await.map(|_| "finalizer dropped")
         } else {

@@ -85,6 +85,7 @@ use super::{
     BoxFuture, Change, ProfileStore, Publisher, Step as ChangeStep, UpdateError, Updated,
     Violation, check_change,
 };
+use crate::claim::Claim;
 use crate::decision::SharedSnapshot;
 use crate::metrics::Metrics;
 use crate::profile::{self, FargateProfile, Limits, ProfileState, ProfileStatus, TokenRecord};
@@ -103,6 +104,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Finalizer on the resources the store creates.
 pub const FINALIZER: &str = "fargate-webhook.io/lifecycle";
@@ -157,6 +159,9 @@ pub struct KubeStoreOptions {
     /// finalizer of resources deleted with kubectl. Needs write access; turn off on replicas
     /// that only read.
     pub housekeeping: bool,
+    /// The claim under which housekeeping writes, so that one replica does it (README, "Several
+    /// replicas"). `None`: this process is the only writer.
+    pub claim: Option<Claim>,
 }
 
 impl KubeStoreOptions {
@@ -167,6 +172,7 @@ impl KubeStoreOptions {
             max_attempts: 10,
             retry_backoff: Duration::from_millis(20),
             housekeeping: true,
+            claim: None,
         }
     }
 }
@@ -235,6 +241,10 @@ impl KubeStore {
 
     /// Watch the resources and publish every change; runs until the task is aborted.
     pub async fn run(self: Arc<Self>) {
+        tokio::join!(self.watch(), self.housekeep_each_term());
+    }
+
+    async fn watch(self: &Arc<Self>) {
         let stream =
             watcher::watcher(self.guarded.clone(), watcher::Config::default()).default_backoff();
         let mut stream = std::pin::pin!(stream);

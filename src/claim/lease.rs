@@ -1,6 +1,6 @@
-//! Leader election over a `coordination.k8s.io/v1` Lease: one scheduler binds at a time. A holder
-//! renews every [`RENEW`]; a Lease not renewed for its duration (`--lease-duration`) may be taken by
-//! another replica.
+//! Leader election over a `coordination.k8s.io/v1` Lease. A holder renews every
+//! [`Elector::renew_every`]; a Lease not renewed for its duration (`--lease-duration`) may be taken
+//! by another replica.
 //! Every write carries the `resourceVersion` it read, so two candidates never both win.
 //! Expiry is judged as client-go judges it: from the local, monotonic time at which this process saw
 //! the Lease change, never by comparing the holder's `renewTime` with the local clock, which clock
@@ -13,7 +13,8 @@ use kube::api::{Api, PostParams};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How often the holder renews (and a candidate tries).
+/// How often the holder renews (and a candidate tries), at most: client-go's default retry period.
+/// Shorter Leases renew four times per duration.
 pub const RENEW: Duration = Duration::from_secs(2);
 
 pub struct Elector {
@@ -60,6 +61,15 @@ impl Elector {
 
     pub fn duration(&self) -> Duration {
         self.duration
+    }
+
+    /// How often the holder renews and a candidate tries.
+    pub fn renew_every(&self) -> Duration {
+        RENEW.min(self.duration / 4)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn identity(&self) -> &str {

@@ -1,0 +1,268 @@
+//! One writer among replicas. A claim is held by at most one process at a time, and every
+//! background writer of the project (the fargate-scheduler, the API's lifecycle steps, the
+//! Kubernetes store's housekeeping) writes only while its process holds its claim and stops as soon
+//! as it is lost (README, "Several replicas"). Requests are not gated: any replica answers them.
+//!
+//! A claim is either local (one process is the only writer: the file store) or a
+//! `coordination.k8s.io/v1` Lease ([`lease::Elector`], client-go's expiry rule). Each time the claim
+//! is taken a new [`Term`] starts; the term's token is cancelled when the claim is lost, and on
+//! shutdown the Lease is given up only once the work of the term has returned, so the next holder
+//! never overlaps with it.
+
+pub mod lease;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a shutdown waits for the work of the term to return before giving the Lease up anyway
+/// (the Lease then expires on its own, which is safe, only slower).
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// One holding of the claim: `lost` is cancelled when it ends; the work done under it is tracked.
+#[derive(Clone, Debug)]
+pub struct Term {
+    lost: CancellationToken,
+    work: TaskTracker,
+}
+
+impl Term {
+    /// Cancelled when the claim is lost (or the process stops).
+    pub fn lost(&self) -> &CancellationToken {
+        &self.lost
+    }
+}
+
+/// A shared view of the claim, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    state: Arc<watch::Sender<Option<Term>>>,
+    name: Arc<str>,
+}
+
+impl Claim {
+    fn new(name: &str, term: Option<Term>) -> Claim {
+        Claim {
+            state: Arc::new(watch::Sender::new(term)),
+            name: name.into(),
+        }
+    }
+
+    /// Held from now until `shutdown`: this process is the only writer (the file store).
+    pub fn local(shutdown: &CancellationToken) -> Claim {
+        Claim::new(
+            "local",
+            Some(Term {
+                lost: shutdown.child_token(),
+                work: TaskTracker::new(),
+            }),
+        )
+    }
+
+    /// Campaign for the Lease until `shutdown`; the task gives the Lease up on its way out.
+    pub fn lease(elector: lease::Elector, shutdown: CancellationToken) -> (Claim, JoinHandle<()>) {
+        let claim = Claim::new(elector.name(), None);
+        let task = tokio::spawn(campaign(elector, claim.clone(), shutdown));
+        (claim, task)
+    }
+
+    /// The claim's name, for logs and metrics (the Lease's name, or `local`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current term, if the claim is held now.
+    pub fn held(&self) -> Option<Term> {
+        self.state
+            .borrow()
+            .clone()
+            .filter(|t| !t.lost.is_cancelled())
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held().is_some()
+    }
+
+    /// Wait until the claim is held; returns the term.
+    pub async fn acquired(&self) -> Term {
+        let mut changes = self.state.subscribe();
+        loop {
+            if let Some(term) = changes
+                .borrow_and_update()
+                .clone()
+                .filter(|t| !t.lost.is_cancelled())
+            {
+                return term;
+            }
+            // The sender lives in `self`: `changed` cannot fail while we wait.
+            let _ = changes.changed().await;
+        }
+    }
+
+    /// Run `work` for each term of the claim until `shutdown`. `work` gets the term's `lost` token and
+    /// must return soon after it is cancelled; a new term starts a new `work`.
+    pub async fn while_held<F, Fut>(&self, shutdown: &CancellationToken, mut work: F)
+    where
+        F: FnMut(CancellationToken) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            let term = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                term = self.acquired() => term,
+            };
+            term.work.track_future(work(term.lost.clone())).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            // Lost: wait for the end of the term to be published before looking again.
+            term.lost.cancelled().await;
+        }
+    }
+
+    fn begin(&self, shutdown: &CancellationToken) -> Term {
+        let term = Term {
+            lost: shutdown.child_token(),
+            work: TaskTracker::new(),
+        };
+        self.state.send_replace(Some(term.clone()));
+        term
+    }
+
+    fn end(&self, term: &Term) {
+        term.lost.cancel();
+        term.work.close();
+        self.state.send_replace(None);
+    }
+}
+
+/// Ends the term when the campaign ends in any way, an abort or a panic included: a claim whose
+/// Lease nobody renews is not held.
+struct EndOnDrop(Claim);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if let Some(term) = self.0.state.send_replace(None) {
+            term.lost.cancel();
+            term.work.close();
+        }
+    }
+}
+
+async fn campaign(elector: lease::Elector, claim: Claim, shutdown: CancellationToken) {
+    let _end = EndOnDrop(claim.clone());
+    let every = elector.renew_every();
+    loop {
+        let won = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            won = elector.try_lead() => won,
+        };
+        match won {
+            Ok(true) => {
+                let term = claim.begin(&shutdown);
+                tracing::info!(
+                    lease = elector.name(),
+                    identity = elector.identity(),
+                    "claim taken: this replica writes"
+                );
+                hold(&elector, &shutdown, every).await;
+                claim.end(&term);
+                if shutdown.is_cancelled() {
+                    // Give the Lease up only when the term's work has returned: the next holder
+                    // must not overlap with it.
+                    let _ = tokio::time::timeout(RELEASE_WAIT, term.work.wait()).await;
+                    elector.release().await;
+                    break;
+                }
+                tracing::warn!(lease = elector.name(), "claim lost: standing by");
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(lease = elector.name(), %error, "reading the Lease failed")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Renew until the Lease is lost or `shutdown`. A renewal that fails is retried; the claim counts as
+/// lost one renewal period before another replica may take the Lease over.
+async fn hold(elector: &lease::Elector, shutdown: &CancellationToken, every: Duration) {
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match elector.try_lead().await {
+            Ok(true) => renewed = tokio::time::Instant::now(),
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(lease = elector.name(), %error, "renewing the Lease failed");
+                if renewed.elapsed() + every >= elector.duration() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_local_claim_is_held_until_shutdown() {
+        let shutdown = CancellationToken::new();
+        let claim = Claim::local(&shutdown);
+        assert!(claim.is_held());
+        let term = claim.acquired().await;
+        assert!(!term.lost().is_cancelled());
+        shutdown.cancel();
+        assert!(term.lost().is_cancelled());
+        assert!(!claim.is_held());
+    }
+
+    #[tokio::test]
+    async fn while_held_runs_work_once_per_term_and_returns_at_shutdown() {
+        let shutdown = CancellationToken::new();
+        let claim = Claim::new("test", None);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = {
+            let (claim, shutdown, runs) = (claim.clone(), shutdown.clone(), Arc::clone(&runs));
+            tokio::spawn(async move {
+                claim
+                    .while_held(&shutdown, |lost| {
+                        let runs = Arc::clone(&runs);
+                        async move {
+                            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            lost.cancelled().await;
+                        }
+                    })
+                    .await
+            })
+        };
+        let count = || runs.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        assert_eq!(count(), 0, "not held: no work");
+        for expected in 1..=2 {
+            let term = claim.begin(&shutdown);
+            while count() < expected {
+                tokio::task::yield_now().await;
+            }
+            claim.end(&term);
+            term.work.wait().await; // the work returned when the claim was lost
+        }
+        assert_eq!(count(), 2);
+        shutdown.cancel();
+        runner.await.unwrap();
+        assert_eq!(count(), 2);
+    }
+}

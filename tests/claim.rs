@@ -1,0 +1,269 @@
+//! One writer among replicas (`fargate_webhook::claim`), in process against the fake API server of
+//! `support::fake_kube` (Leases with resourceVersions and optimistic concurrency, each replica's
+//! requests logged under its own name): the Kubernetes store's housekeeping and the API's lifecycle
+//! steps are written by the holder of the claim only, a standby takes over within the Lease
+//! duration when the holder dies, and a holder cut off from the Lease stops writing before anyone
+//! else may take it.
+
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
+use bytes::Bytes;
+use fargate_webhook::api::{Api, ApiConfig};
+use fargate_webhook::claim::Claim;
+use fargate_webhook::claim::lease::Elector;
+use fargate_webhook::decision::{SharedSnapshot, Snapshot};
+use fargate_webhook::metrics::Metrics;
+use fargate_webhook::profile::Limits;
+use fargate_webhook::store::ProfileStore;
+use fargate_webhook::store::kubernetes::{KubeStore, KubeStoreOptions};
+use http::{Method, Request};
+use http_body_util::Full;
+use k8s_openapi::api::coordination::v1::Lease;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::fake_kube::{Fake, NAMESPACE, PROFILES, ROLE, kubectl_object};
+use support::within;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const LEASE: &str = "fargate-webhook";
+/// Short, so that a takeover is quick to test; the rule is the same at 15 s.
+const DURATION: Duration = Duration::from_secs(2);
+const CAP: Duration = Duration::from_secs(10);
+
+/// One `serve --store kubernetes` replica: its claim, its store and its API.
+struct Replica {
+    name: &'static str,
+    claim: Claim,
+    store: Arc<KubeStore>,
+    api: Api,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Replica {
+    fn start(fake: &Arc<Fake>, name: &'static str) -> Replica {
+        let client = fake.client_named(name);
+        let shutdown = CancellationToken::new();
+        let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), NAMESPACE);
+        let (claim, campaign) = Claim::lease(
+            Elector::new(leases, LEASE, name, DURATION),
+            shutdown.clone(),
+        );
+        let snapshot: SharedSnapshot =
+            Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::default()));
+        let metrics = Arc::new(Metrics::new());
+        let mut options = KubeStoreOptions::new(NAMESPACE);
+        options.retry_backoff = Duration::from_millis(5);
+        options.claim = Some(claim.clone());
+        let store = KubeStore::new(
+            client,
+            snapshot,
+            Arc::clone(&metrics),
+            Limits::default(),
+            options,
+        );
+        let watch = store.start();
+        let config = ApiConfig {
+            create_delay: Duration::from_millis(200),
+            delete_delay: Duration::from_millis(200),
+            ..ApiConfig::default()
+        };
+        let api = Api::new(
+            &config,
+            Arc::clone(&store) as Arc<dyn ProfileStore>,
+            metrics,
+        )
+        .unwrap();
+        Replica {
+            name,
+            claim,
+            store,
+            api,
+            shutdown,
+            tasks: vec![campaign, watch],
+        }
+    }
+
+    async fn loaded(self) -> Replica {
+        within("the store loaded", CAP, self.store.wait_loaded()).await;
+        self.api.resume_lifecycle(self.claim.clone());
+        self
+    }
+
+    /// A crash: every task stops at once, nothing is given up.
+    fn crash(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+
+    async fn create(&self, name: &str) -> u16 {
+        let body = json!({"fargateProfileName": name, "podExecutionRoleArn": ROLE,
+                          "selectors": [{"namespace": format!("ns-{name}")}]});
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/clusters/fargate/fargate-profiles")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        self.api.handle(request).await.status().as_u16()
+    }
+}
+
+/// Wait until exactly one of `replicas` holds the claim, checking meanwhile that never two do.
+async fn one_holder<'r>(replicas: &[&'r Replica]) -> &'r Replica {
+    let deadline = Instant::now() + CAP;
+    loop {
+        let holders: Vec<&Replica> = replicas
+            .iter()
+            .copied()
+            .filter(|r| r.claim.is_held())
+            .collect();
+        assert!(holders.len() <= 1, "two holders at once");
+        if let [holder] = holders[..] {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "no replica took the claim");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Status writes to `name` (the housekeeping's `status ACTIVE`, the lifecycle's steps), by client.
+fn status_writers(fake: &Fake, name: &str) -> Vec<String> {
+    let path = format!("{PROFILES}/{name}/status");
+    fake.log()
+        .into_iter()
+        .filter(|l| l.path == path && l.method != Method::GET)
+        .map(|l| l.client)
+        .collect()
+}
+
+async fn status_becomes(fake: &Fake, name: &str, status: &str) {
+    within(&format!("{name} {status}"), CAP, async {
+        while fake
+            .profile(name)
+            .is_none_or(|p| p["status"]["status"] != status)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_holder_housekeeps_and_a_standby_takes_over_within_the_lease_duration() {
+    let fake = Fake::new();
+    let a = Replica::start(&fake, "a").loaded().await;
+    let b = Replica::start(&fake, "b").loaded().await;
+    let holder = one_holder(&[&a, &b]).await.name;
+
+    fake.apply(kubectl_object("web", None));
+    status_becomes(&fake, "web", "ACTIVE").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status_writers(&fake, "web"), vec![holder.to_owned()]);
+
+    // The holder dies without giving the Lease up: the other replica takes it once the Lease has
+    // gone one duration without a change it saw, and not before.
+    let (dead, standby) = if holder == "a" { (a, b) } else { (b, a) };
+    let died = Instant::now();
+    dead.crash();
+    within("the standby holding", DURATION * 3, async {
+        while !standby.claim.is_held() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let took = died.elapsed();
+    assert!(
+        took >= DURATION / 2,
+        "taken over after {took:?}: before the Lease could expire"
+    );
+    assert!(took <= DURATION * 2, "taken over after {took:?}");
+
+    fake.apply(kubectl_object("api", None));
+    status_becomes(&fake, "api", "ACTIVE").await;
+    assert_eq!(status_writers(&fake, "api"), vec![standby.name.to_owned()]);
+    standby.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_profile_created_through_any_replica_is_activated_by_the_holder() {
+    let fake = Fake::new();
+    let a = Replica::start(&fake, "a").loaded().await;
+    let b = Replica::start(&fake, "b").loaded().await;
+    let holder = one_holder(&[&a, &b]).await;
+    let other = if holder.name == "a" { &b } else { &a };
+
+    assert_eq!(other.create("through-standby").await, 200);
+    status_becomes(&fake, "through-standby", "ACTIVE").await;
+    assert_eq!(holder.create("through-holder").await, 200);
+    status_becomes(&fake, "through-holder", "ACTIVE").await;
+    for name in ["through-standby", "through-holder"] {
+        // CREATING is written by the replica that took the request, ACTIVE by the holder.
+        let writers = status_writers(&fake, name);
+        let activated = writers.last().unwrap();
+        assert_eq!(activated, holder.name, "{name}: {writers:?}");
+    }
+    a.shutdown.cancel();
+    b.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_cut_off_from_the_lease_stops_writing_before_another_may_take_it() {
+    let fake = Fake::new();
+    let a = Replica::start(&fake, "a").loaded().await;
+    let holder = one_holder(&[&a]).await.name;
+    assert_eq!(holder, "a");
+    let b = Replica::start(&fake, "b").loaded().await;
+
+    let cut = Instant::now();
+    fake.with(|s| s.cut_off_leases_of = Some("a".into()));
+    // Renewals fail: `a` gives up one renewal period before the Lease may expire for `b`.
+    within("a losing the claim", DURATION * 2, async {
+        while a.claim.is_held() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let lost = cut.elapsed();
+    assert!(
+        lost < DURATION,
+        "still held {lost:?} after the last renewal"
+    );
+    one_holder(&[&a, &b]).await;
+    assert!(b.claim.is_held());
+
+    // `a` is alive and still answers requests, but writes nothing in the background.
+    fake.clear_log();
+    fake.apply(kubectl_object("after", None));
+    status_becomes(&fake, "after", "ACTIVE").await;
+    assert_eq!(status_writers(&fake, "after"), vec!["b".to_owned()]);
+    a.shutdown.cancel();
+    b.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_that_stops_gives_the_lease_up_at_once() {
+    let fake = Fake::new();
+    let a = Replica::start(&fake, "a").loaded().await;
+    one_holder(&[&a]).await;
+    let b = Replica::start(&fake, "b").loaded().await;
+    let stopped = Instant::now();
+    a.shutdown.cancel();
+    within("b holding", DURATION, async {
+        while !b.claim.is_held() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let took = stopped.elapsed();
+    // The next try of `b` (every DURATION / 4 here) finds the Lease free: no wait for expiry.
+    assert!(took < DURATION / 2, "taken over after {took:?}");
+    let lease = fake.with(|s| s.leases[LEASE].clone());
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    b.shutdown.cancel();
+}
