@@ -1110,3 +1110,88 @@ async fn a_journalled_write_the_apiserver_refuses_for_good_is_quarantined_and_wr
         .expect("activated");
     assert_eq!(fake.lock_data()[QUARANTINE_KEY], lock[QUARANTINE_KEY]);
 }
+
+/// Write `ops` as the journal of the coordination ConfigMap, as someone with write access to it could.
+fn forge_journal(fake: &Fake, ops: Value) {
+    fake.with(|s| {
+        s.version += 1;
+        let version = s.version.to_string();
+        let lock = s.config_maps.get_mut(LOCK).expect("the lock exists");
+        lock["metadata"]["resourceVersion"] = json!(version);
+        lock["data"][PENDING_KEY] = json!(json!({"commit": "forged", "ops": ops}).to_string());
+    });
+}
+
+fn quarantined(fake: &Fake) -> Value {
+    serde_json::from_str(
+        fake.lock_data()[QUARANTINE_KEY]
+            .as_str()
+            .expect("quarantined"),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journalled_write_that_breaks_the_api_rules_is_quarantined_not_carried_out() {
+    let fake = Fake::new();
+    let (a, b) = (replica(fake.client()), replica(fake.client()));
+    a.store
+        .apply_change(create_change(
+            eks_profile("slow", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        ))
+        .await
+        .expect("created");
+    // A create that skips CREATING while another profile is CREATING: the API would refuse it.
+    let spec = json!({"podExecutionRoleArn": ROLE, "selectors": [{"namespace": "forged"}]});
+    forge_journal(
+        &fake,
+        json!([{"op": "create", "name": "forged", "spec": spec, "status": {"status": "ACTIVE"}}]),
+    );
+    b.store
+        .apply_change(set_status("slow", ProfileStatus::Active))
+        .await
+        .expect("the next write goes on");
+    assert!(
+        fake.profile("forged").is_none(),
+        "the forged create was carried out"
+    );
+    assert_eq!(a.store.current().fargate_profiles.len(), 1);
+    let kept = quarantined(&fake);
+    assert_eq!(kept[0]["op"]["name"], "forged");
+    let refused = kept[0]["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("the API's rules refuse it")
+            && refused.contains("one profile CREATING or DELETING at a time"),
+        "{refused}"
+    );
+    assert!(fake.lock_data().get(PENDING_KEY).is_none());
+
+    // A profile that breaks a per-profile rule, and a removal of a profile that is not being deleted.
+    let bad = json!({"podExecutionRoleArn": ROLE, "selectors": [{"namespace": "Bad NS!"}]});
+    let uid = fake.profile("slow").unwrap()["metadata"]["uid"].clone();
+    for (ops, rule) in [
+        (
+            json!([{"op": "create", "name": "odd", "spec": bad, "status": {"status": "CREATING"}}]),
+            "can never match a Kubernetes namespace",
+        ),
+        (
+            json!([{"op": "update", "name": "slow", "uid": uid, "status": {"status": "CREATING"}}]),
+            "cannot go from ACTIVE to CREATING",
+        ),
+    ] {
+        forge_journal(&fake, ops);
+        b.store
+            .apply_change(set_status("slow", ProfileStatus::Active))
+            .await
+            .expect("writes go on");
+        let kept = quarantined(&fake);
+        let last = kept.as_array().unwrap().last().unwrap();
+        assert!(last["refused"].as_str().unwrap().contains(rule), "{last}");
+    }
+    assert!(fake.profile("odd").is_none());
+    assert_eq!(b.status_of("slow"), Some(ProfileStatus::Active));
+    assert_eq!(b.metrics.store_quarantined.get(), 3);
+}

@@ -78,7 +78,15 @@ impl KubeStore {
             if self.lock_moved(&lock.resource_version).await? {
                 return Err(AttemptError::Retry("the coordination object moved".into()));
             }
+            let state = state_of(&listed.objects, &lock.tokens);
             for op in &pending.ops {
+                if let Err(rule) = op.check(&state, &self.limits) {
+                    let refused = format!("the API's rules refuse it: {rule}");
+                    self.quarantine(&lock, pending, op, &refused).await?;
+                    return Err(AttemptError::Retry(format!(
+                        "a journalled write that breaks the API's rules was quarantined: {rule}"
+                    )));
+                }
                 match self
                     .drive(op, listed.objects.get(op.name()).cloned(), &Mode::Foreign)
                     .await

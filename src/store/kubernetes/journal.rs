@@ -44,6 +44,30 @@ impl Op {
             Op::Create { name, .. } | Op::Update { name, .. } | Op::Remove { name, .. } => name,
         }
     }
+
+    /// Whether the API could have made this write over `state` (the resources before it): a
+    /// journal found in the ConfigMap is checked before it is carried out, since anyone with write
+    /// access to the ConfigMap can write one ([`check_journalled`]).
+    pub(super) fn check(&self, state: &ProfileState, limits: &Limits) -> Result<(), String> {
+        let write = match self {
+            Op::Create { name, spec, status } => {
+                let mut resource = ProfileResource::new(name, spec.clone());
+                resource.status = Some(status.clone());
+                let profile = profile_from_resource(&resource)
+                    .ok_or_else(|| format!("{name}: not a profile"))?;
+                return check_journalled(state, Journalled::Create(&profile), limits);
+            }
+            Op::Update {
+                name, tags, status, ..
+            } => Journalled::Update {
+                name,
+                tags: tags.as_ref(),
+                status: status.as_ref().and_then(|s| s.status),
+            },
+            Op::Remove { name, .. } => Journalled::Remove { name },
+        };
+        check_journalled(state, write, limits)
+    }
 }
 
 /// The pending writes of the last commit.

@@ -84,6 +84,7 @@ use super::crd::{
 use super::{
     BoxFuture, Change, ProfileStore, Publisher, Step as ChangeStep, UpdateError, Updated,
     Violation, check_change,
+    rules::{Journalled, check_journalled},
 };
 use crate::claim::Claim;
 use crate::decision::SharedSnapshot;
