@@ -1,0 +1,119 @@
+//! The FargateProfile CRD in `crds/`: its schema, and that it matches what the chart grants and
+//! installs.
+
+use serde_json::Value;
+
+use super::{
+    NS, RELEASE, Rendered, arr, chart_dir, helm, rbac_rules, render, run_helm, str_of, strings,
+};
+
+#[test]
+fn crd_matches_the_chart() {
+    let Some(helm) = helm() else { return };
+    let path = chart_dir().join("crds").join("fargateprofiles.yaml");
+    let text = std::fs::read_to_string(&path).expect("crds/fargateprofiles.yaml");
+    let crd: Value = serde_saphyr::from_str(&text).expect("CRD YAML");
+    assert_eq!(crd["kind"], "CustomResourceDefinition");
+    assert_eq!(
+        crd["metadata"]["name"],
+        "fargateprofiles.fargate-webhook.io"
+    );
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "fargate-webhook.io");
+    assert_eq!(spec["scope"], "Cluster");
+    assert_eq!(spec["names"]["kind"], "FargateProfile");
+    assert_eq!(spec["names"]["plural"], "fargateprofiles");
+    assert_eq!(strings(&spec["names"]["shortNames"]), ["fp"]);
+    let versions = arr(&spec["versions"]);
+    assert_eq!(versions.len(), 1);
+    let v = &versions[0];
+    assert_eq!(v["name"], "v1alpha1");
+    assert_eq!(v["served"], true);
+    assert_eq!(v["storage"], true);
+    assert!(v["subresources"]["status"].is_object());
+    let columns: Vec<&str> = arr(&v["additionalPrinterColumns"])
+        .iter()
+        .map(|c| str_of(&c["name"]))
+        .collect();
+    for want in ["Status", "Selectors", "Age"] {
+        assert!(columns.contains(&want), "printer column {want}");
+    }
+
+    let schema = &v["schema"]["openAPIV3Schema"];
+    let root_rules: Vec<&str> = arr(&schema["x-kubernetes-validations"])
+        .iter()
+        .map(|r| str_of(&r["rule"]))
+        .collect();
+    assert!(root_rules.iter().any(|r| r.contains("size() <= 100")));
+    assert!(root_rules.iter().any(|r| r.contains("startsWith('eks-')")));
+    let fp = &schema["properties"]["spec"];
+    assert_eq!(
+        strings(&fp["required"]),
+        ["podExecutionRoleArn", "selectors"]
+    );
+    let immutability = &arr(&fp["x-kubernetes-validations"])[0];
+    let rule = str_of(&immutability["rule"]);
+    assert!(rule.contains("oldSelf.selectors") && rule.contains("oldSelf.podExecutionRoleArn"));
+    assert!(!rule.contains("tags"), "tags stay mutable");
+    assert_eq!(
+        immutability["message"],
+        "spec is immutable; create a new FargateProfile and delete the old one"
+    );
+    let props = &fp["properties"];
+    assert_eq!(
+        props["podExecutionRoleArn"]["pattern"],
+        "^arn:[a-z-]+:iam::[0-9]{12}:role/.+$"
+    );
+    assert_eq!(props["selectors"]["minItems"], 1);
+    assert_eq!(props["selectors"]["maxItems"], 5);
+    let selector = &props["selectors"]["items"];
+    assert_eq!(strings(&selector["required"]), ["namespace"]);
+    assert_eq!(selector["properties"]["namespace"]["minLength"], 1);
+    assert_eq!(selector["properties"]["labels"]["maxProperties"], 5);
+    assert_eq!(props["tags"]["maxProperties"], 50);
+    assert_eq!(props["tags"]["additionalProperties"]["maxLength"], 256);
+    assert_eq!(
+        strings(&schema["properties"]["status"]["properties"]["status"]["enum"]),
+        [
+            "CREATING",
+            "ACTIVE",
+            "DELETING",
+            "CREATE_FAILED",
+            "DELETE_FAILED"
+        ]
+    );
+
+    // The ClusterRole grants exactly this CRD's group and plural.
+    let r = render(helm, &[]);
+    for (group, resource, _) in rbac_rules(&r) {
+        assert_eq!(group, "fargate-webhook.io");
+        assert!(resource.split('/').next() == Some("fargateprofiles"));
+    }
+
+    // Helm installs it from crds/ (rendered only with --include-crds).
+    let chart = chart_dir().display().to_string();
+    let with_crds = run_helm(
+        helm,
+        &[
+            "template",
+            RELEASE,
+            &chart,
+            "--namespace",
+            NS,
+            "--include-crds",
+        ],
+    )
+    .expect("helm template --include-crds");
+    let rendered = Rendered::parse(&with_crds);
+    assert_eq!(
+        rendered.one(
+            "CustomResourceDefinition",
+            "fargateprofiles.fargate-webhook.io"
+        ),
+        &crd
+    );
+    assert!(
+        !text.contains('\t'),
+        "the CRD is 2-space indented YAML without tabs"
+    );
+}
