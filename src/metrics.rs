@@ -15,6 +15,8 @@ pub struct Metrics {
     pub profiles: IntGaugeVec,
     /// Selectors no pod can ever reach (an earlier profile always wins): see `Snapshot::shadowed`.
     pub shadowed_selectors: prometheus::IntGauge,
+    /// Wildcard selectors that also take a system namespace: see `decision::catch_all`.
+    pub catch_all_selectors: prometheus::IntGauge,
     /// `source` = profiles | certificate; `result` = ok | failed.
     pub reloads: IntCounterVec,
     pub certificate_expiry: Gauge,
@@ -136,6 +138,11 @@ impl Metrics {
         let shadowed_selectors = prometheus::IntGauge::new(
             "fargate_webhook_shadowed_selectors",
             "Selectors of ACTIVE profiles that an earlier profile always wins over (never chosen unless pinned).",
+        )
+        .expect("valid metric");
+        let catch_all_selectors = prometheus::IntGauge::new(
+            "fargate_webhook_catch_all_selectors",
+            "Wildcard selectors of ACTIVE profiles that also take pods of kube-system, kube-public or kube-node-lease.",
         )
         .expect("valid metric");
         let reloads = IntCounterVec::new(
@@ -276,6 +283,7 @@ impl Metrics {
             Box::new(admission_duration.clone()),
             Box::new(profiles.clone()),
             Box::new(shadowed_selectors.clone()),
+            Box::new(catch_all_selectors.clone()),
             Box::new(reloads.clone()),
             Box::new(certificate_expiry.clone()),
             Box::new(certificate_expiring.clone()),
@@ -338,6 +346,7 @@ impl Metrics {
             admission_duration,
             profiles,
             shadowed_selectors,
+            catch_all_selectors,
             reloads,
             certificate_expiry,
             certificate_expiring,
@@ -399,6 +408,11 @@ impl Metrics {
                 "selector is shadowed: profile '{}' comes first by name and matches every pod it matches",
                 s.by
             );
+        }
+        let catch_all = snapshot.catch_all();
+        self.catch_all_selectors.set(catch_all.len() as i64);
+        for c in catch_all {
+            tracing::warn!(profile = %c.profile, selector = c.selector, "{}", c.message());
         }
         for (status, count) in snapshot.count_by_status() {
             self.profiles
@@ -490,6 +504,16 @@ mod tests {
         );
         metrics.observe_snapshot(&crate::decision::Snapshot::new(vec![profile("a")]));
         assert_eq!(metrics.shadowed_selectors.get(), 0);
+        assert_eq!(metrics.catch_all_selectors.get(), 0);
+        let mut everything = profile("c");
+        everything.selectors[0].namespace = Some("*".into());
+        metrics.observe_snapshot(&crate::decision::Snapshot::new(vec![everything]));
+        assert_eq!(metrics.catch_all_selectors.get(), 1);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("fargate_webhook_catch_all_selectors 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -534,6 +534,30 @@ fn the_schema_refuses_what_breaks_the_limits() {
             "shorter than 1",
         ),
         (
+            "namespace with a line break",
+            with(valid_object(), "/spec/selectors/0/namespace", json!("a\nb")),
+            "does not match",
+        ),
+        (
+            "namespace no namespace can have",
+            with(
+                valid_object(),
+                "/spec/selectors/0/namespace",
+                json!("Bad NS!"),
+            ),
+            "does not match",
+        ),
+        (
+            "not a subnet ID",
+            with(valid_object(), "/spec/subnets", json!(["not-a-subnet"])),
+            "does not match",
+        ),
+        (
+            "an empty subnet list (omit it for the cluster's)",
+            with(valid_object(), "/spec/subnets", json!([])),
+            "fewer than 1 items",
+        ),
+        (
             "unknown status",
             with(valid_object(), "/status/status", json!("RUNNING")),
             "not in",
@@ -665,6 +689,19 @@ fn cel_tag_key_rules() {
             "{reserved}"
         );
     }
+}
+
+#[test]
+fn cel_label_key_rules() {
+    let labelled = |labels: Value| with(valid_object(), "/spec/selectors/0/labels", labels);
+    let rule = ["label keys must be 1 to 317 characters long (a Kubernetes label key)"];
+    let longest = format!("{}/{}", "p".repeat(253), "n".repeat(63));
+    assert_eq!(
+        cel(&labelled(json!({longest: "x"})), None),
+        Vec::<String>::new()
+    );
+    assert_eq!(cel(&labelled(json!({"": "x"})), None), rule);
+    assert_eq!(cel(&labelled(json!({"k".repeat(318): "x"})), None), rule);
 }
 
 // ---- the objects the store writes pass --------------------------------------------------------

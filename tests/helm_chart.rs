@@ -575,6 +575,10 @@ fn expected_rbac() -> BTreeSet<(String, String, String)> {
             out.insert((group.to_string(), resource.to_string(), verb.to_string()));
         }
     }
+    // The Warning Event on a FargateProfile with a catch-all selector.
+    for verb in ["create", "patch"] {
+        out.insert(("events.k8s.io".into(), "events".into(), verb.into()));
+    }
     out
 }
 

@@ -1195,3 +1195,109 @@ async fn a_journalled_write_that_breaks_the_api_rules_is_quarantined_not_carried
     assert_eq!(b.status_of("slow"), Some(ProfileStatus::Active));
     assert_eq!(b.metrics.store_quarantined.get(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_no_replica_can_serve_says_so_instead_of_reading_active() {
+    let fake = Fake::new();
+    // Rules the CRD cannot express: a control character in a label value, and a flag lower than
+    // the CRD's limit (two labels where this replica allows one).
+    let mut control = kubectl_object("control", Some(ProfileStatus::Active));
+    control["spec"]["selectors"][0]["labels"] = json!({"app": "a\u{1}b"});
+    fake.apply(control);
+    let mut two = kubectl_object("two-labels", None);
+    two["spec"]["selectors"][0]["labels"] = json!({"a": "1", "b": "2"});
+    fake.apply(two);
+    fake.apply(kubectl_object("fine", None));
+    let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::default()));
+    let limits = Limits {
+        max_labels: 1,
+        ..Limits::default()
+    };
+    let store = KubeStore::new(
+        fake.client(),
+        Arc::clone(&snapshot),
+        Arc::new(Metrics::new()),
+        limits,
+        KubeStoreOptions::new(NAMESPACE),
+    );
+    let watch = store.start();
+    let status = |name: &str| fake.profile(name).map(|p| p["status"].clone());
+    until("every resource has its status", CAP, || {
+        ["control", "two-labels", "fine"]
+            .iter()
+            .all(|n| status(n).is_some_and(|s| !s["status"].is_null()))
+            && status("control").unwrap()["status"] == "CREATE_FAILED"
+    })
+    .await;
+    assert_eq!(status("fine").unwrap()["status"], "ACTIVE");
+    for (name, rule) in [
+        ("control", "contains a control character"),
+        ("two-labels", "more than 1 Label pairs"),
+    ] {
+        let s = status(name).unwrap();
+        assert_eq!(s["status"], "CREATE_FAILED", "{name}: {s}");
+        let issue = &s["health"]["issues"][0];
+        assert_eq!(issue["code"], "InternalFailure", "{name}: {s}");
+        let message = issue["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("not served: ") && message.contains(rule),
+            "{name}: {message}"
+        );
+    }
+    // Served: only the one that keeps the rules.
+    let served: Vec<String> = snapshot
+        .load()
+        .profiles()
+        .iter()
+        .map(|p| p.profile.fargate_profile_name.clone())
+        .collect();
+    assert_eq!(served, ["fine"]);
+    // Written once: no housekeeping loop on its own write.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let writes = fake
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/control/status") && l.method == Method::PUT)
+        .count();
+    assert_eq!(writes, 1);
+    watch.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_all_selector_gets_a_warning_event_once() {
+    let fake = Fake::new();
+    let mut everything = kubectl_object("everything", None);
+    everything["spec"]["selectors"][0]["namespace"] = json!("*");
+    fake.apply(everything);
+    fake.apply(kubectl_object("web", None));
+    let r = replica(fake.client());
+    let watch = r.store.start();
+    let events = || {
+        fake.log()
+            .into_iter()
+            .filter(|l| l.method == Method::POST && l.path.contains("/events"))
+            .collect::<Vec<_>>()
+    };
+    until("a Warning event", CAP, || !events().is_empty()).await;
+    // Later events (the status write, a label) do not repeat it.
+    fake.modify("everything", |o| {
+        o["metadata"]["labels"] = json!({"team": "a"})
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let body = &events[0].body;
+    assert_eq!(body["type"], "Warning");
+    assert_eq!(body["reason"], "CatchAllSelector");
+    assert_eq!(body["regarding"]["kind"], "FargateProfile");
+    assert_eq!(body["regarding"]["name"], "everything");
+    assert!(
+        body["note"]
+            .as_str()
+            .unwrap()
+            .contains("also takes every pod of kube-system"),
+        "{body}"
+    );
+    assert_eq!(r.metrics.catch_all_selectors.get(), 1);
+    watch.abort();
+}

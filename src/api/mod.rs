@@ -226,6 +226,16 @@ impl Api {
         {
             anyhow::bail!("subnet {both} is given as both private and public");
         }
+        if let Some(odd) = cluster
+            .private_subnets
+            .iter()
+            .chain(&cluster.public_subnets)
+            .find(|s| !crate::profile::is_subnet_id(s))
+        {
+            anyhow::bail!(
+                "subnet '{odd}' is not a subnet ID (subnet- and lowercase letters or digits, as the FargateProfile CRD requires)"
+            );
+        }
         anyhow::ensure!(
             args.max_profiles >= 1 && args.max_selectors >= 1 && args.max_labels >= 1,
             "--max-profiles, --max-selectors and --max-labels must be at least 1"

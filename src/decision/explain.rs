@@ -19,6 +19,8 @@ pub struct Explanation {
     pub patch: Vec<super::PatchOp>,
     /// Selectors in the snapshot that can never choose their profile (whatever the pod).
     pub shadowed: Vec<super::index::Shadowing>,
+    /// Wildcard selectors in the snapshot that also take a system namespace.
+    pub catch_all: Vec<super::catch_all::CatchAll>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +128,7 @@ pub fn explain(req: &Request<'_>, snapshot: &Snapshot, options: &Options) -> Exp
         warnings: decision.warnings,
         patch,
         shadowed: snapshot.shadowed().to_vec(),
+        catch_all: snapshot.catch_all().to_vec(),
     }
 }
 
@@ -155,6 +158,9 @@ impl fmt::Display for Explanation {
                 "note: selector {} of '{}' is shadowed by '{}', which comes first by name and matches every pod it matches",
                 s.selector, s.profile, s.by
             )?;
+        }
+        for c in &self.catch_all {
+            writeln!(f, "note: {}", c.message())?;
         }
         Ok(())
     }

@@ -74,6 +74,7 @@ pub struct Snapshot {
     /// ACTIVE profiles' selectors with a wildcard namespace, in ascending profile order.
     wildcard_namespaces: Vec<SelectorRef>,
     shadowed: Vec<Shadowing>,
+    catch_all: Vec<super::catch_all::CatchAll>,
 }
 
 pub type SharedSnapshot = Arc<arc_swap::ArcSwap<Snapshot>>;
@@ -123,6 +124,7 @@ impl Snapshot {
                 .push(CompiledProfile { profile, selectors });
         }
         snapshot.shadowed = snapshot.find_shadowing();
+        snapshot.catch_all = super::catch_all::find(&snapshot.profiles);
         snapshot
     }
 
@@ -181,6 +183,11 @@ impl Snapshot {
     /// See [`Shadowing`]: logged and counted on every reload, and shown by `explain`.
     pub fn shadowed(&self) -> &[Shadowing] {
         &self.shadowed
+    }
+
+    /// See [`super::catch_all`]: logged and counted on every reload, and shown by `explain`.
+    pub fn catch_all(&self) -> &[super::catch_all::CatchAll] {
+        &self.catch_all
     }
 
     pub fn profiles(&self) -> &[CompiledProfile] {

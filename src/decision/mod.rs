@@ -1,6 +1,7 @@
 //! The pure decision: `(request, profiles snapshot) -> outcome`, no I/O. The HTTP layer only
 //! decodes, calls [`decide`] and encodes.
 
+pub mod catch_all;
 pub mod explain;
 pub mod index;
 pub mod patch;

@@ -253,6 +253,25 @@ fn shown(value: &str) -> String {
     }
 }
 
+/// The shape of a subnet ID the FargateProfile CRD accepts (`SUBNET_ID_PATTERN`): `subnet-` and
+/// lowercase letters or digits. EC2's IDs are `subnet-` and 8 or 17 hexadecimal digits; the looser
+/// shape lets test clusters name theirs.
+pub fn is_subnet_id(subnet: &str) -> bool {
+    subnet.strip_prefix("subnet-").is_some_and(|id| {
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
+}
+
+/// [`is_subnet_id`] as a regular expression, for the CRD's schema.
+pub const SUBNET_ID_PATTERN: &str = "^subnet-[a-z0-9]+$";
+
+/// A namespace or namespace pattern that can match a Kubernetes namespace, as a regular expression
+/// for the CRD's schema (the length is a separate limit): see `is_namespace_pattern`.
+pub const NAMESPACE_PATTERN: &str = "^[a-z0-9*?-]+$";
+
 /// Longest IAM ARN.
 pub const MAX_ROLE_ARN_LEN: usize = 2048;
 /// Longest Kubernetes namespace name (a DNS label).

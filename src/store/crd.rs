@@ -85,7 +85,10 @@ pub struct FargateProfileSpec {
     pub pod_execution_role_arn: String,
     /// Private subnets for the pods; omitted means the cluster's private subnets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 64)))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(min = 1, max = 64), regex(pattern = profile::SUBNET_ID_PATTERN))
+    )]
     pub subnets: Vec<String>,
     /// A pod matches the profile when it matches any selector.
     #[schemars(length(min = 1, max = 5))]
@@ -108,11 +111,11 @@ pub struct FargateProfileSpec {
 }
 
 /// One selector: a namespace (or a pattern with `*` and `?`) and labels the pod must all carry.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileSelector {
     /// Namespace, or a pattern with '*' and '?'.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = 63), regex(pattern = profile::NAMESPACE_PATTERN))]
     pub namespace: String,
     /// Labels the pod must all carry (values may use '*' and '?').
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -120,6 +123,8 @@ pub struct ProfileSelector {
         "maxProperties" = 5,
         "additionalProperties" = {"type": "string", "maxLength": 63}
     ))]
+    #[x_kube(validation = Rule::new("self.all(k, k.size() >= 1 && k.size() <= 317)")
+        .message("label keys must be 1 to 317 characters long (a Kubernetes label key)"))]
     pub labels: BTreeMap<String, String>,
 }
 

@@ -28,6 +28,11 @@ impl Publisher {
         &self.metrics
     }
 
+    /// The snapshot last published.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
     /// The last published state.
     pub fn current(&self) -> Arc<ProfileState> {
         self.current.load_full()

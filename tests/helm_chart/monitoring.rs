@@ -37,7 +37,8 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
             "FargateWebhookErrorRatio",
             "FargateWebhookLatencyHigh",
             "FargateWebhookStoreWriteQuarantined",
-            "FargateWebhookShadowedSelectors"
+            "FargateWebhookShadowedSelectors",
+            "FargateWebhookCatchAllSelectors"
         ]
     );
     let fail_open = str_of(&arr(&groups[0]["rules"])[0]["expr"]);

@@ -115,3 +115,21 @@ fn shadowing_is_claimed_only_for_exact_labels_and_within_the_check_limit() {
     );
     assert!(many(1000).shadowed().is_empty(), "1,001: not checked");
 }
+
+#[test]
+fn the_explanation_notes_catch_all_selectors() {
+    let snapshot = Snapshot::new(vec![active("all", &[("*", &[])])]);
+    let p = labelled(&[]);
+    let req = Request {
+        group: "",
+        kind: "Pod",
+        operation: "CREATE",
+        namespace: "default",
+        pod: &p,
+    };
+    let text = explain::explain(&req, &snapshot, &ON).to_string();
+    assert!(
+        text.contains("note: selector 1 of 'all' (namespace '*') also takes every pod of kube-system, kube-public, kube-node-lease"),
+        "{text}"
+    );
+}

@@ -1,5 +1,7 @@
 //! Housekeeping of resources written by others: stamp ACTIVE on status-less resources created
-//! with kubectl, and drop the finalizer of resources deleted with kubectl. A resource whose recorded
+//! with kubectl, CREATE_FAILED (with the rule, in `health`) on those that break a rule the CRD
+//! cannot express, so that no resource reads ACTIVE while no replica serves it, and drop the
+//! finalizer of resources deleted with kubectl. A resource whose recorded
 //! status is DELETING is being deleted by the store itself (the API writes DELETING before its
 //! `DELETE`): the replica doing it drops the finalizer, and the others leave it alone, so replicas
 //! never race each other on an API delete. If that replica dies in between, the journal's pending
@@ -22,9 +24,16 @@ impl KubeStore {
                 obj.metadata.resource_version.clone().unwrap_or_default(),
             );
             let deleting = obj.metadata.deletion_timestamp.is_some();
+            let unservable = if deleting { None } else { self.unservable(obj) };
             let needs_status = !deleting
-                && recorded_status(obj).is_none()
-                && !obj.annotations().contains_key(INITIAL_STATUS_ANNOTATION);
+                && match &unservable {
+                    Some(rule) => !refused_for(obj, rule),
+                    // Status-less, or refused by us for a rule it no longer breaks (a limit raised).
+                    None => {
+                        (recorded_status(obj).is_none() || refused_by_us(obj))
+                            && !obj.annotations().contains_key(INITIAL_STATUS_ANNOTATION)
+                    }
+                };
             let needs_release = deleting && has_finalizer(obj) && !deleted_by_the_store(obj);
             if (needs_status || needs_release) && !observed.housekept.contains(&key) {
                 observed.housekept.insert(key);
@@ -49,6 +58,59 @@ impl KubeStore {
             let store = Arc::clone(self);
             tokio::spawn(async move { store.housekeep_one(obj).await });
         }
+        self.warn_catch_all(observed);
+    }
+
+    /// A Warning Event on each resource with a catch-all selector (`decision::catch_all`), once per
+    /// resource and selector in this process.
+    fn warn_catch_all(&self, observed: &mut Observed) {
+        let snapshot = self.published.snapshot();
+        for found in snapshot.catch_all() {
+            let Some(obj) = observed.objects.get(&found.profile) else {
+                continue;
+            };
+            let uid = obj.metadata.uid.clone().unwrap_or_default();
+            if !observed.warned.insert((uid, found.selector)) {
+                continue;
+            }
+            let (recorder, reference) = (
+                self.recorder.clone(),
+                ::kube::Resource::object_ref(obj, &()),
+            );
+            let event = ::kube::runtime::events::Event {
+                type_: ::kube::runtime::events::EventType::Warning,
+                reason: "CatchAllSelector".into(),
+                note: Some(found.message()),
+                action: "Matching".into(),
+                secondary: None,
+            };
+            tokio::spawn(async move {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, profile = ?reference.name, "could not record an event");
+                }
+            });
+        }
+        if observed.warned.len() > 4 * observed.objects.len() + 64 {
+            let live: HashSet<String> = observed
+                .objects
+                .values()
+                .filter_map(|o| o.metadata.uid.clone())
+                .collect();
+            observed.warned.retain(|(uid, _)| live.contains(uid));
+        }
+    }
+
+    /// The rule a resource written by others breaks, if it breaks one the CRD could not express
+    /// (control characters in labels, limits set lower by flags): no replica serves it. Resources
+    /// the API wrote were checked when it wrote them.
+    fn unservable(&self, obj: &ProfileResource) -> Option<String> {
+        if obj.annotations().contains_key(INITIAL_STATUS_ANNOTATION) {
+            return None;
+        }
+        let profile = profile_from_resource(obj)?;
+        profile::validate(&profile, &self.limits)
+            .err()
+            .map(|rule| rule.0)
     }
 
     /// This replica may write in the background now.
@@ -87,8 +149,14 @@ impl KubeStore {
         let result = if obj.metadata.deletion_timestamp.is_some() {
             self.release(&obj).await.map(|_| "finalizer dropped")
         } else {
+            let unservable = self.unservable(&obj);
             let mut status = FargateProfileStatus {
-                status: Some(ProfileStatus::Active),
+                status: Some(if unservable.is_some() {
+                    ProfileStatus::CreateFailed
+                } else {
+                    ProfileStatus::Active
+                }),
+                health: unservable.as_deref().map(refusal_health),
                 created_at: obj
                     .metadata
                     .creation_timestamp
@@ -104,7 +172,11 @@ impl KubeStore {
                 .await
                 .map(|written| {
                     self.record(written);
-                    "status ACTIVE written"
+                    if unservable.is_some() {
+                        "status CREATE_FAILED written (a rule the CRD cannot express is broken)"
+                    } else {
+                        "status ACTIVE written"
+                    }
                 })
         };
         match result {
@@ -138,4 +210,38 @@ impl KubeStore {
 /// The store's own deletion: the API wrote DELETING before it issued the `DELETE`.
 pub(super) fn deleted_by_the_store(obj: &ProfileResource) -> bool {
     recorded_status(obj).and_then(|s| s.status) == Some(ProfileStatus::Deleting)
+}
+
+/// [D] The `health` of a resource no replica serves: EKS's issue codes have none for a spec (its
+/// API refuses one), so `InternalFailure`, with the rule broken as the message (README, "Several
+/// replicas").
+fn refusal_health(rule: &str) -> profile::Health {
+    profile::Health {
+        issues: vec![profile::HealthIssue {
+            code: Some("InternalFailure".into()),
+            message: Some(format!("not served: {rule}")),
+            resource_ids: Vec::new(),
+        }],
+    }
+}
+
+/// The resource says it is not served, in our words ([`refusal_health`]).
+fn refused_by_us(obj: &ProfileResource) -> bool {
+    recorded_status(obj).is_some_and(|s| {
+        s.status == Some(ProfileStatus::CreateFailed)
+            && s.health.as_ref().is_some_and(|h| {
+                h.issues.iter().any(|i| {
+                    i.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("not served: "))
+                })
+            })
+    })
+}
+
+/// The resource already says it is not served, for this rule.
+fn refused_for(obj: &ProfileResource, rule: &str) -> bool {
+    recorded_status(obj).is_some_and(|s| {
+        s.status == Some(ProfileStatus::CreateFailed) && s.health == Some(refusal_health(rule))
+    })
 }

@@ -191,6 +191,8 @@ pub struct KubeStore {
     housekeeping: AtomicBool,
     /// Serialises this process's writers: they would only conflict with each other on the lock.
     writer: tokio::sync::Mutex<()>,
+    /// Events on FargateProfile resources (the claim holder's).
+    recorder: ::kube::runtime::events::Recorder,
 }
 
 impl std::fmt::Debug for KubeStore {
@@ -221,7 +223,15 @@ impl KubeStore {
         if options.namespace.is_empty() {
             options.namespace = client.default_namespace().to_owned();
         }
+        let recorder = ::kube::runtime::events::Recorder::new(
+            client.clone(),
+            ::kube::runtime::events::Reporter {
+                controller: "fargate-webhook".into(),
+                instance: None,
+            },
+        );
         Arc::new(KubeStore {
+            recorder,
             profiles: Api::all(client.clone()),
             guarded: Api::all(client.clone()),
             locks: Api::namespaced(client, &options.namespace),

@@ -52,6 +52,8 @@ pub(super) struct Observed {
     pub(super) reported: HashSet<(String, String)>,
     /// Resource versions whose housekeeping was started.
     pub(super) housekept: HashSet<(String, String)>,
+    /// Catch-all selectors already reported with an Event: (uid, selector).
+    pub(super) warned: HashSet<(String, usize)>,
 }
 
 pub(super) fn version_of(obj: &ProfileResource) -> Option<u64> {
