@@ -18,19 +18,46 @@ const SUPPORTED_VOLUMES: &[&str] = &[
     "downwardAPI",
 ];
 
-/// The CSI driver of EBS volumes, which Fargate cannot attach.
-pub const EBS_CSI_DRIVER: &str = "ebs.csi.aws.com";
+/// The one CSI driver whose volumes Fargate mounts through a claim (docs/eks-behaviour.md §5).
+pub const EFS_CSI_DRIVER: &str = "efs.csi.aws.com";
 
-/// What is known of a claim a volume names. The webhook knows nothing (no refusal then); the
-/// scheduler reads the claim and its volume.
+/// The capabilities a container may add: the container runtime's default set, named as Kubernetes
+/// writes them (no `CAP_` prefix) and compared as written (docs/eks-behaviour.md §5).
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// What is known of a claim a volume names. The webhook and `explain` know nothing (no refusal
+/// then); the scheduler reads the claim and its volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
+    /// Not looked up, or the lookup failed.
     Unknown,
+    /// No claim of that name in the pod's namespace.
+    Missing,
     NotBound,
-    /// Bound to `volume`; `ebs` names how it is backed by EBS (a CSI driver or in-tree type).
+    /// Bound to `volume`, a PersistentVolume whose CSI driver is `driver` (`None`: no CSI spec,
+    /// e.g. `hostPath`, `local` or in-tree `awsElasticBlockStore`).
     Bound {
         volume: String,
-        ebs: Option<String>,
+        driver: Option<String>,
+    },
+    /// Bound to `volume`, which does not exist.
+    VolumeMissing {
+        volume: String,
     },
 }
 
@@ -53,34 +80,15 @@ pub fn check(pod: &Pod, claim: &dyn Fn(&str) -> Claim) -> Option<String> {
     }
 
     let running = || spec.init_containers.iter().chain(&spec.containers);
-    let mut security: Vec<String> = Vec::new();
-    let contexts = || running().filter_map(|c| c.security_context.as_ref());
-    if contexts().any(|s| s.privileged == Some(true)) {
-        security.push("Privileged".into());
-    }
-    if contexts().any(|s| s.allow_privilege_escalation == Some(true)) {
-        security.push("AllowPrivilegeEscalation".into());
-    }
-    let mut added: Vec<String> = contexts()
-        .filter_map(|s| s.capabilities.as_ref())
-        .flat_map(|c| &c.add)
-        .map(|cap| {
-            if cap.starts_with("CAP_") {
-                cap.clone()
-            } else {
-                format!("CAP_{cap}")
-            }
-        })
+    // One entry per container, in the pod's order (init containers first), joined by `,` alone.
+    let security: Vec<String> = running()
+        .filter_map(|c| c.security_context.as_ref())
+        .filter_map(container_security)
         .collect();
-    added.sort();
-    added.dedup();
-    if !added.is_empty() {
-        security.push(format!("Capabilities added: {}", added.join(", ")));
-    }
     if !security.is_empty() {
         parts.push(format!(
             "invalid SecurityContext fields: {}",
-            security.join(", ")
+            security.join(",")
         ));
     }
 
@@ -120,6 +128,30 @@ pub fn check(pod: &Pod, claim: &dyn Fn(&str) -> Claim) -> Option<String> {
     (!parts.is_empty()).then(|| format!("{PREFIX}{}", parts.join(", ")))
 }
 
+/// What one container's security context holds that Fargate refuses, in EKS's order: the added
+/// capabilities outside [`DEFAULT_CAPABILITIES`] (as written, in the order written), then
+/// `AllowPrivilegeEscalation`, then `Privileged`.
+fn container_security(context: &super::pod::SecurityContext) -> Option<String> {
+    let mut fields: Vec<String> = Vec::new();
+    let refused: Vec<&str> = context
+        .capabilities
+        .iter()
+        .flat_map(|c| &c.add)
+        .map(String::as_str)
+        .filter(|cap| !DEFAULT_CAPABILITIES.contains(cap))
+        .collect();
+    if !refused.is_empty() {
+        fields.push(format!("Capabilities added: {}", refused.join(", ")));
+    }
+    if context.allow_privilege_escalation == Some(true) {
+        fields.push("AllowPrivilegeEscalation".into());
+    }
+    if context.privileged == Some(true) {
+        fields.push("Privileged".into());
+    }
+    (!fields.is_empty()).then(|| fields.join(", "))
+}
+
 fn volume_refusal(volume: &super::pod::Volume, claim: &dyn Fn(&str) -> Claim) -> Option<String> {
     let name = &volume.name;
     if volume.host_path.is_some() {
@@ -128,19 +160,26 @@ fn volume_refusal(volume: &super::pod::Volume, claim: &dyn Fn(&str) -> Claim) ->
     }
     if let Some(source) = &volume.persistent_volume_claim {
         let claim_name = &source.claim_name;
-        return match claim(claim_name) {
-            Claim::Unknown => None,
-            Claim::NotBound => Some(format!(
-                "{name} not supported because: PVC {claim_name} not bound"
-            )),
-            Claim::Bound { ebs: None, .. } => None,
+        let because = match claim(claim_name) {
+            Claim::Unknown => return None,
+            Claim::Missing => format!("persistentvolumeclaim \"{claim_name}\" not found"),
+            Claim::NotBound => format!("PVC {claim_name} not bound"),
+            Claim::Bound { driver, .. } if driver.as_deref() == Some(EFS_CSI_DRIVER) => {
+                return None;
+            }
             Claim::Bound {
                 volume,
-                ebs: Some(how),
-            } => Some(format!(
-                "{name} not supported because: PVC {claim_name} bound to invalid PV {volume} with {how}"
-            )),
+                driver: None,
+            } => format!("PVC {claim_name} bound to invalid PV {volume} with nil CSI spec"),
+            Claim::Bound {
+                volume,
+                driver: Some(driver),
+            } => format!("PVC {claim_name} bound to invalid PV {volume} with CSI Driver: {driver}"),
+            Claim::VolumeMissing { volume } => {
+                format!("persistentvolume \"{volume}\" not found")
+            }
         };
+        return Some(format!("{name} not supported because: {because}"));
     }
     let supported = volume
         .sources
@@ -179,16 +218,6 @@ mod tests {
             (
                 json!({"hostPID": true, "hostIPC": true, "containers": [{"name": "a"}]}),
                 Some("fields not supported: HostPID, HostIPC"),
-            ),
-            (
-                json!({"containers": [{"name": "a", "securityContext": {"capabilities": {"add": ["CHOWN"]}}}]}),
-                Some("invalid SecurityContext fields: Capabilities added: CAP_CHOWN"),
-            ),
-            (
-                json!({"containers": [{"name": "a", "securityContext": {"allowPrivilegeEscalation": true, "capabilities": {"add": ["CAP_SYS_PTRACE", "NET_RAW"]}}}]}),
-                Some(
-                    "invalid SecurityContext fields: AllowPrivilegeEscalation, Capabilities added: CAP_NET_RAW, CAP_SYS_PTRACE",
-                ),
             ),
             (
                 json!({"containers": [{"name": "a", "securityContext": {"allowPrivilegeEscalation": false, "privileged": false}}]}),
@@ -230,26 +259,152 @@ mod tests {
         }
     }
 
+    /// Added capabilities: the runtime's default set runs, anything else is named as written,
+    /// container by container (docs/eks-behaviour.md §5).
+    #[test]
+    fn capabilities_outside_the_default_set_are_refused_per_container() {
+        let one = |context: serde_json::Value| json!({"containers": [{"name": "a", "securityContext": context}]});
+        let cases: Vec<(serde_json::Value, Option<&str>)> = vec![
+            // The default set runs, also with everything else dropped.
+            (
+                one(json!({"capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}})),
+                None,
+            ),
+            (
+                one(json!({"capabilities": {"add": DEFAULT_CAPABILITIES}})),
+                None,
+            ),
+            (
+                one(json!({"capabilities": {"add": ["CHOWN", "DAC_OVERRIDE", "NET_RAW"]}})),
+                None,
+            ),
+            // Named as written: no prefix added, a prefixed name is not the default set's.
+            (
+                one(json!({"capabilities": {"add": ["NET_ADMIN"]}})),
+                Some("Capabilities added: NET_ADMIN"),
+            ),
+            (
+                one(json!({"capabilities": {"add": ["CAP_CHOWN"]}})),
+                Some("Capabilities added: CAP_CHOWN"),
+            ),
+            (
+                one(json!({"capabilities": {"add": ["net_bind_service"]}})),
+                Some("Capabilities added: net_bind_service"),
+            ),
+            // Only the refused ones, in the order written, joined by ", ".
+            (
+                one(json!({"capabilities": {"add": ["SYS_PTRACE", "DAC_OVERRIDE", "NET_ADMIN"]}})),
+                Some("Capabilities added: SYS_PTRACE, NET_ADMIN"),
+            ),
+            // Within a container: capabilities, then AllowPrivilegeEscalation, then Privileged.
+            (
+                one(
+                    json!({"privileged": true, "allowPrivilegeEscalation": true, "capabilities": {"add": ["SYS_ADMIN"]}}),
+                ),
+                Some("Capabilities added: SYS_ADMIN, AllowPrivilegeEscalation, Privileged"),
+            ),
+            (
+                one(
+                    json!({"allowPrivilegeEscalation": true, "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}}),
+                ),
+                Some("AllowPrivilegeEscalation"),
+            ),
+            // Container by container, init containers first, joined by "," alone.
+            (
+                json!({
+                "initContainers": [{"name": "copyutil", "securityContext": {"capabilities": {"add": ["DAC_READ_SEARCH", "DAC_OVERRIDE"]}}}],
+                "containers": [
+                    {"name": "repo-server", "securityContext": {"capabilities": {"add": ["DAC_READ_SEARCH", "DAC_OVERRIDE"]}}},
+                    {"name": "fine", "securityContext": {"capabilities": {"add": ["CHOWN"]}}},
+                ]}),
+                Some("Capabilities added: DAC_READ_SEARCH,Capabilities added: DAC_READ_SEARCH"),
+            ),
+            (
+                json!({
+                    "initContainers": [{"name": "i", "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}}],
+                    "containers": [{"name": "a", "securityContext": {"privileged": true}}]}),
+                Some("Capabilities added: NET_ADMIN,Privileged"),
+            ),
+        ];
+        for (spec, expected) in cases {
+            let got = check(&pod(spec.clone()), &unknown);
+            let expected = expected.map(|e| format!("{PREFIX}invalid SecurityContext fields: {e}"));
+            assert_eq!(got, expected, "spec {spec}");
+        }
+    }
+
+    /// Claims: only one bound to an EFS CSI volume runs (docs/eks-behaviour.md §5).
     #[test]
     fn claims_are_judged_by_what_the_cluster_says() {
+        let bound = |driver: Option<&str>| Claim::Bound {
+            volume: "pv-1".into(),
+            driver: driver.map(Into::into),
+        };
+        let because = "data not supported because: ";
+        let cases: Vec<(Claim, Option<String>)> = vec![
+            (Claim::Unknown, None),
+            (bound(Some(EFS_CSI_DRIVER)), None),
+            (
+                Claim::Missing,
+                Some(format!(
+                    "{because}persistentvolumeclaim \"pvc-data\" not found"
+                )),
+            ),
+            (
+                Claim::NotBound,
+                Some(format!("{because}PVC pvc-data not bound")),
+            ),
+            (
+                bound(None),
+                Some(format!(
+                    "{because}PVC pvc-data bound to invalid PV pv-1 with nil CSI spec"
+                )),
+            ),
+            (
+                bound(Some("ebs.csi.aws.com")),
+                Some(format!(
+                    "{because}PVC pvc-data bound to invalid PV pv-1 with CSI Driver: ebs.csi.aws.com"
+                )),
+            ),
+            (
+                bound(Some("hostpath.csi.k8s.io")),
+                Some(format!(
+                    "{because}PVC pvc-data bound to invalid PV pv-1 with CSI Driver: hostpath.csi.k8s.io"
+                )),
+            ),
+            (
+                Claim::VolumeMissing {
+                    volume: "pv-1".into(),
+                },
+                Some(format!("{because}persistentvolume \"pv-1\" not found")),
+            ),
+        ];
+        let spec = json!({"containers": [{"name": "a"}], "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": "pvc-data"}}]});
+        for (claim, expected) in cases {
+            let got = check(&pod(spec.clone()), &|_| claim.clone());
+            let expected = expected.map(|e| format!("{PREFIX}volumes not supported: {e}"));
+            assert_eq!(got, expected, "{claim:?}");
+        }
+    }
+
+    #[test]
+    fn several_claims_share_one_volumes_category() {
         let spec = json!({"containers": [{"name": "a"}], "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": "pvc-data"}},
             {"name": "logs", "persistentVolumeClaim": {"claimName": "pvc-logs"}},
             {"name": "efs", "persistentVolumeClaim": {"claimName": "pvc-efs"}}]});
         let claims = |name: &str| match name {
             "pvc-data" => Claim::NotBound,
-            "pvc-logs" => Claim::Bound {
-                volume: "pv-1".into(),
-                ebs: Some(format!("CSI Driver: {EBS_CSI_DRIVER}")),
-            },
+            "pvc-logs" => Claim::Missing,
             _ => Claim::Bound {
                 volume: "pv-2".into(),
-                ebs: None,
+                driver: Some(EFS_CSI_DRIVER.into()),
             },
         };
         assert_eq!(
             check(&pod(spec), &claims).unwrap(),
-            "Pod not supported on Fargate: volumes not supported: data not supported because: PVC pvc-data not bound, logs not supported because: PVC pvc-logs bound to invalid PV pv-1 with CSI Driver: ebs.csi.aws.com"
+            "Pod not supported on Fargate: volumes not supported: data not supported because: PVC pvc-data not bound, logs not supported because: persistentvolumeclaim \"pvc-logs\" not found"
         );
     }
 }

@@ -3,13 +3,14 @@
 //! the pod in the same write that sets the node). Like EKS, a refused pod is not retried
 //! (docs/eks-behaviour.md §9).
 
+use super::claims;
 use super::logging::{self, Logging};
 use super::placement::{self, PoolNode, VirtualNode};
 use super::sizing::{self, Size};
 use super::verdict::{self, Refusal, Verdict};
 use super::{Placement, SchedulerOptions};
 use crate::decision::SharedSnapshot;
-use crate::decision::unsupported::{Claim, EBS_CSI_DRIVER};
+use crate::decision::unsupported::Claim;
 use crate::metrics::Metrics;
 use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
@@ -102,36 +103,16 @@ impl Context {
         let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
         for name in names {
             let claim = match pvcs.get_opt(&name).await {
-                Ok(Some(pvc)) => {
-                    let bound =
-                        pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-                    let volume = pvc.spec.as_ref().and_then(|s| s.volume_name.clone());
-                    match (bound, volume) {
-                        (true, Some(volume)) => {
-                            let pv = pvs.get_opt(&volume).await.ok().flatten();
-                            let spec = pv.and_then(|p| p.spec);
-                            let csi = spec
-                                .as_ref()
-                                .and_then(|s| s.csi.as_ref())
-                                .map(|c| c.driver.clone());
-                            let ebs = match csi {
-                                Some(driver) if driver == EBS_CSI_DRIVER => {
-                                    Some(format!("CSI Driver: {driver}"))
-                                }
-                                _ if spec
-                                    .as_ref()
-                                    .is_some_and(|s| s.aws_elastic_block_store.is_some()) =>
-                                {
-                                    Some("volume type: awsElasticBlockStore".into())
-                                }
-                                _ => None,
-                            };
-                            Claim::Bound { volume, ebs }
+                Ok(pvc) => match claims::of_claim(pvc.as_ref()) {
+                    claims::Next::Known(claim) => claim,
+                    claims::Next::ReadVolume(volume) => match pvs.get_opt(&volume).await {
+                        Ok(pv) => claims::of_volume(volume, pv.as_ref()),
+                        Err(error) => {
+                            tracing::warn!(%error, claim = %name, %volume, "reading a volume failed; judged without it");
+                            Claim::Unknown
                         }
-                        _ => Claim::NotBound,
-                    }
-                }
-                Ok(None) => Claim::NotBound,
+                    },
+                },
                 Err(error) => {
                     tracing::warn!(%error, claim = %name, "reading a claim failed; judged without it");
                     Claim::Unknown

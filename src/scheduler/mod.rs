@@ -1,6 +1,6 @@
 //! The fargate-scheduler: places the pods the webhook sent to Fargate, as EKS's second Fargate
 //! component does (docs/eks-behaviour.md §9). Pure parts: [`sizing`], [`verdict`], [`placement`],
-//! [`orphans`].
+//! [`orphans`], [`claims`].
 //! I/O: [`bind`] (one pod), [`logging`] (a watch of the logging
 //! ConfigMap) and the loop below: a reflected watch of the pods that name `fargate-scheduler`, a worker
 //! pool, a retry tick, a half-second tick that removes the pods [`orphans`] finds in the reflector's
@@ -8,6 +8,7 @@
 //! only while this replica holds the scheduler's claim ([`crate::claim`]).
 
 pub mod bind;
+pub mod claims;
 pub mod logging;
 pub mod orphans;
 pub mod placement;

@@ -229,4 +229,73 @@ mod tests {
             assert_eq!(got, expected, "{label:?} {namespace} {spec}");
         }
     }
+
+    /// The scheduler's refusal for what only it can see (claims) and for capabilities, beside a
+    /// pod it places (docs/eks-behaviour.md §5).
+    #[test]
+    fn claims_and_capabilities_decide_with_the_scheduler() {
+        let snapshot = Snapshot::new(vec![profile("fp", "apps", ProfileStatus::Active)]);
+        let with_claim = json!({"containers": [{"name": "a"}], "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}]});
+        let bound = |driver: Option<&str>| Claim::Bound {
+            volume: "pvc-1".into(),
+            driver: driver.map(Into::into),
+        };
+        let refused =
+            "Pod not supported on Fargate: volumes not supported: data not supported because: ";
+        let cases: Vec<(serde_json::Value, Claim, Option<String>)> = vec![
+            (with_claim.clone(), bound(Some("efs.csi.aws.com")), None),
+            (with_claim.clone(), Claim::Unknown, None),
+            (
+                with_claim.clone(),
+                bound(None),
+                Some(format!(
+                    "{refused}PVC data-db-0 bound to invalid PV pvc-1 with nil CSI spec"
+                )),
+            ),
+            (
+                with_claim.clone(),
+                bound(Some("ebs.csi.aws.com")),
+                Some(format!(
+                    "{refused}PVC data-db-0 bound to invalid PV pvc-1 with CSI Driver: ebs.csi.aws.com"
+                )),
+            ),
+            (
+                with_claim.clone(),
+                Claim::Missing,
+                Some(format!(
+                    "{refused}persistentvolumeclaim \"data-db-0\" not found"
+                )),
+            ),
+            (
+                json!({"containers": [{"name": "a", "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}}}]}),
+                Claim::Unknown,
+                None,
+            ),
+            (
+                json!({"containers": [{"name": "a", "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]}),
+                Claim::Unknown,
+                Some(
+                    "Pod not supported on Fargate: invalid SecurityContext fields: Capabilities added: NET_ADMIN"
+                        .into(),
+                ),
+            ),
+        ];
+        for (spec, claim, expected) in cases {
+            let got = judge(&pod(Some("fp"), spec.clone()), "apps", &snapshot, &|_| {
+                claim.clone()
+            });
+            match expected {
+                None => assert!(matches!(got, Verdict::Place { .. }), "{spec} {got:?}"),
+                Some(message) => assert_eq!(
+                    got,
+                    Verdict::Refuse(Refusal {
+                        reason: "unsupported",
+                        message
+                    }),
+                    "{spec}"
+                ),
+            }
+        }
+    }
 }

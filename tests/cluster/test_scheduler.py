@@ -256,13 +256,21 @@ def test_pods_fargate_cannot_run_get_eks_failed_scheduling_texts(setup):
         "securityContext": {"privileged": True}}])
     refused_with("host", "Pod not supported on Fargate: fields not supported: HostNetwork, invalid SecurityContext "
                          "fields: Privileged, port contains HostIP or HostPort")
-    bad_pod("caps", containers=[{"name": "app", "image": "registry.example/app:1",
-                                 "securityContext": {"capabilities": {"add": ["CHOWN"]}}}])
-    refused_with("caps", "Pod not supported on Fargate: invalid SecurityContext fields: Capabilities added: CAP_CHOWN")
+    # Capabilities outside the runtime's default set are named as written, container by container.
+    bad_pod("caps", initContainers=[{"name": "init", "image": "registry.example/app:1",
+                                     "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_RAW"]}}}],
+            containers=[{"name": "app", "image": "registry.example/app:1",
+                         "securityContext": {"capabilities": {"add": ["CAP_CHOWN", "CHOWN"]}}}])
+    refused_with("caps", "Pod not supported on Fargate: invalid SecurityContext fields: Capabilities added: "
+                         "NET_ADMIN,Capabilities added: CAP_CHOWN")
     bad_pod("docker", volumes=[{"name": "docker", "hostPath": {"path": "/var/run/docker.sock"}}])
     refused_with("docker", "Pod not supported on Fargate: volumes not supported: docker")
 
-    # A claim nothing binds, and one the PV controller binds to an EBS volume.
+    # A claim that does not exist, one nothing binds, one bound to a volume without CSI, and one bound
+    # to an EBS volume: only EFS CSI volumes run on Fargate.
+    bad_pod("noclaim", volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "absent"}}])
+    refused_with("noclaim", "Pod not supported on Fargate: volumes not supported: data not supported because: "
+                            'persistentvolumeclaim "absent" not found')
     apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "pending", "namespace": "sched-bad"},
            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "none",
                     "resources": {"requests": {"storage": "1Gi"}}}})
@@ -281,6 +289,18 @@ def test_pods_fargate_cannot_run_get_eks_failed_scheduling_texts(setup):
     bad_pod("ebs", volumes=[{"name": "logs", "persistentVolumeClaim": {"claimName": "ebs-claim"}}])
     refused_with("ebs", "Pod not supported on Fargate: volumes not supported: logs not supported because: PVC "
                         "ebs-claim bound to invalid PV ebs-pv with CSI Driver: ebs.csi.aws.com")
+    apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "host-pv"},
+           "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "host",
+                    "hostPath": {"path": "/tmp/host-pv"},
+                    "claimRef": {"namespace": "sched-bad", "name": "host-claim"}}})
+    apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "host-claim", "namespace": "sched-bad"},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "host", "volumeName": "host-pv",
+                    "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_until("the hostPath claim Bound", lambda: kjson("get", "pvc", "host-claim", "-n", "sched-bad", "-o", "json")
+               ["status"].get("phase") == "Bound", timeout=60)
+    bad_pod("hostpv", volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "host-claim"}}])
+    refused_with("hostpv", "Pod not supported on Fargate: volumes not supported: data not supported because: PVC "
+                           "host-claim bound to invalid PV host-pv with nil CSI spec")
 
     bad_pod("huge", containers=[{"name": "app", "image": "registry.example/app:1",
                                  "resources": {"requests": {"cpu": "16", "memory": "120Gi"}}}])

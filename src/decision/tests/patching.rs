@@ -137,6 +137,37 @@ fn unsupported_fields_warn_only_when_mutated() {
 }
 
 #[test]
+fn capabilities_warn_only_outside_the_default_set() {
+    let snapshot = Snapshot::new(vec![active("fp", &[("default", &[])])]);
+    let with = |add: serde_json::Value| {
+        pod(json!({"spec": {"containers": [
+            {"name": "a", "securityContext": {"capabilities": {"add": add, "drop": ["ALL"]}}}]}}))
+    };
+    let cases: Vec<(serde_json::Value, Vec<&str>)> = vec![
+        (json!(["NET_BIND_SERVICE"]), vec![]),
+        (json!(["CHOWN", "DAC_OVERRIDE", "NET_RAW"]), vec![]),
+        (
+            json!(["NET_BIND_SERVICE", "SYS_PTRACE"]),
+            vec![
+                "Pod not supported on Fargate: invalid SecurityContext fields: Capabilities added: SYS_PTRACE \
+                 (sent to Fargate profile 'fp'; the fargate-scheduler will not place it)",
+            ],
+        ),
+        (
+            json!(["CAP_CHOWN"]),
+            vec![
+                "Pod not supported on Fargate: invalid SecurityContext fields: Capabilities added: CAP_CHOWN \
+                 (sent to Fargate profile 'fp'; the fargate-scheduler will not place it)",
+            ],
+        ),
+    ];
+    for (add, expected) in cases {
+        let d = decide_in("default", &with(add.clone()), &snapshot);
+        assert_eq!(d.warnings, expected, "{add}");
+    }
+}
+
+#[test]
 fn pinned_pod_already_labelled_gets_no_redundant_label_op() {
     let snapshot = Snapshot::new(vec![active("fp", &[("default", &[])])]);
     let d = decide_in("default", &labelled(&[(PROFILE_LABEL, "fp")]), &snapshot);
