@@ -234,7 +234,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
             "--placement pool needs --pool-selector (a label selector of the pool's nodes)"
         );
     }
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::for_process(crate::metrics::Process::Scheduler));
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let Opened { store, watcher, .. } = open_store(
         args.store,

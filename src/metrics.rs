@@ -72,8 +72,39 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// The `port` label values: the three listeners of `serve`.
 pub const PORTS: [&str; 3] = ["webhook", "ops", "api"];
 
+/// Which process a registry serves: each exports its own metrics and no other's (a scheduler has no
+/// certificate, a webhook no scheduling queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Process {
+    /// `serve`: admission, the API, certificates, the store; no `fargate_webhook_scheduler_*`.
+    Serve,
+    /// `scheduler`: `fargate_webhook_scheduler_*`, the profiles it reads and its ops port.
+    Scheduler,
+}
+
+impl Process {
+    /// Whether this process exports the metric family `name`.
+    pub fn exports(self, name: &str) -> bool {
+        let scheduler = name.starts_with("fargate_webhook_scheduler_");
+        match self {
+            Process::Serve => !scheduler,
+            Process::Scheduler => {
+                let serve_only = ["admission_", "api_", "certificate_"]
+                    .iter()
+                    .any(|p| name.starts_with(&format!("fargate_webhook_{p}")));
+                scheduler || !serve_only
+            }
+        }
+    }
+}
+
 impl Metrics {
+    /// The metrics of `serve`.
     pub fn new() -> Self {
+        Metrics::for_process(Process::Serve)
+    }
+
+    pub fn for_process(process: Process) -> Self {
         let registry = Registry::new();
         let admission_requests = IntCounterVec::new(
             Opts::new(
@@ -308,9 +339,12 @@ impl Metrics {
             Box::new(scheduler_logging_configmap.clone()),
             Box::new(build_info.clone()),
         ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
+            let name = collector.desc()[0].fq_name.clone();
+            if process.exports(&name) {
+                registry
+                    .register(collector)
+                    .expect("metric names are unique");
+            }
         }
         // Resident memory, CPU seconds, open and maximum file descriptors, start time.
         #[cfg(target_os = "linux")]
@@ -319,7 +353,11 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process metrics register once");
-        for source in ["profiles", "certificate"] {
+        let sources: &[&str] = match process {
+            Process::Serve => &["profiles", "certificate"],
+            Process::Scheduler => &["profiles"],
+        };
+        for source in sources {
             for result in ["ok", "failed"] {
                 reloads.with_label_values(&[source, result]);
             }
@@ -478,6 +516,45 @@ impl std::fmt::Debug for Metrics {
 mod tests {
     use super::*;
     use crate::profile::{FargateProfile, Selector};
+
+    #[test]
+    fn each_process_exports_its_own_metrics() {
+        let families = |process| {
+            let metrics = Metrics::for_process(process);
+            metrics.init_scheduler(&["x"]);
+            metrics.certificate_expiry.set(1.0);
+            let text = String::from_utf8(metrics.render()).unwrap();
+            let names: std::collections::BTreeSet<String> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_owned)
+                .collect();
+            names
+        };
+        let serve = families(Process::Serve);
+        let scheduler = families(Process::Scheduler);
+        assert!(serve.contains("fargate_webhook_certificate_expiry_timestamp_seconds"));
+        assert!(serve.contains("fargate_webhook_certificate_expiring"));
+        assert!(
+            !serve
+                .iter()
+                .any(|n| n.starts_with("fargate_webhook_scheduler_")),
+            "{serve:?}"
+        );
+        assert!(scheduler.contains("fargate_webhook_scheduler_pods_bound_total"));
+        assert!(scheduler.contains("fargate_webhook_reloads_total"));
+        assert!(scheduler.contains("fargate_webhook_build_info"));
+        for serve_only in ["certificate_", "admission_", "api_"] {
+            let prefix = format!("fargate_webhook_{serve_only}");
+            assert!(
+                !scheduler.iter().any(|n| n.starts_with(&prefix)),
+                "{scheduler:?}"
+            );
+        }
+        let text = String::from_utf8(Metrics::for_process(Process::Scheduler).render()).unwrap();
+        assert!(!text.contains(r#"source="certificate""#), "{text}");
+    }
 
     #[test]
     fn snapshot_gauges() {

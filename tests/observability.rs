@@ -49,8 +49,10 @@ async fn a_live_scrape_passes_promtool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_queries_only_exported_metrics() {
     let (_server, mut text) = scrape().await;
-    // The scheduler's families, as `fargate-webhook scheduler` exports them (same registry).
-    let scheduler = fargate_webhook::metrics::Metrics::new();
+    // The scheduler's families, as `fargate-webhook scheduler` exports them (its own registry).
+    let scheduler = fargate_webhook::metrics::Metrics::for_process(
+        fargate_webhook::metrics::Process::Scheduler,
+    );
     scheduler.init_scheduler(&fargate_webhook::scheduler::verdict::Refusal::REASONS);
     text.push_str(&String::from_utf8(scheduler.render()).unwrap());
     let exported: BTreeSet<String> = text
