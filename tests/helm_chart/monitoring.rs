@@ -16,6 +16,8 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
         &[
             "metrics.prometheusRule.enabled=true",
             "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+            // The scheduler's group too, so that promtool checks it.
+            "scheduler.enabled=true",
         ],
     );
     let rule = r.one("PrometheusRule", FULLNAME);
@@ -68,6 +70,73 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
         "promtool check rules: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_scheduler_is_monitored_on_its_own() {
+    let Some(helm) = helm() else { return };
+    let scheduler = format!("{FULLNAME}-scheduler");
+    let r = render(
+        helm,
+        &[
+            "scheduler.enabled=true",
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+        ],
+    );
+    // Its metrics Service selects the scheduler's pods only, on their ops port.
+    let service = r.one("Service", &format!("{scheduler}-metrics"));
+    assert_eq!(
+        service["spec"]["selector"]["app.kubernetes.io/component"],
+        "scheduler"
+    );
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    let monitor = r.one("ServiceMonitor", &scheduler);
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "scheduler"
+    );
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    let webhook_monitor = r.one("ServiceMonitor", FULLNAME);
+    assert_eq!(
+        webhook_monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "webhook"
+    );
+    // Its alerts, in their own group.
+    let rule = r.one("PrometheusRule", FULLNAME);
+    let group = &arr(&rule["spec"]["groups"])[1];
+    assert_eq!(str_of(&group["name"]), "fargate-scheduler");
+    let alerts: Vec<&str> = arr(&group["rules"])
+        .iter()
+        .map(|r| str_of(&r["alert"]))
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "FargateSchedulerNoLeader",
+            "FargateSchedulerPodsWaiting",
+            "FargateSchedulerBindLatencyHigh",
+            "FargateSchedulerRefusals"
+        ]
+    );
+    // With the ServiceMonitor off, its pods carry the scrape annotations.
+    let annotated = render(helm, &["scheduler.enabled=true"]);
+    let annotations =
+        &annotated.one("Deployment", &scheduler)["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    // Without a scheduler, none of it.
+    let without = render(
+        helm,
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.prometheusRule.enabled=true",
+        ],
+    );
+    assert!(without.get("ServiceMonitor", &scheduler).is_none());
+    assert_eq!(
+        arr(&without.one("PrometheusRule", FULLNAME)["spec"]["groups"]).len(),
+        1
     );
 }
 

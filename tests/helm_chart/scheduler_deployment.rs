@@ -52,8 +52,7 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
         "pods/binding:create",
         "pods/eviction:create",
         "pods/status:patch",
-        "nodes:create",
-        "nodes:delete",
+        "nodes:watch",
         "persistentvolumeclaims:get",
         "configmaps:watch",
         "events:create",
@@ -64,8 +63,12 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
             "{needed} missing from {granted:?}"
         );
     }
-    // Pods are annotated through their Binding, never patched.
+    // Pods are annotated through their Binding, never patched; pool placement only reads nodes.
     assert!(!granted.contains("pods:patch"), "{granted:?}");
+    assert!(
+        !granted.contains("nodes:create") && !granted.contains("nodes:delete"),
+        "{granted:?}"
+    );
     // ConfigMaps: the logging one only, by name.
     let config_maps: Vec<&Value> = arr(&role["rules"])
         .iter()
@@ -102,6 +105,13 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
         args.contains(&"--placement=virtual".to_string()) && args.contains(&"--evict".to_string()),
         "{args:?}"
     );
+    // Virtual placement makes and removes its nodes.
+    let node_verbs: Vec<String> = arr(&virtual_evict.one("ClusterRole", &name)["rules"])
+        .iter()
+        .filter(|rule| strings(&rule["resources"]) == ["nodes"])
+        .flat_map(|rule| strings(&rule["verbs"]))
+        .collect();
+    assert_eq!(node_verbs, ["get", "list", "watch", "create", "delete"]);
     assert!(
         render(helm, &[]).get("Deployment", &name).is_none(),
         "off by default"

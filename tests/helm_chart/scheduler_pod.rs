@@ -68,9 +68,15 @@ fn the_scheduler_pod_settings_render_as_asked() {
         })
     );
     assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+    // The values' annotations, beside the scrape annotations (the ServiceMonitor is off).
     assert_eq!(
         template["metadata"]["annotations"],
-        serde_json::json!({ "example.com/team": "platform" })
+        serde_json::json!({
+            "example.com/team": "platform",
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9091",
+            "prometheus.io/path": "/metrics",
+        })
     );
     // Security contexts: from the values (--set merges into the defaults: the set keys change).
     assert_eq!(pod["securityContext"]["runAsUser"], 1000);
@@ -101,10 +107,17 @@ fn the_scheduler_pod_settings_render_as_asked() {
     ] {
         assert!(default_pod.get(absent).is_none(), "{absent} by default");
     }
-    assert!(
-        default_deployment["spec"]["template"]["metadata"]
-            .get("annotations")
-            .is_none()
+    // By default only the scrape annotations, as on the webhook's pods.
+    let annotations = &default_deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        annotations
+            .as_object()
+            .map(|a| a.keys().cloned().collect::<Vec<_>>()),
+        Some(vec![
+            "prometheus.io/path".to_string(),
+            "prometheus.io/port".to_string(),
+            "prometheus.io/scrape".to_string()
+        ])
     );
     assert_eq!(
         default_pod["securityContext"],
