@@ -34,6 +34,8 @@ pub struct Metrics {
     pub store_write_conflicts: prometheus::IntCounter,
     /// The Kubernetes store: journalled writes the apiserver refused for good, taken out of the journal.
     pub store_quarantined: prometheus::IntCounter,
+    /// Profile writes the store could not commit (not refusals by a rule).
+    pub store_commit_failures: prometheus::IntCounter,
     /// Open connections, by `port` = webhook | ops | api.
     pub connections: IntGaugeVec,
     /// Connections closed at once because the port was at `--max-connections`, by `port`.
@@ -156,6 +158,11 @@ impl Metrics {
         let store_quarantined = prometheus::IntCounter::new(
             "fargate_webhook_store_quarantined_writes_total",
             "Journalled Kubernetes store writes the apiserver refused for good (400, 422), quarantined in the coordination ConfigMap so that writes go on.",
+        )
+        .expect("valid metric");
+        let store_commit_failures = prometheus::IntCounter::new(
+            "fargate_webhook_store_commit_failures_total",
+            "Profile writes the store could not commit (the storage failed or refused; a write refused by a profile rule is not counted).",
         )
         .expect("valid metric");
         let profiles = IntGaugeVec::new(
@@ -324,6 +331,7 @@ impl Metrics {
             Box::new(store_watch_restarts.clone()),
             Box::new(store_write_conflicts.clone()),
             Box::new(store_quarantined.clone()),
+            Box::new(store_commit_failures.clone()),
             Box::new(connections.clone()),
             Box::new(connections_refused.clone()),
             Box::new(bodies_refused.clone()),
@@ -394,6 +402,7 @@ impl Metrics {
             store_watch_restarts,
             store_write_conflicts,
             store_quarantined,
+            store_commit_failures,
             connections,
             connections_refused,
             bodies_refused,

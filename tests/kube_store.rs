@@ -1301,3 +1301,55 @@ async fn a_catch_all_selector_gets_a_warning_event_once() {
     assert_eq!(r.metrics.catch_all_selectors.get(), 1);
     watch.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_lock_fails_writes_loudly_and_changes_nothing() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    r.store
+        .apply_change(create_change(
+            eks_profile("first", ProfileStatus::Active),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        ))
+        .await
+        .expect("created");
+    // Someone made the coordination ConfigMap immutable: no commit can be recorded any more.
+    fake.with(|s| s.config_maps.get_mut(LOCK).unwrap()["immutable"] = json!(true));
+    let before = fake.lock_data();
+    let err = r
+        .store
+        .apply_change(create_change(
+            eks_profile("second", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        ))
+        .await
+        .expect_err("an immutable lock takes no commit");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("coordination ConfigMap") && text.contains("immutable"),
+        "{text}"
+    );
+    assert!(
+        fake.profile("second").is_none(),
+        "nothing written without a commit"
+    );
+    assert!(fake.profile("first").is_some());
+    assert_eq!(fake.lock_data(), before);
+    assert_eq!(r.metrics.store_commit_failures.get(), 1);
+    // A refusal by a rule is not a commit failure.
+    let _ = r
+        .store
+        .apply_change(create_change(
+            eks_profile("first", ProfileStatus::Creating),
+            None,
+            Arc::new(AtomicUsize::new(0)),
+            None,
+        ))
+        .await
+        .expect_err("a duplicate");
+    assert_eq!(r.metrics.store_commit_failures.get(), 1);
+}

@@ -39,6 +39,7 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
             "FargateWebhookErrorRatio",
             "FargateWebhookLatencyHigh",
             "FargateWebhookStoreWriteQuarantined",
+            "FargateWebhookStoreCannotCommit",
             "FargateWebhookShadowedSelectors",
             "FargateWebhookCatchAllSelectors"
         ]

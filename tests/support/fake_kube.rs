@@ -274,6 +274,15 @@ impl FakeState {
                 let Some(current) = objects.get(name) else {
                     return answer(404, "NotFound", format!("{resource} \"{name}\" not found"));
                 };
+                if current["immutable"] == true && body["data"] != current["data"] {
+                    return answer(
+                        422,
+                        "Invalid",
+                        format!(
+                            "{resource} \"{name}\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+                        ),
+                    );
+                }
                 if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
                     return answer(
                         409,

@@ -42,6 +42,22 @@ impl KubeStore {
         &self,
         change: &mut Change<'_>,
     ) -> Result<Updated, UpdateError> {
+        let result = self.update_with_retries_inner(change).await;
+        if let Err(error) = &result
+            && !matches!(error, UpdateError::Violation(_))
+        {
+            // Not a rule: the cluster cannot take profile writes now (alert
+            // FargateWebhookStoreCannotCommit).
+            self.published.metrics().store_commit_failures.inc();
+            tracing::error!(error = %crate::store::report(error), "a FargateProfile write could not be committed");
+        }
+        result
+    }
+
+    async fn update_with_retries_inner(
+        &self,
+        change: &mut Change<'_>,
+    ) -> Result<Updated, UpdateError> {
         let _writer = self.writer.lock().await;
         let mut pause = self.options.retry_backoff;
         let attempts = self.options.max_attempts.max(1);
