@@ -6,6 +6,7 @@
 use super::claims;
 use super::logging::{self, Logging};
 use super::placement::{self, PoolNode, VirtualNode};
+use super::pool::{self, PoolIndex};
 use super::sizing::{self, Size};
 use super::verdict::{self, Refusal, Verdict};
 use super::{Placement, SchedulerOptions};
@@ -16,8 +17,9 @@ use k8s_openapi::api::core::v1::{
     Binding, ConfigMap, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,9 +41,92 @@ pub struct Context {
     pub node_removals: tokio::sync::Semaphore,
     /// The logging ConfigMap as a watch knows it (run beside the scheduler, mod.rs).
     pub logging: logging::Watched,
-    /// Pool placement reads what each node holds and binds under this lock: two workers must not
-    /// both count the same free room.
-    pub pool_lock: tokio::sync::Mutex<()>,
+    /// Pool placement: the pool's nodes and what they hold, while this replica leads (mod.rs).
+    pub pool: std::sync::Mutex<Option<Arc<PoolCache>>>,
+}
+
+/// What pool placement decides from: a reflector of the pool's nodes, and the [`PoolIndex`] of the
+/// bound pods fed by a watch (mod.rs), plus the pods assumed here.
+pub struct PoolCache {
+    pub nodes: reflector::Store<Node>,
+    pub index: std::sync::Mutex<PoolIndex>,
+}
+
+impl PoolCache {
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, PoolIndex> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pool's nodes as the reflector has them (`used` left to the index).
+    fn nodes(&self) -> Vec<PoolNode> {
+        self.nodes.state().iter().map(|n| pool_node_of(n)).collect()
+    }
+}
+
+/// A pool node's room and whether it takes pods: Ready and not cordoned.
+fn pool_node_of(node: &Node) -> PoolNode {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+    let allocatable = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .map(|a| Size {
+            millicpu: a
+                .get("cpu")
+                .and_then(|q| sizing::millicores(&q.0))
+                .unwrap_or(0),
+            memory_mib: a
+                .get("memory")
+                .and_then(|q| sizing::bytes(&q.0))
+                .unwrap_or(0)
+                / (1024 * 1024),
+        })
+        .unwrap_or(Size {
+            millicpu: 0,
+            memory_mib: 0,
+        });
+    PoolNode {
+        name: node.name_any(),
+        allocatable,
+        used: Size {
+            millicpu: 0,
+            memory_mib: 0,
+        },
+        schedulable: ready && !cordoned,
+    }
+}
+
+/// Where a pod sits and what it takes on its node, for the [`PoolIndex`]: its provisioned size when
+/// the scheduler placed it, else what it requests; `None` when not bound or finished.
+pub fn placed(pod: &Pod) -> pool::Placed {
+    let node = pod.spec.as_ref()?.node_name.as_deref()?;
+    if node.is_empty() || placement::finished(pod) {
+        return None;
+    }
+    let lean: crate::decision::Pod = serde_json::to_value(pod)
+        .and_then(serde_json::from_value)
+        .unwrap_or_default();
+    let provisioned = pod
+        .annotations()
+        .get(CAPACITY_ANNOTATION)
+        .and_then(|_| sizing::size(&lean).ok());
+    let size = provisioned.unwrap_or_else(|| {
+        sizing::request(&lean)
+            .map(|r| Size {
+                millicpu: r.millicpu,
+                memory_mib: r.memory_mib,
+            })
+            .unwrap_or(Size {
+                millicpu: 0,
+                memory_mib: 0,
+            })
+    });
+    Some((node.to_owned(), size))
 }
 
 /// What happened to a pod.
@@ -61,6 +146,8 @@ fn object_ref(pod: &Pod) -> ObjectReference {
 pub const EVENT_SLOTS: usize = 64;
 /// Virtual nodes of deleted pods removed at once (each a read and a delete).
 pub const NODE_REMOVALS: usize = 16;
+/// How long a pool placement waits for the first lists of the pool's nodes and pods.
+const POOL_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn event(type_: EventType, reason: &str, note: String) -> Event {
     Event {
@@ -194,13 +281,13 @@ impl Context {
         };
         let logging = self.logging().await;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let pool_guard = match self.options.placement {
-            Placement::Pool => Some(self.pool_lock.lock().await),
-            Placement::Virtual => None,
-        };
+        let uid = pod.uid().unwrap_or_default();
         let node = match self.options.placement {
-            Placement::Virtual => self.virtual_node(pod, &namespace, &profile, size).await,
-            Placement::Pool => self.pool_node(size).await,
+            Placement::Virtual => self
+                .virtual_node(pod, &namespace, &profile, size)
+                .await
+                .map_err(|e| e.to_string()),
+            Placement::Pool => self.pool_node(&uid, size).await,
         };
         let node = match node {
             Ok(Some(node)) => node,
@@ -209,7 +296,7 @@ impl Context {
                 let note = match self.options.placement {
                     Placement::Pool => format!(
                         "0/{} nodes of the Fargate pool have room for {size}; will try again",
-                        self.pool_size().await
+                        self.pool_size()
                     ),
                     Placement::Virtual => {
                         "no free address for a virtual node; will try again".into()
@@ -262,15 +349,16 @@ impl Context {
             Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
                 // Bound meanwhile (by another replica before a Lease handover) or deleted: the
                 // sweep removes a virtual node made for nothing.
+                self.forget(&uid);
                 tracing::info!(pod = %pod.name_any(), code = e.code, "not bound: {}", e.message);
                 return Outcome::Skipped;
             }
             Err(error) => {
+                self.forget(&uid);
                 tracing::warn!(%error, pod = %pod.name_any(), "binding failed; will retry");
                 return Outcome::Skipped;
             }
         }
-        drop(pool_guard);
         let placement = match self.options.placement {
             Placement::Virtual => "virtual",
             Placement::Pool => "pool",
@@ -342,84 +430,39 @@ impl Context {
         Ok(None)
     }
 
-    async fn pool_nodes(&self) -> Result<Vec<Node>, kube::Error> {
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let selector = self.options.pool_selector.clone().unwrap_or_default();
-        Ok(nodes
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items)
+    fn pool_cache(&self) -> Option<Arc<PoolCache>> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    async fn pool_size(&self) -> usize {
-        self.pool_nodes().await.map_or(0, |n| n.len())
+    fn pool_size(&self) -> usize {
+        self.pool_cache().map_or(0, |c| c.nodes.state().len())
     }
 
-    /// The pool node with most room that holds `size` (what its pods request counted).
-    async fn pool_node(&self, size: Size) -> Result<Option<String>, kube::Error> {
-        let mut candidates = Vec::new();
-        let all_pods: Api<Pod> = Api::all(self.client.clone());
-        for node in self.pool_nodes().await? {
-            let name = node.name_any();
-            let ready = node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let cordoned = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
-            let allocatable = node
-                .status
-                .as_ref()
-                .and_then(|s| s.allocatable.as_ref())
-                .map(|a| Size {
-                    millicpu: a
-                        .get("cpu")
-                        .and_then(|q| sizing::millicores(&q.0))
-                        .unwrap_or(0),
-                    memory_mib: a
-                        .get("memory")
-                        .and_then(|q| sizing::bytes(&q.0))
-                        .unwrap_or(0)
-                        / (1024 * 1024),
-                })
-                .unwrap_or(Size {
-                    millicpu: 0,
-                    memory_mib: 0,
-                });
-            let on_node = all_pods
-                .list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
-                .await?;
-            let mut used = Size {
-                millicpu: 0,
-                memory_mib: 0,
-            };
-            for p in on_node.items {
-                if placement::finished(&p) {
-                    continue;
-                }
-                let lean: crate::decision::Pod = serde_json::to_value(&p)
-                    .and_then(serde_json::from_value)
-                    .unwrap_or_default();
-                let provisioned = p
-                    .annotations()
-                    .get(CAPACITY_ANNOTATION)
-                    .and_then(|_| sizing::size(&lean).ok());
-                let r = match provisioned {
-                    Some(s) => (s.millicpu, s.memory_mib),
-                    None => sizing::request(&lean)
-                        .map(|r| (r.millicpu, r.memory_mib))
-                        .unwrap_or((0, 0)),
-                };
-                used.millicpu += r.0;
-                used.memory_mib += r.1;
+    /// The pool node with most room that holds `size`, with the pod assumed there: decided from
+    /// the caches under a short lock, never across an API call. `Err` while the caches have not
+    /// listed yet.
+    async fn pool_node(&self, uid: &str, size: Size) -> Result<Option<String>, String> {
+        let cache = self.pool_cache().ok_or("not leading")?;
+        let ready = tokio::time::timeout(POOL_CACHE_WAIT, async {
+            cache.nodes.wait_until_ready().await.ok();
+            while !cache.lock_index().is_listed() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
-            candidates.push(PoolNode {
-                name,
-                allocatable,
-                used,
-                schedulable: ready && !cordoned,
-            });
+        })
+        .await;
+        if ready.is_err() {
+            return Err("the pool's nodes and pods are not listed yet".into());
         }
-        Ok(placement::choose_pool_node(&candidates, size).map(|n| n.name.clone()))
+        let nodes = cache.nodes();
+        Ok(cache
+            .lock_index()
+            .assume(uid, &nodes, size, std::time::Instant::now()))
+    }
+
+    /// The bind did not happen: the pod assumed on a pool node takes no room there.
+    fn forget(&self, uid: &str) {
+        if let Some(cache) = self.pool_cache() {
+            cache.lock_index().forget(uid);
+        }
     }
 }

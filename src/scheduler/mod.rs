@@ -12,6 +12,7 @@ pub mod claims;
 pub mod logging;
 pub mod orphans;
 pub mod placement;
+pub mod pool;
 pub mod sizing;
 pub mod verdict;
 
@@ -90,7 +91,7 @@ pub async fn run(
         event_slots: Arc::new(tokio::sync::Semaphore::new(bind::EVENT_SLOTS)),
         node_removals: tokio::sync::Semaphore::new(bind::NODE_REMOVALS),
         logging,
-        pool_lock: tokio::sync::Mutex::new(()),
+        pool: std::sync::Mutex::new(None),
     });
     let logging_watch = {
         let (ctx, stop) = (Arc::clone(&ctx), shutdown.clone());
@@ -152,6 +153,11 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
         .default_backoff()
         .reflect(writer)
         .boxed();
+    // Pool placement decides from caches of the pool's nodes and the bound pods, fed while leading.
+    let pool_feeds = match ctx.options.placement {
+        Placement::Pool => watch_pool(&ctx),
+        Placement::Virtual => Vec::new(),
+    };
     // Set once the first list is in the cache: before, a pod missing from it is not known to be gone.
     let mut listed = false;
     let (queue, receiver) = mpsc::channel::<(Pod, std::time::Instant)>(1024);
@@ -287,9 +293,69 @@ async fn lead(ctx: Arc<Context>, work: CancellationToken) {
     }
     workers.abort_all();
     removals.abort_all();
+    for feed in pool_feeds {
+        feed.abort();
+    }
+    *ctx.pool.lock().unwrap_or_else(|e| e.into_inner()) = None;
     if let Some(sweeping) = sweeping {
         sweeping.abort();
     }
+}
+
+/// Start the caches pool placement decides from (`bind::PoolCache`): a reflector of the pool's nodes
+/// and a watch of every bound, unfinished pod (any scheduler's: they all take room) into the
+/// `pool::PoolIndex`. Returns the tasks that feed them.
+fn watch_pool(ctx: &Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
+    let selector = ctx.options.pool_selector.clone().unwrap_or_default();
+    let (nodes, writer) = reflector::store::<Node>();
+    let cache = Arc::new(bind::PoolCache {
+        nodes,
+        index: std::sync::Mutex::new(pool::PoolIndex::default()),
+    });
+    *ctx.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&cache));
+    let node_feed = {
+        let nodes: Api<Node> = Api::all(ctx.client.clone());
+        let stream = watcher(nodes, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .reflect(writer);
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "watching the pool's nodes");
+                }
+            }
+        })
+    };
+    let pod_feed = {
+        let pods: Api<Pod> = Api::all(ctx.client.clone());
+        let config =
+            watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+        let stream = watcher(pods, config).default_backoff();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                // Sized before the lock: placements wait on it.
+                let uid = |pod: &Pod| pod.uid().unwrap_or_default();
+                let lock = || cache.index.lock().unwrap_or_else(|e| e.into_inner());
+                match event {
+                    Ok(watcher::Event::Init) => lock().init(),
+                    Ok(watcher::Event::InitApply(pod)) => {
+                        let placed = bind::placed(&pod);
+                        lock().init_apply(&uid(&pod), placed);
+                    }
+                    Ok(watcher::Event::InitDone) => lock().init_done(),
+                    Ok(watcher::Event::Apply(pod)) => {
+                        let placed = bind::placed(&pod);
+                        lock().apply(&uid(&pod), placed);
+                    }
+                    Ok(watcher::Event::Delete(pod)) => lock().delete(&uid(&pod)),
+                    Err(error) => tracing::warn!(%error, "watching the pods on the pool"),
+                }
+            }
+        })
+    };
+    vec![node_feed, pod_feed]
 }
 
 /// Move pods from the backlog into the workers' queue while it has room. A pod gone from `waiting`

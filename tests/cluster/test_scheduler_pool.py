@@ -86,3 +86,29 @@ def test_a_pod_no_pool_node_can_hold_waits_until_there_is_room(pool):
     kubectl("scale", "deployment", "spread", "-n", NAMESPACE, "--replicas", "0")
     wait_until("the big pod Running", lambda: [p for p in placed("big") if p["status"].get("phase") == "Running"],
                timeout=60)
+
+
+def test_a_burst_fills_the_pool_exactly_and_never_beyond(pool):
+    """Placements are decided from the caches plus the pods assumed but not yet seen bound, by several
+    workers at once, with no lock held across the Binding: a burst of 20 pods of 0.25 vCPU onto two
+    2-vCPU nodes binds 8 per node, and the 4 left wait."""
+    kubectl("delete", "deployment", "--all", "-n", NAMESPACE, "--wait=false")
+    wait_until("the earlier pods gone", lambda: not kjson("get", "pods", "-n", NAMESPACE, "-o", "json")["items"],
+               timeout=60)
+    deploy("burst", 20, "250m")
+
+    def settled():
+        items = placed("burst")
+        bound = [p for p in items if p["spec"].get("nodeName")]
+        return (items, bound) if len(items) == 20 and len(bound) == 16 else None
+    items, bound = wait_until("16 of 20 pods bound", settled, timeout=60)
+    per_node = {}
+    for p in bound:
+        per_node[p["spec"]["nodeName"]] = per_node.get(p["spec"]["nodeName"], 0) + 1
+    assert per_node == {name: 8 for name in POOL}, per_node
+    # And it stays so: the 4 others wait (a FailedScheduling each), none is bound later.
+    waiting = [p["metadata"]["name"] for p in items if not p["spec"].get("nodeName")]
+    wait_until("the waiting pods told why", lambda: all(any(
+        e["reason"] == "FailedScheduling" and "nodes of the Fargate pool have room" in e.get("note", "")
+        for e in events_of(NAMESPACE, name)) for name in waiting), timeout=30)
+    assert len([p for p in placed("burst") if p["spec"].get("nodeName")]) == 16

@@ -18,8 +18,10 @@ RBAC = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBind
 
 
 def scheduler_rbac():
+    # Virtual placement, as the scheduler below runs (it makes and removes nodes; with pool placement the
+    # chart grants nodes read-only, and the real-node suite runs the chart's pool scheduler in a pod).
     rendered = helm("template", RELEASE, CHART, "-n", NAMESPACE, "--set", "store=kubernetes",
-                    "--set", "scheduler.enabled=true").stdout
+                    "--set", "scheduler.enabled=true", "--set", "scheduler.placement=virtual").stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     chosen = [d for d in docs if d["kind"] in RBAC
               and d["metadata"]["labels"].get("app.kubernetes.io/component") == "scheduler"]
