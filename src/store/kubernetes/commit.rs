@@ -1,7 +1,22 @@
 //! The write protocol (see the module documentation): read the lock, roll a pending commit
 //! forward, run the change on a fresh list, commit to the lock, apply the writes.
 
-use super::*;
+use super::journal::{Lock, Op, Pending, Quarantined, parse_lock, plan};
+use super::observed::Listed;
+use super::resource::{created_by, has_finalizer, new_resource, same_status, state_of};
+use super::{
+    FIELD_MANAGER, FINALIZER, KubeStore, MAX_OP_STEPS, PART_OF, PENDING_KEY, QUARANTINE_KEPT,
+    QUARANTINE_KEY, Source, TOKENS_KEY,
+};
+use crate::profile::TokenRecord;
+use crate::store::crd::{FargateProfile as ProfileResource, FargateProfileStatus};
+use crate::store::{Change, Step as ChangeStep, UpdateError, Updated, Violation};
+use ::kube::ResourceExt;
+use ::kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use ::kube::core::params::Preconditions;
+use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 pub(super) enum AttemptError {
     /// Start the update again (conflict, moved lock, transient error).

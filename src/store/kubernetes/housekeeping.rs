@@ -8,7 +8,19 @@
 //! removal is completed by the next write of any replica. Only the replica holding the store's claim
 //! housekeeps; a new holder looks at every resource again.
 
-use super::*;
+use super::commit::post_params;
+use super::observed::Observed;
+use super::resource::{has_finalizer, profile_from_resource, recorded_status};
+use super::{INITIAL_STATUS_ANNOTATION, KubeStore};
+use crate::claim::Claim;
+use crate::profile::{self, ProfileStatus};
+use crate::store::ProfileStore;
+use crate::store::crd::{self, FargateProfile as ProfileResource, FargateProfileStatus};
+use ::kube::ResourceExt;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio_util::sync::CancellationToken;
 
 impl KubeStore {
     /// Stamp ACTIVE on status-less resources created by others and drop the finalizer of

@@ -1,7 +1,19 @@
 //! The commit journal kept in the coordination ConfigMap (the writes of the last commit, the
 //! idempotency tokens) and the plan that turns one state into another as writes.
 
-use super::*;
+use super::commit::AttemptError;
+use super::observed::Listed;
+use super::resource::{profile_from_resource, status_part};
+use super::{PENDING_KEY, QUARANTINE_KEY, TOKENS_KEY};
+use crate::profile::{FargateProfile, Limits, ProfileState, TokenRecord};
+use crate::store::crd::{
+    self, FargateProfile as ProfileResource, FargateProfileSpec, FargateProfileStatus,
+};
+use crate::store::rules::{Journalled, check_journalled};
+use crate::store::{Violation, check_change};
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One write of a commit, as journaled in the coordination ConfigMap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -78,34 +78,23 @@
 //! finalizer right away: deletes made with kubectl take effect immediately, like removing an
 //! entry from a profiles file.
 
-use super::crd::{
-    self, FargateProfile as ProfileResource, FargateProfileSpec, FargateProfileStatus,
-};
-use super::{
-    BoxFuture, Change, ProfileStore, Publisher, Step as ChangeStep, UpdateError, Updated,
-    Violation, check_change,
-    rules::{Journalled, check_journalled},
-};
+use super::crd::FargateProfile as ProfileResource;
+use super::{BoxFuture, Change, ProfileStore, Publisher, UpdateError, Updated};
 use crate::claim::Claim;
 use crate::decision::SharedSnapshot;
 use crate::metrics::Metrics;
-use crate::profile::{self, FargateProfile, Limits, ProfileState, ProfileStatus, TokenRecord};
-use ::kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use crate::profile::{self, Limits, ProfileState};
+use ::kube::api::Api;
 use ::kube::core::DeserializeGuard;
-use ::kube::core::error_boundary::InvalidObject;
-use ::kube::core::params::Preconditions;
 use ::kube::runtime::WatchStreamExt;
 use ::kube::runtime::watcher::{self, Event};
 use ::kube::{Client, ResourceExt};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Finalizer on the resources the store creates.
 pub const FINALIZER: &str = "fargate-webhook.io/lifecycle";
@@ -137,12 +126,9 @@ mod resource;
 #[cfg(test)]
 mod tests;
 
-use commit::*;
-use journal::*;
 pub use journal::{Op, Pending};
-use observed::*;
+use observed::{Listed, Observed};
 pub use resource::profile_from_resource;
-use resource::*;
 
 /// Settings of the Kubernetes store.
 #[derive(Clone, Debug)]

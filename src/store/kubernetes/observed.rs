@@ -1,7 +1,12 @@
 //! What the watch and our own writes taught us about the resources: newer versions win,
 //! tombstones hold, a relist replaces all but newer writes.
 
-use super::*;
+use crate::profile::TokenRecord;
+use crate::store::crd::FargateProfile as ProfileResource;
+use ::kube::ResourceExt;
+use ::kube::core::DeserializeGuard;
+use ::kube::core::error_boundary::InvalidObject;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// What the watch and our own writes taught us about the resources.
 /// A list of resources: the ones that decode, and the ones that do not.

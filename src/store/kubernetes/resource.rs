@@ -1,7 +1,13 @@
 //! What a FargateProfile resource means for the store: its status (recorded, or the one it was
 //! created with), the finalizer, and the EKS profile it stands for.
 
-use super::*;
+use super::{FINALIZER, INITIAL_STATUS_ANNOTATION, PART_OF};
+use crate::profile::{FargateProfile, ProfileState, ProfileStatus, TokenRecord};
+use crate::store::crd::{
+    self, FargateProfile as ProfileResource, FargateProfileSpec, FargateProfileStatus,
+};
+use ::kube::ResourceExt;
+use std::collections::BTreeMap;
 
 pub(super) fn has_finalizer(obj: &ProfileResource) -> bool {
     obj.finalizers().iter().any(|f| f == FINALIZER)

@@ -1,4 +1,12 @@
-use super::*;
+use super::journal::{Op, Pending};
+use super::observed::{Listed, Observed, version_of};
+use super::resource::profile_from_resource;
+use super::{FINALIZER, INITIAL_STATUS_ANNOTATION};
+use crate::profile::ProfileStatus;
+use crate::store::crd::{
+    FargateProfile as ProfileResource, FargateProfileSpec, FargateProfileStatus,
+};
+use std::collections::BTreeMap;
 
 fn resource(name: &str, version: u64) -> ProfileResource {
     let mut obj = ProfileResource::new(name, FargateProfileSpec::default());
