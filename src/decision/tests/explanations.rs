@@ -12,13 +12,7 @@ fn explanation_says_why_not() {
         active("e-also", &[("def*", &[])]),
     ]);
     let p = labelled(&[("infrastructure", "ec2")]);
-    let req = Request {
-        group: "",
-        kind: "Pod",
-        operation: "CREATE",
-        namespace: "default",
-        pod: &p,
-    };
+    let req = create_in("default", &p);
     let e = explain::explain(&req, &snapshot, &ON);
     assert_eq!(e.chosen.as_deref(), Some("d-match"));
     let reason = |name: &str| {
@@ -97,13 +91,7 @@ fn explain_summaries() {
     ]);
     let summary = |namespace: &str, pod_json: serde_json::Value| {
         let p = pod(pod_json);
-        let req = Request {
-            group: "",
-            kind: "Pod",
-            operation: "CREATE",
-            namespace,
-            pod: &p,
-        };
+        let req = create_in(namespace, &p);
         explain::explain(&req, &snapshot, &Options::default()).summary
     };
     assert_eq!(

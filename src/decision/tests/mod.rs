@@ -54,18 +54,19 @@ const ON: Options = Options {
     priority_override: true,
 };
 
+/// The review of a pod created in `ns`.
+fn create_in<'a>(ns: &'a str, pod: &'a Pod) -> Request<'a> {
+    Request {
+        group: "",
+        kind: "Pod",
+        operation: "CREATE",
+        namespace: ns,
+        pod,
+    }
+}
+
 fn decide_in(ns: &str, pod: &Pod, snapshot: &Snapshot) -> Decision {
-    decide(
-        &Request {
-            group: "",
-            kind: "Pod",
-            operation: "CREATE",
-            namespace: ns,
-            pod,
-        },
-        snapshot,
-        &ON,
-    )
+    decide(&create_in(ns, pod), snapshot, &ON)
 }
 
 fn chosen(ns: &str, pod: &Pod, snapshot: &Snapshot) -> Option<String> {

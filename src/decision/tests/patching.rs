@@ -58,13 +58,7 @@ fn priority_override_can_be_turned_off() {
     let p = pod(
         json!({"metadata": {"labels": {}, "annotations": {}}, "spec": {"priorityClassName": "high", "preemptionPolicy": "Never"}}),
     );
-    let req = Request {
-        group: "",
-        kind: "Pod",
-        operation: "CREATE",
-        namespace: "default",
-        pod: &p,
-    };
+    let req = create_in("default", &p);
     let d = decide(
         &req,
         &snapshot,

@@ -70,13 +70,7 @@ fn shadowed_selectors_are_found_only_when_certain() {
         active("b", &[("default", &[])]),
     ]);
     let p = labelled(&[]);
-    let req = Request {
-        group: "",
-        kind: "Pod",
-        operation: "CREATE",
-        namespace: "default",
-        pod: &p,
-    };
+    let req = create_in("default", &p);
     let text = explain::explain(&req, &snapshot, &ON).to_string();
     assert!(
         text.contains("note: selector 1 of 'b' is shadowed by 'a'"),
@@ -120,16 +114,53 @@ fn shadowing_is_claimed_only_for_exact_labels_and_within_the_check_limit() {
 fn the_explanation_notes_catch_all_selectors() {
     let snapshot = Snapshot::new(vec![active("all", &[("*", &[])])]);
     let p = labelled(&[]);
-    let req = Request {
-        group: "",
-        kind: "Pod",
-        operation: "CREATE",
-        namespace: "default",
-        pod: &p,
-    };
+    let req = create_in("default", &p);
     let text = explain::explain(&req, &snapshot, &ON).to_string();
     assert!(
         text.contains("note: selector 1 of 'all' (namespace '*') also takes every pod of kube-system, kube-public, kube-node-lease"),
         "{text}"
+    );
+}
+
+#[test]
+fn wildcards_that_reach_system_namespaces_are_catch_alls() {
+    use ProfileStatus::*;
+    let snapshot = Snapshot::new(vec![
+        profile("all", Active, &[("*", &[])]),
+        profile(
+            "kube",
+            Active,
+            &[("team-a", &[]), ("kube-*", &[("app", "x")])],
+        ),
+        profile("system", Active, &[("*-system", &[])]),
+        profile("exact", Active, &[("kube-system", &[])]),
+        profile("teams", Active, &[("team-*", &[]), ("?", &[])]),
+        profile("creating", Creating, &[("*", &[])]),
+    ]);
+    let found: Vec<(String, usize, Vec<&str>, bool)> = snapshot
+        .catch_all()
+        .iter()
+        .map(|c| (c.profile.clone(), c.selector, c.takes.clone(), c.labelled))
+        .collect();
+    let all = vec!["kube-system", "kube-public", "kube-node-lease"];
+    assert_eq!(
+        found,
+        vec![
+            ("all".to_string(), 1, all.clone(), false),
+            ("kube".to_string(), 2, all, true),
+            ("system".to_string(), 1, vec!["kube-system"], false),
+        ]
+    );
+    assert!(
+        snapshot.catch_all()[1].message().contains(
+            "also takes the pods with its labels of kube-system, kube-public, kube-node-lease"
+        ),
+        "{}",
+        snapshot.catch_all()[1].message()
+    );
+    let message = snapshot.catch_all()[2].message();
+    assert_eq!(
+        message,
+        "selector 1 of 'system' (namespace '*-system') also takes every pod of kube-system: the cluster's own components would run on Fargate"
     );
 }
