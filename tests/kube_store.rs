@@ -306,10 +306,10 @@ async fn watch_restart_after_410_lists_again() {
 
     // The watch ends and, while it is down, history is compacted and things change: the
     // re-watch from the last resourceVersion gets 410 Expired and the watcher lists again.
-    fake.close_watches();
-    fake.delete("alpha");
-    fake.apply(kubectl_object("gamma", Some(ProfileStatus::Active)));
-    fake.compact();
+    fake.down_while(|down| {
+        down.delete("alpha");
+        down.apply(kubectl_object("gamma", Some(ProfileStatus::Active)));
+    });
     until("relisted", CAP, || r.names() == ["beta", "gamma"]).await;
 
     // A 410 ERROR event on an open watch does the same.

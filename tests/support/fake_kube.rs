@@ -605,6 +605,17 @@ impl Fake {
         });
     }
 
+    /// An API server down for a while: every open watch ends, `changes` happen and the history is
+    /// compacted, all under one lock, so no watch can resume in between (a resumed watch would get
+    /// the changes as events instead of `410 Expired`).
+    pub fn down_while(&self, changes: impl FnOnce(&mut Down<'_>)) {
+        self.with(|s| {
+            s.watchers.clear();
+            changes(&mut Down(s));
+            s.compacted = s.version + 1;
+        });
+    }
+
     /// End every open watch, as an API server restart or a timeout does.
     pub fn close_watches(&self) {
         self.with(|s| s.watchers.clear());
@@ -623,6 +634,21 @@ impl Fake {
                 let _ = tx.unbounded_send(event_line("ERROR", &expired));
             }
         });
+    }
+}
+
+/// Changes made while the fake API server is down ([`Fake::down_while`]).
+pub struct Down<'s>(&'s mut FakeState);
+
+impl Down<'_> {
+    /// `kubectl apply` of a new resource.
+    pub fn apply(&mut self, object: Value) {
+        self.0.new_profile(object);
+    }
+
+    /// `kubectl delete`.
+    pub fn delete(&mut self, name: &str) {
+        self.0.delete_profile(name);
     }
 }
 
