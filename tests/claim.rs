@@ -24,7 +24,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::fake_kube::{Fake, NAMESPACE, PROFILES, ROLE, kubectl_object};
-use support::within;
+use support::{until, within};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -142,13 +142,9 @@ fn status_writers(fake: &Fake, name: &str) -> Vec<String> {
 }
 
 async fn status_becomes(fake: &Fake, name: &str, status: &str) {
-    within(&format!("{name} {status}"), CAP, async {
-        while fake
-            .profile(name)
-            .is_none_or(|p| p["status"]["status"] != status)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until(&format!("{name} {status}"), CAP, || {
+        fake.profile(name)
+            .is_some_and(|p| p["status"]["status"] == status)
     })
     .await;
 }
@@ -170,10 +166,8 @@ async fn only_the_holder_housekeeps_and_a_standby_takes_over_within_the_lease_du
     let (dead, standby) = if holder == "a" { (a, b) } else { (b, a) };
     let died = Instant::now();
     dead.crash();
-    within("the standby holding", DURATION * 3, async {
-        while !standby.claim.is_held() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    until("the standby holding", DURATION * 3, || {
+        standby.claim.is_held()
     })
     .await;
     let took = died.elapsed();
@@ -222,12 +216,7 @@ async fn a_holder_cut_off_from_the_lease_stops_writing_before_another_may_take_i
     let cut = Instant::now();
     fake.with(|s| s.cut_off_leases_of = Some("a".into()));
     // Renewals fail: `a` gives up one renewal period before the Lease may expire for `b`.
-    within("a losing the claim", DURATION * 2, async {
-        while a.claim.is_held() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    until("a losing the claim", DURATION * 2, || !a.claim.is_held()).await;
     let lost = cut.elapsed();
     assert!(
         lost < DURATION,
@@ -253,12 +242,7 @@ async fn a_holder_that_stops_gives_the_lease_up_at_once() {
     let b = Replica::start(&fake, "b").loaded().await;
     let stopped = Instant::now();
     a.shutdown.cancel();
-    within("b holding", DURATION, async {
-        while !b.claim.is_held() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    until("b holding", DURATION, || b.claim.is_held()).await;
     let took = stopped.elapsed();
     // The next try of `b` (every DURATION / 4 here) finds the Lease free: no wait for expiry.
     assert!(took < DURATION / 2, "taken over after {took:?}");
