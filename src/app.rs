@@ -309,6 +309,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     let running = tokio::spawn(crate::scheduler::run(
         client,
         snapshot,
+        store.changes(),
         Arc::clone(&metrics),
         options,
         claim,

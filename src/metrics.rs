@@ -54,8 +54,11 @@ pub struct Metrics {
     pub scheduler_pods_removed: IntCounterVec,
     /// 1 while this process holds the scheduler's Lease.
     pub scheduler_leader: prometheus::IntGauge,
-    /// The scheduler: pods waiting for a worker (queued or in the backlog).
+    /// The scheduler: pods whose reconcile is due and has not started.
     pub scheduler_queue_depth: prometheus::IntGauge,
+    /// The scheduler: reconciles that failed and are tried again after a backoff, by `kind` =
+    /// pod | node | task.
+    pub scheduler_reconcile_errors: IntCounterVec,
     /// The scheduler: unbound pods naming it, by `reason` = unplaced | gated | refused.
     pub scheduler_pods_waiting: IntGaugeVec,
     /// The scheduler: removals of pods whose profile is not ACTIVE that failed (tried again), by `action`.
@@ -272,7 +275,15 @@ impl Metrics {
         .expect("valid metric");
         let scheduler_queue_depth = prometheus::IntGauge::new(
             "fargate_webhook_scheduler_queue_depth",
-            "Pods waiting for a scheduler worker (queued or in the backlog), on the leader.",
+            "Pods whose reconcile is due and has not started (the work queue), on the leader.",
+        )
+        .expect("valid metric");
+        let scheduler_reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_scheduler_reconcile_errors_total",
+                "Reconciles that failed and are tried again after a backoff, by kind of object: pod (a removal failed), node (a virtual node's deletion failed), task (a reconcile ended abnormally).",
+            ),
+            &["kind"],
         )
         .expect("valid metric");
         let scheduler_pods_waiting = IntGaugeVec::new(
@@ -342,6 +353,7 @@ impl Metrics {
             Box::new(scheduler_pods_removed.clone()),
             Box::new(scheduler_leader.clone()),
             Box::new(scheduler_queue_depth.clone()),
+            Box::new(scheduler_reconcile_errors.clone()),
             Box::new(scheduler_pods_waiting.clone()),
             Box::new(scheduler_removal_errors.clone()),
             Box::new(scheduler_logging_configmap.clone()),
@@ -413,6 +425,7 @@ impl Metrics {
             scheduler_pods_removed,
             scheduler_leader,
             scheduler_queue_depth,
+            scheduler_reconcile_errors,
             scheduler_pods_waiting,
             scheduler_removal_errors,
             scheduler_logging_configmap,
@@ -433,6 +446,9 @@ impl Metrics {
         }
         for reason in ["unplaced", "gated", "refused"] {
             self.scheduler_pods_waiting.with_label_values(&[reason]);
+        }
+        for kind in ["pod", "node", "task"] {
+            self.scheduler_reconcile_errors.with_label_values(&[kind]);
         }
     }
 

@@ -165,6 +165,9 @@ impl ProfileStore for Stalled {
     fn wait_loaded(&self) -> fargate_webhook::store::BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,8 +37,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// Bounds the events in flight ([`EVENT_SLOTS`]).
     pub event_slots: Arc<tokio::sync::Semaphore>,
-    /// Bounds the virtual nodes being removed at once ([`NODE_REMOVALS`]).
-    pub node_removals: tokio::sync::Semaphore,
     /// The logging ConfigMap as a watch knows it (run beside the scheduler, mod.rs).
     pub logging: logging::Watched,
     /// Pool placement: the pool's nodes and what they hold, while this replica leads (mod.rs).
@@ -144,7 +142,7 @@ fn object_ref(pod: &Pod) -> ObjectReference {
 
 /// Pods whose events may be on their way at once (see [`Context::record`]).
 pub const EVENT_SLOTS: usize = 64;
-/// Virtual nodes of deleted pods removed at once (each a read and a delete).
+/// Virtual nodes reconciled (and so removed) at once.
 pub const NODE_REMOVALS: usize = 16;
 /// How long a pool placement waits for the first lists of the pool's nodes and pods.
 const POOL_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -411,10 +409,7 @@ impl Context {
             });
             let name = node.name_any();
             match nodes.create(&PostParams::default(), &node).await {
-                Ok(_) => {
-                    self.metrics.scheduler_virtual_nodes.inc();
-                    return Ok(Some(name));
-                }
+                Ok(_) => return Ok(Some(name)),
                 Err(kube::Error::Api(e)) if e.code == 409 => {
                     let existing = nodes.get_opt(&name).await?;
                     let owner = existing

@@ -184,6 +184,10 @@ impl ProfileStore for FileStore {
     fn wait_loaded(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.published.wait_loaded())
     }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
+    }
 }
 
 /// The lock file every writer of `path` (in any process sharing the directory) holds exclusively.

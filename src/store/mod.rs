@@ -96,6 +96,9 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// Resolves once [`is_loaded`](Self::is_loaded) is true.
     fn wait_loaded(&self) -> BoxFuture<'_, ()>;
+
+    /// Changes each time a state is published: the webhook snapshot has been swapped by then.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 /// Run a change that refuses with a reason of its caller's: `Err(reason)` aborts the write, and the

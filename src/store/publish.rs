@@ -12,6 +12,8 @@ pub struct Publisher {
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
     loaded: tokio::sync::watch::Sender<bool>,
+    /// Counts the publications: readers that act on every change (the scheduler) wait on it.
+    published: tokio::sync::watch::Sender<u64>,
 }
 
 impl Publisher {
@@ -21,6 +23,7 @@ impl Publisher {
             snapshot,
             metrics,
             loaded: tokio::sync::watch::Sender::new(false),
+            published: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -44,6 +47,12 @@ impl Publisher {
         self.metrics.observe_snapshot(&snapshot);
         self.snapshot.store(Arc::new(snapshot));
         self.current.store(state);
+        self.published.send_modify(|n| *n += 1);
+    }
+
+    /// Changes each time a state is published (after the snapshot is swapped).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     /// A good state has been published: the store is ready.

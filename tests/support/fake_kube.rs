@@ -75,6 +75,8 @@ pub struct FakeState {
     pub refuse_creates_of: Option<String>,
     /// Answer every Lease request of the client of this name with `503`, as a partition would.
     pub cut_off_leases_of: Option<String>,
+    /// Pods, Nodes, Events and the other core objects the scheduler works on.
+    pub core: super::fake_core::Core,
 }
 
 /// Objects the fake keeps as given, with resourceVersions and optimistic concurrency only.
@@ -332,6 +334,9 @@ impl FakeState {
                 Plain::Leases,
             ),
         ];
+        if let Some(response) = self.core.handle(method, path, query, body, NAMESPACE) {
+            return response;
+        }
         for (prefix, which) in plain {
             if let Some(rest) = path.strip_prefix(&prefix) {
                 return self.plain(which, method, rest.trim_start_matches('/'), body);

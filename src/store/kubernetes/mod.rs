@@ -375,4 +375,8 @@ impl ProfileStore for KubeStore {
     fn wait_loaded(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.published.wait_loaded())
     }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.published.subscribe()
+    }
 }

@@ -1,0 +1,247 @@
+//! The two reconciles of the scheduler (docs/scheduler.md): one pod, one virtual node, each decided
+//! from the object as the cache has it now and the ACTIVE profiles now, never from the change that
+//! triggered it. kube-runtime's applier runs them: at most one reconcile per object at a time, a
+//! bounded number at once, and the [`Action`] returned (or [`error_policy`]'s) says when the object
+//! is looked at again.
+
+use super::bind::{Context, Outcome};
+use super::{active_profiles, backoff, gated, orphans, placement, refused_before, unbound};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, EvictParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A virtual node still needed is looked at again this often even without a change (a missed
+/// event, a pod store that lagged behind the trigger): reads of the caches only.
+pub const NODE_RESYNC: Duration = Duration::from_secs(30);
+
+/// An unbound pod the scheduler has seen: since when (bind latency counts the wait in the queue),
+/// and whether it was bound or refused already while the cache still shows it unbound.
+#[derive(Clone, Copy, Debug)]
+pub struct Waiting {
+    pub since: Instant,
+    pub done: bool,
+}
+
+/// What the reconciles share with the feeds that trigger them (controller.rs).
+pub struct Reconciler {
+    pub ctx: Arc<Context>,
+    /// Every pod of `fargate-scheduler`, as the reflector has it.
+    pub pods: Store<Pod>,
+    /// Unbound pods by UID (kept by the pod feed: added when seen unbound, dropped when bound or
+    /// gone).
+    pub waiting: Mutex<HashMap<String, Waiting>>,
+    /// Pods removed (deleted or evicted) whose deletion the cache does not show yet, by UID: a
+    /// second reconcile in between (an eviction writes the pod's status before deleting it) must not
+    /// remove it again. Kept by the pod feed.
+    pub removed: Mutex<HashSet<String>>,
+    /// Pods triggered whose reconcile has not started: the queue depth.
+    pub due: Mutex<HashSet<ObjectRef<Pod>>>,
+    /// Failures in a row, per object, for [`backoff::delay`].
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why a reconcile failed; tried again after [`backoff::delay`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("removing pod {pod}: {reason}")]
+    Removal { pod: String, reason: String },
+    #[error("removing virtual node {node}: {source}")]
+    Node { node: String, source: kube::Error },
+    #[error("the reconcile task ended: {0}")]
+    Task(String),
+}
+
+impl ReconcileError {
+    /// The kind of object whose reconcile failed: the `kind` label of the errors counter.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReconcileError::Removal { .. } => "pod",
+            ReconcileError::Node { .. } => "node",
+            ReconcileError::Task(_) => "task",
+        }
+    }
+}
+
+fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!("{}/{}", K::kind(&()), ObjectRef::from_obj(object))
+}
+
+impl Reconciler {
+    fn succeeded<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        lock(&self.failures).remove(&key(object));
+    }
+
+    fn mark_done(&self, uid: &str) -> Option<Instant> {
+        lock(&self.waiting).get_mut(uid).map(|w| {
+            w.done = true;
+            w.since
+        })
+    }
+}
+
+/// What to do with one pod of `fargate-scheduler` as it is now:
+/// - being deleted: nothing;
+/// - bound, naming a profile that is not ACTIVE: removed ([`orphans`]);
+/// - unbound, not gated, not refused before: scheduled once; tried again after `--retry-interval`
+///   when it could not be placed yet.
+pub async fn pod(pod: Arc<Pod>, r: Arc<Reconciler>) -> Result<Action, ReconcileError> {
+    lock(&r.due).remove(&ObjectRef::from_obj(pod.as_ref()));
+    let action = pod_action(&pod, &r).await?;
+    r.succeeded(pod.as_ref());
+    Ok(action)
+}
+
+async fn pod_action(pod: &Pod, r: &Reconciler) -> Result<Action, ReconcileError> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if !unbound(pod) {
+        let active = active_profiles(&r.ctx);
+        if orphans::orphaned([pod], &active).is_empty() {
+            return Ok(Action::await_change());
+        }
+        return remove_pod(&r.ctx, pod)
+            .await
+            .map(|()| Action::await_change());
+    }
+    if gated(pod) || refused_before(pod) {
+        return Ok(Action::await_change());
+    }
+    let uid = pod.uid().unwrap_or_default();
+    if lock(&r.waiting).get(&uid).is_some_and(|w| w.done) {
+        // Bound or refused a moment ago; the cache has not caught up yet.
+        return Ok(Action::await_change());
+    }
+    match r.ctx.schedule(pod).await {
+        Outcome::Bound(_) => {
+            if let Some(since) = r.mark_done(&uid) {
+                r.ctx
+                    .metrics
+                    .scheduler_bind_latency
+                    .observe(since.elapsed().as_secs_f64());
+            }
+            Ok(Action::await_change())
+        }
+        Outcome::Refused(_) => {
+            r.mark_done(&uid);
+            Ok(Action::await_change())
+        }
+        Outcome::Skipped => Ok(Action::requeue(r.ctx.options.retry)),
+    }
+}
+
+/// A virtual node stays while its pod is there, unbound or bound to it, and not finished
+/// ([`placement::virtual_node_needed`]); otherwise it is deleted.
+pub async fn node(node: Arc<Node>, r: Arc<Reconciler>) -> Result<Action, ReconcileError> {
+    let pod = placement::virtual_node_owner(&node)
+        .and_then(|owner| owner.split_once('/'))
+        .and_then(|(namespace, name)| r.pods.get(&ObjectRef::new(name).within(namespace)));
+    if placement::virtual_node_needed(&node, pod.as_deref()) {
+        r.succeeded(node.as_ref());
+        return Ok(Action::requeue(NODE_RESYNC));
+    }
+    let name = node.name_any();
+    let nodes: Api<Node> = Api::all(r.ctx.client.clone());
+    let delete = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: node.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match nodes.delete(&name, &delete).await {
+        Ok(_) => {
+            tracing::info!(node = %name, "virtual node removed: its pod is gone, finished or elsewhere")
+        }
+        // Gone already, or another node has the name now: either way this one is gone.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(source) => return Err(ReconcileError::Node { node: name, source }),
+    }
+    r.succeeded(node.as_ref());
+    Ok(Action::await_change())
+}
+
+/// Tried again after [`backoff::delay`] of the object's failures in a row; counted by kind.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &ReconcileError,
+    r: Arc<Reconciler>,
+) -> Action {
+    let failures = {
+        let mut failures = lock(&r.failures);
+        let n = failures.entry(key(object.as_ref())).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff::delay(failures);
+    tracing::warn!(%error, failures, retry_in = ?delay, "reconcile failed");
+    r.ctx
+        .metrics
+        .scheduler_reconcile_errors
+        .with_label_values(&[error.kind()])
+        .inc();
+    Action::requeue(delay)
+}
+
+/// Delete (or evict, `--evict`) one pod whose profile is not ACTIVE, as EKS deletes the pods of a
+/// deleted profile. The UID is a precondition: a pod made again under the same name is not touched.
+/// "Already gone" is success.
+async fn remove_pod(ctx: &Context, pod: &Pod) -> Result<(), ReconcileError> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let profile = orphans::profile_of(pod).unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let delete = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let (action, result) = if ctx.options.evict {
+        let evict = EvictParams {
+            delete_options: Some(delete),
+            ..EvictParams::default()
+        };
+        let result = api.evict(&pod.name_any(), &evict).await.map(|_| ());
+        ("evict", result)
+    } else {
+        let result = api.delete(&pod.name_any(), &delete).await.map(|_| ());
+        ("delete", result)
+    };
+    let failed = |reason: String| {
+        ctx.metrics
+            .scheduler_removal_errors
+            .with_label_values(&[action])
+            .inc();
+        Err(ReconcileError::Removal {
+            pod: format!("{namespace}/{}", pod.name_any()),
+            reason,
+        })
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(pod = %pod.name_any(), %namespace, profile, action, "pod of a profile that is not ACTIVE removed");
+            ctx.metrics
+                .scheduler_pods_removed
+                .with_label_values(&[action])
+                .inc();
+            Ok(())
+        }
+        // Gone, or the UID precondition failed: this pod is gone and another has its name.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        // A PodDisruptionBudget does not allow it now.
+        Err(kube::Error::Api(e)) if e.code == 429 => {
+            failed(format!("eviction refused for now: {}", e.message))
+        }
+        Err(error) => failed(error.to_string()),
+    }
+}

@@ -1,0 +1,487 @@
+//! The fargate-scheduler as a controller (`fargate_webhook::scheduler`), in process against the
+//! fake API server of `support::fake_kube` and `support::fake_core` (Pods, Nodes, Bindings,
+//! Evictions, Events, Leases): what it does follows from the pods, nodes and profiles as they are,
+//! whatever it saw or missed; many waiting pods get placed once there is room, without a deadlock;
+//! a failed removal is tried again with a backoff; a replica that loses the claim stops writing
+//! and a standby takes over. The cluster suite proves the same against a real control plane.
+
+#[allow(dead_code)] // each test binary uses only part of the library
+mod support;
+
+use fargate_webhook::claim::Claim;
+use fargate_webhook::claim::lease::Elector;
+use fargate_webhook::decision::{SharedSnapshot, Snapshot};
+use fargate_webhook::metrics::{Metrics, Process};
+use fargate_webhook::profile::{FargateProfile, PROFILE_LABEL, ProfileStatus};
+use fargate_webhook::scheduler::{self, Placement, SchedulerOptions};
+use http::Method;
+use k8s_openapi::api::coordination::v1::Lease;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::fake_kube::{Fake, NAMESPACE};
+use support::{ProfileBuilder, SUBNET_A, metric_value, until};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const CAP: Duration = Duration::from_secs(20);
+const NS: &str = "apps";
+
+fn profile(name: &str) -> FargateProfile {
+    ProfileBuilder::new(name)
+        .namespace(NS)
+        .subnets(&[SUBNET_A])
+        .status(ProfileStatus::Active)
+        .build()
+}
+
+/// A pod the webhook sent to Fargate for `profile`.
+fn fargate_pod(name: &str, profile: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": NS, "labels": {PROFILE_LABEL: profile}},
+        "spec": {
+            "schedulerName": "fargate-scheduler",
+            "containers": [{"name": "app", "image": "app:1",
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}],
+        },
+    })
+}
+
+fn bound(mut pod: Value, node: &str) -> Value {
+    pod["spec"]["nodeName"] = json!(node);
+    pod
+}
+
+fn options(placement: Placement, identity: &str) -> SchedulerOptions {
+    SchedulerOptions {
+        placement,
+        pool_selector: (placement == Placement::Pool).then(|| "pool=fargate".to_string()),
+        region: "us-east-1".into(),
+        evict: false,
+        identity: identity.into(),
+        workers: 4,
+        retry: Duration::from_millis(300),
+    }
+}
+
+/// One scheduler process: its profiles (published as a store would) and its metrics.
+struct Scheduler {
+    snapshot: SharedSnapshot,
+    changes: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Scheduler {
+    /// A scheduler that is the only writer (a local claim).
+    fn start(fake: &Arc<Fake>, profiles: Vec<FargateProfile>, options: SchedulerOptions) -> Self {
+        let stop = CancellationToken::new();
+        let claim = Claim::local(&stop);
+        Self::with_claim(fake.client(), profiles, options, claim, stop)
+    }
+
+    fn with_claim(
+        client: kube::Client,
+        profiles: Vec<FargateProfile>,
+        options: SchedulerOptions,
+        claim: Claim,
+        stop: CancellationToken,
+    ) -> Self {
+        let snapshot: SharedSnapshot =
+            Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::new(profiles)));
+        let (changes, receiver) = watch::channel(0);
+        let metrics = Arc::new(Metrics::for_process(Process::Scheduler));
+        let task = tokio::spawn(scheduler::run(
+            client,
+            Arc::clone(&snapshot),
+            receiver,
+            Arc::clone(&metrics),
+            options,
+            claim,
+            stop.clone(),
+        ));
+        Scheduler {
+            snapshot,
+            changes,
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    /// Replace the profiles, as a store publishing a new state does.
+    fn publish(&self, profiles: Vec<FargateProfile>) {
+        self.snapshot.store(Arc::new(Snapshot::new(profiles)));
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// NaN until the scheduler has registered its series (it does so as it starts).
+    fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = String::from_utf8(self.metrics.render()).unwrap();
+        if !text.contains(&format!("# TYPE {name} ")) {
+            return f64::NAN;
+        }
+        metric_value(&text, name, labels)
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+fn pod(fake: &Fake, name: &str) -> Option<Value> {
+    fake.with(|s| s.core.pods.items.get(&format!("{NS}/{name}")).cloned())
+}
+
+fn node_of(fake: &Fake, name: &str) -> Option<String> {
+    pod(fake, name).and_then(|p| p["spec"]["nodeName"].as_str().map(str::to_owned))
+}
+
+fn nodes(fake: &Fake) -> BTreeMap<String, Value> {
+    fake.with(|s| s.core.nodes.items.clone())
+}
+
+fn create(fake: &Fake, pod: Value) {
+    fake.with(|s| s.core.create_pod(pod));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_profile_deleted_while_no_scheduler_ran_are_removed_when_one_starts() {
+    let fake = Fake::new();
+    create(
+        &fake,
+        bound(fargate_pod("of-gone", "gone"), "fargate-ip-10-0-0-1"),
+    );
+    create(
+        &fake,
+        bound(fargate_pod("of-kept", "kept"), "fargate-ip-10-0-0-2"),
+    );
+    create(&fake, bound(fargate_pod("no-profile", "x"), "n"));
+    fake.with(|s| {
+        s.core.modify_pod(&format!("{NS}/no-profile"), |p| {
+            p["metadata"]["labels"] = json!({});
+        })
+    });
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("kept")],
+        options(Placement::Virtual, "s"),
+    );
+    until("the pod of the deleted profile is removed", CAP, || {
+        pod(&fake, "of-gone").is_none()
+    })
+    .await;
+    // Level-based, not a one-off: the survivors are still there a while later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        pod(&fake, "of-kept").is_some(),
+        "a pod of an ACTIVE profile was removed"
+    );
+    assert!(
+        pod(&fake, "no-profile").is_some(),
+        "a pod the webhook did not send was removed"
+    );
+    assert_eq!(
+        scheduler.metric(
+            "fargate_webhook_scheduler_pods_removed_total",
+            &[("action", "delete")]
+        ),
+        1.0
+    );
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_is_bound_to_a_node_of_its_own_and_loses_both_when_its_profile_goes() {
+    let fake = Fake::new();
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        options(Placement::Virtual, "s"),
+    );
+    create(&fake, fargate_pod("web-1", "web"));
+    until("the pod is bound", CAP, || {
+        node_of(&fake, "web-1").is_some()
+    })
+    .await;
+    let node = node_of(&fake, "web-1").unwrap();
+    let pod_uid = pod(&fake, "web-1").unwrap()["metadata"]["uid"].clone();
+    let made = nodes(&fake);
+    assert_eq!(made.len(), 1, "one node per pod: {made:?}");
+    assert_eq!(
+        made[&node]["metadata"]["annotations"]["fargate-webhook.io/pod-uid"],
+        pod_uid
+    );
+    let annotations = &pod(&fake, "web-1").unwrap()["metadata"]["annotations"];
+    assert!(
+        annotations["CapacityProvisioned"].is_string(),
+        "{annotations}"
+    );
+
+    // Deleted between two looks of nobody: the change of the ACTIVE set is the trigger.
+    scheduler.publish(vec![]);
+    until("the pod of the deleted profile is removed", CAP, || {
+        pod(&fake, "web-1").is_none()
+    })
+    .await;
+    until("its node is removed", CAP, || nodes(&fake).is_empty()).await;
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_nodes_are_kept_while_their_pod_needs_them_and_removed_otherwise() {
+    let fake = Fake::new();
+    // Made by an earlier scheduler for pods that are gone, or bound elsewhere.
+    let stale = |name: &str, owner: &str, uid: &str| {
+        json!({"metadata": {"name": name,
+            "labels": {"fargate-webhook.io/virtual-node": "true"},
+            "annotations": {"fargate-webhook.io/pod": format!("{NS}/{owner}"),
+                            "fargate-webhook.io/pod-uid": uid}}})
+    };
+    create(
+        &fake,
+        bound(fargate_pod("elsewhere", "web"), "another-node"),
+    );
+    let elsewhere_uid = pod(&fake, "elsewhere").unwrap()["metadata"]["uid"].clone();
+    fake.with(|s| {
+        s.core
+            .create_node(stale("fargate-ip-gone", "gone", "uid-gone"));
+        s.core.create_node(stale(
+            "fargate-ip-else",
+            "elsewhere",
+            elsewhere_uid.as_str().unwrap(),
+        ));
+        // Not a virtual node: never touched.
+        s.core
+            .create_node(json!({"metadata": {"name": "worker-1"}}));
+    });
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        options(Placement::Virtual, "s"),
+    );
+    create(&fake, fargate_pod("web-1", "web"));
+    until("web-1 is bound", CAP, || node_of(&fake, "web-1").is_some()).await;
+    until("the stale nodes are removed", CAP, || {
+        let n = nodes(&fake);
+        !n.contains_key("fargate-ip-gone") && !n.contains_key("fargate-ip-else")
+    })
+    .await;
+    let left: Vec<String> = nodes(&fake).into_keys().collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&"worker-1".to_string()));
+    assert!(left.contains(&node_of(&fake, "web-1").unwrap()));
+
+    // A pod deleted by its owner: its node goes with it.
+    fake.with(|s| s.core.delete_pod(&format!("{NS}/web-1")));
+    until("the deleted pod's node is removed", CAP, || {
+        nodes(&fake).len() == 1
+    })
+    .await;
+    until("the gauge counts the virtual nodes left", CAP, || {
+        scheduler.metric("fargate_webhook_scheduler_virtual_nodes", &[]) == 0.0
+    })
+    .await;
+    scheduler.stop().await;
+}
+
+fn pool_node(name: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "labels": {"pool": "fargate"}},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "10000"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_waiting_pods_are_all_bound_once_the_pool_gets_room() {
+    const PODS: usize = 5_000;
+    let fake = Fake::new();
+    let mut options = options(Placement::Pool, "s");
+    // Long: what places them is the pool getting room, not the retry.
+    options.retry = Duration::from_secs(600);
+    options.workers = 16;
+    let scheduler = Scheduler::start(&fake, vec![profile("batch")], options);
+    fake.with(|s| s.core.create_node(pool_node("small", "1", "2Gi")));
+    fake.with(|s| {
+        for i in 0..PODS {
+            s.core.create_pod(fargate_pod(&format!("job-{i}"), "batch"));
+        }
+    });
+    until(
+        "every pod was tried and waits",
+        Duration::from_secs(120),
+        || {
+            scheduler.metric(
+                "fargate_webhook_scheduler_pods_waiting",
+                &[("reason", "unplaced")],
+            ) >= (PODS - 4) as f64
+                && scheduler.metric("fargate_webhook_scheduler_queue_depth", &[]) == 0.0
+        },
+    )
+    .await;
+    let placed_early = fake.with(|s| {
+        s.core
+            .pods
+            .items
+            .values()
+            .filter(|p| p["spec"]["nodeName"].is_string())
+            .count()
+    });
+    assert!(
+        placed_early <= 4,
+        "a 1-vCPU node holds at most four 0.25-vCPU pods: {placed_early}"
+    );
+
+    let started = Instant::now();
+    fake.with(|s| {
+        for i in 0..10 {
+            s.core
+                .create_node(pool_node(&format!("big-{i}"), "200", "1000Gi"));
+        }
+    });
+    until("every pod is bound", Duration::from_secs(240), || {
+        fake.with(|s| {
+            s.core
+                .pods
+                .items
+                .values()
+                .all(|p| p["spec"]["nodeName"].is_string())
+        })
+    })
+    .await;
+    let took = started.elapsed();
+    // No node holds more than it has.
+    let mut used: BTreeMap<String, u64> = BTreeMap::new();
+    fake.with(|s| {
+        for p in s.core.pods.items.values() {
+            let size = p["metadata"]["annotations"]["CapacityProvisioned"]
+                .as_str()
+                .unwrap_or("");
+            let vcpu: f64 = size
+                .split("vCPU")
+                .next()
+                .unwrap_or("0")
+                .trim()
+                .parse()
+                .unwrap();
+            *used
+                .entry(p["spec"]["nodeName"].as_str().unwrap().to_owned())
+                .or_default() += (vcpu * 1000.0) as u64;
+        }
+    });
+    for (node, millicpu) in &used {
+        let cap = if node == "small" { 1_000 } else { 200_000 };
+        assert!(*millicpu <= cap, "{node} holds {millicpu}m of {cap}m");
+    }
+    eprintln!("{PODS} pods bound {took:?} after the pool got room");
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_refused_is_tried_again_with_a_backoff_until_it_is_allowed() {
+    let fake = Fake::new();
+    fake.with(|s| s.core.refuse_evictions = true);
+    create(
+        &fake,
+        bound(fargate_pod("guarded", "gone"), "fargate-ip-10-0-0-9"),
+    );
+    let mut options = options(Placement::Virtual, "s");
+    options.evict = true;
+    let scheduler = Scheduler::start(&fake, vec![], options);
+    until("three evictions were refused", CAP, || {
+        scheduler.metric(
+            "fargate_webhook_scheduler_reconcile_errors_total",
+            &[("kind", "pod")],
+        ) >= 3.0
+    })
+    .await;
+    let evictions = || {
+        fake.log()
+            .iter()
+            .filter(|l| l.method == Method::POST && l.path.ends_with("/eviction"))
+            .count()
+    };
+    // Backoff: 0.5 s, 1 s, 2 s, ... so a few seconds see a handful of tries, not hundreds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tried = evictions();
+    assert!((3..=6).contains(&tried), "{tried} evictions in about 3.5 s");
+    assert!(pod(&fake, "guarded").is_some());
+    fake.with(|s| s.core.refuse_evictions = false);
+    until("the pod is evicted once allowed, and counted", CAP, || {
+        let removed = ("action", "evict");
+        pod(&fake, "guarded").is_none()
+            && scheduler.metric("fargate_webhook_scheduler_pods_removed_total", &[removed]) == 1.0
+    })
+    .await;
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_that_loses_the_claim_stops_writing_and_the_standby_takes_over() {
+    const DURATION: Duration = Duration::from_secs(2);
+    let fake = Fake::new();
+    let start = |name: &'static str| {
+        let client = fake.client_named(name);
+        let stop = CancellationToken::new();
+        let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), NAMESPACE);
+        let (claim, _campaign) = Claim::lease(
+            Elector::new(leases, "fargate-scheduler", name, DURATION),
+            stop.clone(),
+        );
+        Scheduler::with_claim(
+            client,
+            vec![profile("web")],
+            options(Placement::Virtual, name),
+            claim,
+            stop,
+        )
+    };
+    let a = start("a");
+    until("a leads", CAP, || {
+        a.metric("fargate_webhook_scheduler_leader", &[]) == 1.0
+    })
+    .await;
+    let b = start("b");
+    create(&fake, fargate_pod("before", "web"));
+    until("a binds", CAP, || node_of(&fake, "before").is_some()).await;
+
+    fake.with(|s| s.cut_off_leases_of = Some("a".into()));
+    until("a knows it lost the claim", CAP, || {
+        a.metric("fargate_webhook_scheduler_leader", &[]) == 0.0
+    })
+    .await;
+    let lost_at = fake.log().len();
+    until("b leads", CAP, || {
+        b.metric("fargate_webhook_scheduler_leader", &[]) == 1.0
+    })
+    .await;
+    create(&fake, fargate_pod("after", "web"));
+    until("b binds the new pod", CAP, || {
+        node_of(&fake, "after").is_some()
+    })
+    .await;
+    let writes_of_a: Vec<String> = fake.log()[lost_at..]
+        .iter()
+        .filter(|l| l.client == "a" && l.method != Method::GET && !l.path.contains("/leases"))
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert!(
+        writes_of_a.is_empty(),
+        "a wrote after losing the claim: {writes_of_a:?}"
+    );
+    let binds_of_b = fake
+        .log()
+        .iter()
+        .filter(|l| l.client == "b" && l.path.ends_with("/binding"))
+        .count();
+    assert_eq!(binds_of_b, 1);
+    a.stop().await;
+    b.stop().await;
+}
