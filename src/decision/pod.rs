@@ -93,6 +93,8 @@ pub struct Container {
     pub resources: Resources,
     /// `Always` on an init container makes it a sidecar that runs as long as the pod.
     pub restart_policy: Option<String>,
+    /// Raw block devices: only how many matters (Fargate refuses them).
+    pub volume_devices: Vec<IgnoredAny>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ const SUPPORTED_VOLUMES: &[&str] = &[
     "secret",
     "projected",
     "downwardAPI",
+    "nfs",
 ];
 
 /// The one CSI driver whose volumes Fargate mounts through a claim (docs/eks-behaviour.md §5).
@@ -90,6 +91,10 @@ pub fn check(pod: &Pod, claim: &dyn Fn(&str) -> Claim) -> Option<String> {
             "invalid SecurityContext fields: {}",
             security.join(",")
         ));
+    }
+
+    if running().any(|c| !c.volume_devices.is_empty()) {
+        parts.push("volumeDevices not supported".into());
     }
 
     if running().any(|c| {
@@ -236,10 +241,32 @@ mod tests {
                 Some("volumes not supported: docker"),
             ),
             (
-                json!({"containers": [{"name": "a"}], "volumes": [{"name": "ca", "csi": {"driver": "csi.cert-manager.io"}}, {"name": "n", "nfs": {"server": "x", "path": "/"}}]}),
+                json!({"containers": [{"name": "a"}], "volumes": [{"name": "ca", "csi": {"driver": "csi.cert-manager.io"}}, {"name": "n", "nfs": {"server": "x", "path": "/"}}, {"name": "e", "ephemeral": {}}]}),
                 Some(
-                    "volumes not supported: ca is of an unsupported volume Type, n is of an unsupported volume Type",
+                    "volumes not supported: ca is of an unsupported volume Type, e is of an unsupported volume Type",
                 ),
+            ),
+            // Inline NFS mounts (EFS by its address, say) run.
+            (
+                json!({"containers": [{"name": "a"}], "volumes": [{"name": "n", "nfs": {"server": "fs-1.efs.us-west-2.amazonaws.com", "path": "/"}}]}),
+                None,
+            ),
+            // Raw block devices, in any container; after the security context, before ports.
+            (
+                json!({"initContainers": [{"name": "i", "volumeDevices": [{"name": "raw", "devicePath": "/dev/xvda"}]}], "containers": [{"name": "a"}]}),
+                Some("volumeDevices not supported"),
+            ),
+            (
+                json!({"containers": [
+                    {"name": "a", "securityContext": {"privileged": true}, "ports": [{"containerPort": 1, "hostPort": 1}]},
+                    {"name": "b", "volumeDevices": [{"name": "raw", "devicePath": "/dev/xvda"}]}]}),
+                Some(
+                    "invalid SecurityContext fields: Privileged, volumeDevices not supported, port contains HostIP or HostPort",
+                ),
+            ),
+            (
+                json!({"containers": [{"name": "a", "volumeDevices": []}]}),
+                None,
             ),
             (
                 json!({"containers": [{"name": "a"}], "volumes": [
