@@ -4,6 +4,7 @@
 pub mod catch_all;
 pub mod explain;
 pub mod index;
+pub mod node_selection;
 pub mod patch;
 pub mod pod;
 pub mod unsupported;

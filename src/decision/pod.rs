@@ -82,6 +82,50 @@ pub struct PodSpec {
     pub init_containers: Vec<Container>,
     pub ephemeral_containers: Vec<Container>,
     pub volumes: Vec<Volume>,
+    /// The labels the pod's node must carry (docs/eks-behaviour.md §9, node selection).
+    pub node_selector: Option<BTreeMap<String, String>>,
+    pub affinity: Option<Affinity>,
+}
+
+/// Only the node affinity is read: pod (anti-)affinity plays no part on Fargate.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Affinity {
+    pub node_affinity: Option<NodeAffinity>,
+}
+
+/// Only the required part: a preference never stops a pod from being placed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NodeAffinity {
+    #[serde(rename = "requiredDuringSchedulingIgnoredDuringExecution")]
+    pub required: Option<NodeSelector>,
+}
+
+/// Satisfied when any of its terms is.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeSelector {
+    pub node_selector_terms: Vec<NodeSelectorTerm>,
+}
+
+/// Satisfied when all of its requirements are (and it has one at least).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeSelectorTerm {
+    /// On the node's labels.
+    pub match_expressions: Vec<Requirement>,
+    /// On the node's fields (`metadata.name`).
+    pub match_fields: Vec<Requirement>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Requirement {
+    pub key: String,
+    /// `In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`.
+    pub operator: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -8,10 +8,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-/// The label and taint every Fargate node carries.
-pub const COMPUTE_TYPE: &str = "eks.amazonaws.com/compute-type";
-/// Marks the nodes this scheduler made (so it removes only those).
-pub const VIRTUAL_NODE_LABEL: &str = "fargate-webhook.io/virtual-node";
+/// The label and taint every Fargate node carries, the marker of the nodes this scheduler made
+/// (so it removes only those), and the rest of a Fargate node's labels: one list, which node
+/// selection reads too.
+pub use crate::decision::node_selection::{
+    COMPUTE_TYPE, HOSTNAME_LABEL, REGION_LABELS, VIRTUAL_NODE_LABEL, ZONE_LABELS, node_labels,
+    zone_name, zones,
+};
 /// The pod a virtual node was made for: `namespace/name` and its UID.
 pub const POD_ANNOTATION: &str = "fargate-webhook.io/pod";
 pub const POD_UID_ANNOTATION: &str = "fargate-webhook.io/pod-uid";
@@ -53,8 +56,24 @@ pub fn address(pod_uid: &str, attempt: u32) -> Ipv4Addr {
 /// `<region>b`, … ([D]: the project knows subnet IDs, not their zones).
 pub fn zone(region: &str, pod_uid: &str, subnets: usize) -> String {
     let index = pod_uid.bytes().map(usize::from).sum::<usize>() % subnets.max(1);
-    let letter = (b'a' + (index % 26) as u8) as char;
-    format!("{region}{letter}")
+    zone_name(region, index)
+}
+
+/// The zone for `pod` among those of its profile whose Fargate node satisfies the pod's node
+/// selector and affinity, picked by its UID as [`zone`] picks among all (so the same zone when the
+/// pod asks for none); `None` when no zone does (docs/eks-behaviour.md §9, "Node selection").
+pub fn zone_for(
+    region: &str,
+    pod_uid: &str,
+    subnets: usize,
+    pod: &crate::decision::Pod,
+) -> Option<String> {
+    let allowed = crate::decision::node_selection::satisfying_zones(pod, region, subnets);
+    if allowed.is_empty() {
+        return None;
+    }
+    let index = pod_uid.bytes().map(usize::from).sum::<usize>() % allowed.len();
+    allowed.into_iter().nth(index)
 }
 
 /// What a virtual node is made from.
@@ -70,25 +89,7 @@ pub struct VirtualNode<'a> {
 
 /// The Node object: EKS's labels and taint, capacity equal to the provisioned size, one pod.
 pub fn virtual_node(v: &VirtualNode<'_>) -> Node {
-    let labels: BTreeMap<String, String> = [
-        ("beta.kubernetes.io/arch", "amd64".to_string()),
-        ("beta.kubernetes.io/os", "linux".to_string()),
-        (COMPUTE_TYPE, "fargate".to_string()),
-        (
-            "failure-domain.beta.kubernetes.io/region",
-            v.region.to_string(),
-        ),
-        ("failure-domain.beta.kubernetes.io/zone", v.zone.to_string()),
-        ("kubernetes.io/arch", "amd64".to_string()),
-        ("kubernetes.io/hostname", hostname(v.ip, v.region)),
-        ("kubernetes.io/os", "linux".to_string()),
-        ("topology.kubernetes.io/region", v.region.to_string()),
-        ("topology.kubernetes.io/zone", v.zone.to_string()),
-        (VIRTUAL_NODE_LABEL, "true".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let labels = node_labels(v.region, v.zone, &hostname(v.ip, v.region));
     let annotations: BTreeMap<String, String> = [
         (
             POD_ANNOTATION.to_string(),
@@ -174,7 +175,8 @@ pub fn choose_pool_node(nodes: &[PoolNode], size: Size) -> Option<&PoolNode> {
 }
 
 /// Whether the virtual node `node` is still needed, given the pod its annotations name (`None`: that
-/// pod is gone): the same pod (by UID), not finished, and bound to this node or not bound yet.
+/// pod is gone): the same pod (by UID), bound to this node or not bound yet. A finished pod keeps its
+/// node (and its address) until the pod object is deleted, as on EKS (docs/eks-behaviour.md §9).
 pub fn virtual_node_needed(node: &Node, pod: Option<&Pod>) -> bool {
     let Some(pod) = pod else { return false };
     let name = node.metadata.name.as_deref().unwrap_or_default();
@@ -189,10 +191,31 @@ pub fn virtual_node_needed(node: &Node, pod: Option<&Pod>) -> bool {
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .is_none_or(|n| n.is_empty() || n == name);
-    same && bound_here_or_not_yet && !finished(pod)
+    same && bound_here_or_not_yet
 }
 
-/// Succeeded or Failed: the pod takes no room and needs no node any more.
+/// What the Fargate node's kubelet answers a pod bound to it: `None` when it runs it, else its
+/// refusal. It runs only pods of `fargate-scheduler`, and no DaemonSet's, whatever they tolerate:
+/// a pod the default scheduler put on a Fargate node (a DaemonSet pod tolerating every taint, on a
+/// node whose own pod has finished) fails there (docs/eks-behaviour.md §5, DaemonSets).
+pub fn kubelet_refusal(pod: &crate::decision::Pod) -> Option<String> {
+    let mut reasons = Vec::new();
+    if pod.spec.scheduler_name.as_deref() != Some(super::SCHEDULER_NAME) {
+        reasons.push(format!("SchedulerName is not {}", super::SCHEDULER_NAME));
+    }
+    if pod
+        .metadata
+        .owner_references
+        .iter()
+        .any(|o| o.kind == "DaemonSet")
+    {
+        reasons.push("DaemonSet not supported".to_string());
+    }
+    (!reasons.is_empty()).then(|| format!("Pod not supported: {}", reasons.join(", ")))
+}
+
+/// Succeeded or Failed: the pod takes no room on a pool node (its virtual node stays, see
+/// [`virtual_node_needed`]).
 pub fn finished(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -215,7 +238,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_virtual_node_is_needed_while_its_own_pod_runs_or_waits_on_it() {
+    fn a_virtual_node_is_needed_while_its_own_pod_exists_on_it() {
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1", "annotations": {
             POD_ANNOTATION: "apps/web", POD_UID_ANNOTATION: "u1"}}}))
         .unwrap();
@@ -253,12 +276,18 @@ mod tests {
                 Some(pod("u2", Some("n1"), None)),
                 false,
             ),
+            // Finished pods keep their node until the pod object is deleted, as on EKS.
             (
                 "succeeded",
                 Some(pod("u1", Some("n1"), Some("Succeeded"))),
+                true,
+            ),
+            ("failed", Some(pod("u1", Some("n1"), Some("Failed"))), true),
+            (
+                "finished, of another UID",
+                Some(pod("u2", Some("n1"), Some("Succeeded"))),
                 false,
             ),
-            ("failed", Some(pod("u1", Some("n1"), Some("Failed"))), false),
         ];
         for (name, pod, want) in cases {
             assert_eq!(virtual_node_needed(&node, pod.as_ref()), *want, "{name}");
@@ -270,6 +299,71 @@ mod tests {
         );
         assert_eq!(virtual_node_owner(&node), Some("apps/web"));
         assert_eq!(virtual_node_owner(&unowned), None);
+    }
+
+    /// The Fargate kubelet runs only fargate-scheduler's pods, and no DaemonSet's.
+    #[test]
+    fn the_fargate_kubelet_refuses_pods_it_was_not_made_for() {
+        let pod = |scheduler: Option<&str>, owner: Option<&str>| -> crate::decision::Pod {
+            let owners: Vec<_> = owner.into_iter().map(|k| json!({"kind": k})).collect();
+            serde_json::from_value(json!({
+                "metadata": {"ownerReferences": owners},
+                "spec": {"schedulerName": scheduler, "containers": [{"name": "a"}],
+                    "tolerations": [{"operator": "Exists"}]}}))
+            .unwrap()
+        };
+        let cases = [
+            (Some("fargate-scheduler"), Some("ReplicaSet"), None),
+            (Some("fargate-scheduler"), None, None),
+            (
+                Some("default-scheduler"),
+                Some("DaemonSet"),
+                Some(
+                    "Pod not supported: SchedulerName is not fargate-scheduler, DaemonSet not supported",
+                ),
+            ),
+            (
+                None,
+                Some("Job"),
+                Some("Pod not supported: SchedulerName is not fargate-scheduler"),
+            ),
+            (
+                Some("fargate-scheduler"),
+                Some("DaemonSet"),
+                Some("Pod not supported: DaemonSet not supported"),
+            ),
+        ];
+        for (scheduler, owner, want) in cases {
+            assert_eq!(
+                kubelet_refusal(&pod(scheduler, owner)).as_deref(),
+                want,
+                "{scheduler:?} {owner:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_zone_follows_the_pods_zone_requirement() {
+        let pod = |spec: serde_json::Value| -> crate::decision::Pod {
+            serde_json::from_value(json!({"metadata": {}, "spec": spec})).unwrap()
+        };
+        let free = pod(json!({"containers": [{"name": "a"}]}));
+        for uid in ["u-1", "u-2", "u-3", "abc"] {
+            // No requirement: the zone `zone` picks.
+            assert_eq!(
+                zone_for("us-west-2", uid, 3, &free).as_deref(),
+                Some(zone("us-west-2", uid, 3).as_str())
+            );
+            let in_c = pod(json!({"containers": [{"name": "a"}],
+                "nodeSelector": {"topology.kubernetes.io/zone": "us-west-2c"}}));
+            assert_eq!(
+                zone_for("us-west-2", uid, 3, &in_c).as_deref(),
+                Some("us-west-2c")
+            );
+            assert_eq!(zone_for("us-west-2", uid, 2, &in_c), None, "no subnet in c");
+        }
+        assert_eq!(zones("eu-west-1", 0), ["eu-west-1a"]);
+        assert_eq!(zones("eu-west-1", 2), ["eu-west-1a", "eu-west-1b"]);
     }
 
     fn size(millicpu: u64, memory_mib: u64) -> Size {
@@ -329,6 +423,13 @@ mod tests {
             "ip-10-1-2-3.us-west-2.compute.internal"
         );
         assert_eq!(labels["topology.kubernetes.io/zone"], "us-west-2b");
+        assert_eq!(
+            labels["failure-domain.beta.kubernetes.io/zone"],
+            "us-west-2b"
+        );
+        assert_eq!(labels["topology.kubernetes.io/region"], "us-west-2");
+        assert_eq!(labels["kubernetes.io/arch"], "amd64");
+        assert_eq!(labels["kubernetes.io/os"], "linux");
         let taint = &node.spec.unwrap().taints.unwrap()[0];
         assert_eq!(
             (
