@@ -13,7 +13,8 @@ use std::time::Duration;
 )]
 pub struct Cli {
     /// Log level of this program (`error`, `warn`, `info`, `debug`, `trace`, `off`; other crates
-    /// log at `warn`), or tracing directives such as `fargate_webhook=debug,kube=info`.
+    /// log at `warn`), or directives `target=level` such as `fargate_webhook=debug,kube=info`.
+    /// `RUST_LOG`, where set, wins (tracing's full filter syntax).
     #[arg(long, env = "FARGATE_LOG_LEVEL", default_value = "info", global = true, value_parser = parse_log_filter)]
     pub log_level: String,
     /// Log lines as text (for people) or JSON (for log aggregators).
@@ -35,27 +36,41 @@ pub enum LogFormat {
     Json,
 }
 
-/// The levels a bare `--log-level` may name.
+/// The levels `--log-level` may name, in any case (tracing reads them so).
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
+fn is_level(text: &str) -> bool {
+    LEVELS.contains(&text.to_ascii_lowercase().as_str())
+}
+
+/// A target as tracing names this program's and its crates' events: a Rust path (`kube`,
+/// `fargate_webhook::server::http`).
+fn is_target(text: &str) -> bool {
+    text.split("::").all(|part| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
 /// A bare level applies to this program (other crates stay at `warn`: hyper and h2 frame dumps do
-/// not drown a `debug`); anything else must be tracing directives (`target=level`, comma-separated).
+/// not drown a `debug`); anything else must be a comma-separated list of levels and `target=level`
+/// directives, with no spaces. The chart's `values.schema.json` (`logLevel`) encodes this same
+/// grammar as a pattern, so that a value refused here is refused at `helm install`
+/// (`tests/helm_chart/logs.rs` holds the two together).
 pub fn parse_log_filter(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let lower = text.to_ascii_lowercase();
-    if LEVELS.contains(&lower.as_str()) {
-        return Ok(format!("warn,fargate_webhook={lower}"));
+    if is_level(text) {
+        return Ok(format!(
+            "warn,fargate_webhook={}",
+            text.to_ascii_lowercase()
+        ));
     }
-    let directives_ok = !text.is_empty()
-        && text.split(',').all(|d| {
-            let d = d.trim();
-            match d.split_once('=') {
-                Some((target, level)) => {
-                    !target.is_empty() && LEVELS.contains(&level.to_ascii_lowercase().as_str())
-                }
-                None => LEVELS.contains(&d.to_ascii_lowercase().as_str()),
-            }
-        });
+    let directives_ok = text.split(',').all(|d| match d.split_once('=') {
+        Some((target, level)) => is_target(target) && is_level(level),
+        None => is_level(d),
+    });
     if !directives_ok {
         return Err(format!(
             "'{text}' is not a log level ({}) nor directives like fargate_webhook=debug,kube=info",

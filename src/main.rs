@@ -4,11 +4,22 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = fargate_webhook::cli::Cli::parse();
-    // The value was checked by the CLI (a bad one is an error there, never a silent `info`).
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log_level) {
+    // RUST_LOG, where set, wins over --log-level: the chart always passes --log-level, and RUST_LOG
+    // (set through extraEnv) is how a Rust service is turned up for one debugging session. It takes
+    // tracing's full filter syntax, applied as written (README, "Decisions where the spec leaves a choice").
+    let (source, directives) = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => ("RUST_LOG", value),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("fargate-webhook: RUST_LOG is not UTF-8");
+            return ExitCode::from(2);
+        }
+        // --log-level was checked by the CLI (a bad one is an error there, never a silent `info`).
+        _ => ("--log-level", cli.log_level.clone()),
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&directives) {
         Ok(filter) => filter,
         Err(error) => {
-            eprintln!("fargate-webhook: --log-level {}: {error}", cli.log_level);
+            eprintln!("fargate-webhook: {source} {directives}: {error}");
             return ExitCode::from(2);
         }
     };
@@ -19,6 +30,9 @@ fn main() -> ExitCode {
     match cli.log_format {
         fargate_webhook::cli::LogFormat::Json => logs
             .json()
+            // One object per line with `message` and the event's fields at the top level, where
+            // log aggregators look for them.
+            .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .init(),

@@ -1,18 +1,66 @@
 //! The binary's papers: `--version` with the revision, shell completions, log format and level
-//! checks, secrets kept out of `--help`, refused certificate lifetimes.
+//! checks (`RUST_LOG` included), secrets kept out of `--help`, refused certificate lifetimes.
 
 #[allow(dead_code)] // each test binary uses only part of the library
 mod support;
 
 use std::process::Command;
-use support::process::{ServerProcess, binary};
+use support::process::{binary, serve_command};
 
+/// The binary with these arguments and environment (and no `RUST_LOG` but the one given).
 fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(binary())
         .args(args)
+        .env_remove("RUST_LOG")
         .envs(env.iter().copied())
         .output()
         .unwrap()
+}
+
+/// `serve` on ephemeral ports with these flags and environment (no `RUST_LOG` but the one given),
+/// stopped by SIGTERM once it has announced its addresses: what it logged.
+fn serve_log(extra: &[&str], env: &[(&str, &str)]) -> String {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = serve_command(
+        &binary(),
+        &dir.path().join("state"),
+        &dir.path().join("certs/tls.crt"),
+        &dir.path().join("certs/tls.key"),
+    )
+    .args(["--webhook-addr", "127.0.0.1:0"])
+    .args(["--metrics-addr", "127.0.0.1:0"])
+    .args(["--api-addr", "127.0.0.1:0"])
+    .args(extra)
+    .env_remove("RUST_LOG")
+    .envs(env.iter().copied())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let announced = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("fargate-webhook: EKS API"));
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(announced, "serve did not start: {}", stderr());
+    let term = Command::new("kill")
+        .args(["-s", "TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", stderr());
+    stderr()
+}
+
+/// Each line of a JSON log as an object.
+fn json_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }
 
 #[test]
@@ -52,13 +100,27 @@ fn completions_for_every_shell() {
 
 #[test]
 fn a_bad_log_level_is_an_error_not_info() {
-    for bad in ["verbose", "fargate_webhook=loud", "=debug", ""] {
+    for bad in [
+        "verbose",
+        "fargate_webhook=loud",
+        "=debug",
+        "",
+        " info",
+        "fargate_webhook[bind]=debug",
+        "kube-runtime=info",
+    ] {
         let out = run(&["--log-level", bad, "completions", "bash"], &[]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("is not a log level"), "{bad:?}: {err}");
     }
-    for good in ["debug", "WARN", "fargate_webhook=debug,kube=info", "off"] {
+    for good in [
+        "debug",
+        "WARN",
+        "fargate_webhook=debug,kube=info",
+        "off",
+        "warn,fargate_webhook::server=trace",
+    ] {
         assert!(
             run(&["--log-level", good, "completions", "bash"], &[])
                 .status
@@ -71,33 +133,67 @@ fn a_bad_log_level_is_an_error_not_info() {
 }
 
 #[test]
-fn json_logs_are_one_object_a_line_and_a_bare_level_is_ours_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::spawn(
-        &dir.path().join("state"),
-        &dir.path().join("certs/tls.crt"),
-        &dir.path().join("certs/tls.key"),
+fn json_logs_are_one_object_a_line_with_the_message_on_top_and_a_bare_level_is_ours_alone() {
+    let lines = json_lines(&serve_log(
         &["--log-format", "json", "--log-level", "debug"],
-    );
-    server.signal("TERM");
-    server.wait_exit(std::time::Duration::from_secs(20));
-    let log = server.log();
-    let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+        &[],
+    ));
     assert!(!lines.is_empty());
-    for line in &lines {
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(
-            v["timestamp"].is_string() && v["level"].is_string(),
-            "{line}"
-        );
+    for v in &lines {
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{v}");
+        // The event's fields are flattened: nothing is nested under `fields`.
+        assert!(v.get("fields").is_none(), "{v}");
         // `debug` is this program's: no hyper, h2 or rustls lines at debug.
         let target = v["target"].as_str().unwrap_or("");
         if v["level"] == "DEBUG" {
-            assert!(target.starts_with("fargate_webhook"), "{line}");
+            assert!(target.starts_with("fargate_webhook"), "{v}");
         }
     }
-    assert!(lines.iter().any(|l| l.contains("shutting down")));
+    let stop = lines
+        .iter()
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("shutting down"))
+        })
+        .unwrap_or_else(|| panic!("no top-level message 'shutting down' in {lines:?}"));
+    assert_eq!(stop["level"], "INFO");
+}
+
+#[test]
+fn rust_log_where_set_wins_over_the_log_level() {
+    let info = |log: &str| {
+        json_lines(log)
+            .iter()
+            .any(|v| v["level"] == "INFO" && v["message"].is_string())
+    };
+    let json = ["--log-format", "json", "--log-level"];
+    // --log-level alone: error lets no info line through.
+    let quiet = serve_log(&[&json[..], &["error"]].concat(), &[]);
+    assert!(!info(&quiet), "{quiet}");
+    // RUST_LOG turns this program up over that --log-level error.
+    let loud = serve_log(
+        &[&json[..], &["error"]].concat(),
+        &[("RUST_LOG", "fargate_webhook=info")],
+    );
+    assert!(info(&loud) && loud.contains("shutting down"), "{loud}");
+    // And down: RUST_LOG=error silences the --log-level debug.
+    let down = serve_log(&[&json[..], &["debug"]].concat(), &[("RUST_LOG", "error")]);
+    assert!(
+        json_lines(&down).iter().all(|v| v["level"] == "ERROR"),
+        "only errors with RUST_LOG=error: {down}"
+    );
+    // An empty RUST_LOG is not set: --log-level applies (an empty filter would let no info through).
+    let empty = serve_log(&[&json[..], &["info"]].concat(), &[("RUST_LOG", "")]);
+    assert!(info(&empty), "{empty}");
+    // A RUST_LOG tracing cannot read is an error that names it, not a silent default.
+    let out = run(
+        &["completions", "bash"],
+        &[("RUST_LOG", "fargate_webhook[")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RUST_LOG"), "{err}");
 }
 
 #[test]

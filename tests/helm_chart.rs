@@ -12,6 +12,8 @@
 mod crd;
 #[path = "helm_chart/flags.rs"]
 mod flags;
+#[path = "helm_chart/logs.rs"]
+mod logs;
 #[path = "helm_chart/monitoring.rs"]
 mod monitoring;
 #[path = "helm_chart/packaging.rs"]
@@ -65,6 +67,7 @@ const KNOWN_FLAGS: &[&str] = &[
     "--create-delay",
     "--delete-delay",
     "--log-level",
+    "--log-format",
     "--lock-name",
     "--lease-name",
     "--sigv4-credentials",
@@ -145,6 +148,16 @@ fn run_helm(helm: &Path, args: &[&str]) -> Result<String, String> {
 /// `helm template RELEASE chart --namespace NS <sets>`; each `set` is `key=value` for `--set`, or
 /// `string:key=value` for `--set-string`.
 fn template(helm: &Path, release: &str, sets: &[&str]) -> Result<Rendered, String> {
+    template_with(helm, release, None, sets)
+}
+
+/// `helm template` as [`template`], with a values file (`-f`) holding `values` (YAML) before the sets.
+fn template_with(
+    helm: &Path,
+    release: &str,
+    values: Option<&str>,
+    sets: &[&str],
+) -> Result<Rendered, String> {
     let chart = chart_dir();
     let mut args: Vec<String> = vec![
         "template".into(),
@@ -153,6 +166,14 @@ fn template(helm: &Path, release: &str, sets: &[&str]) -> Result<Rendered, Strin
         "--namespace".into(),
         NS.into(),
     ];
+    let file = values.map(|yaml| {
+        let file = tempfile::NamedTempFile::new().expect("a temporary values file");
+        std::fs::write(file.path(), yaml).expect("write the values file");
+        file
+    });
+    if let Some(file) = &file {
+        args.extend(["-f".to_string(), file.path().display().to_string()]);
+    }
     for set in sets {
         match set.strip_prefix("string:") {
             Some(s) => args.extend(["--set-string".to_string(), s.to_string()]),

@@ -34,6 +34,7 @@ fn default_flags_have_the_documented_values() {
         ("--create-delay", "2s"),
         ("--delete-delay", "2s"),
         ("--log-level", "info"),
+        ("--log-format", "text"),
         ("--lock-name", "fw-fargate-webhook-lock"),
         ("--lease-name", "fw-fargate-webhook"),
         ("--shutdown-delay", "5s"),
