@@ -165,3 +165,100 @@ fn the_grace_period_must_cover_the_shutdown_delay_and_drain() {
         "{error}"
     );
 }
+
+/// The fenced `yaml` block of the chart README's "OpenShift" section: the values users are told to give.
+fn openshift_values() -> String {
+    let readme = std::fs::read_to_string(super::chart_dir().join("README.md")).unwrap();
+    let section = readme
+        .split_once("\n## OpenShift\n")
+        .expect("an OpenShift section in the chart README")
+        .1;
+    let block = section
+        .split_once("```yaml\n")
+        .expect("a yaml block in the OpenShift section")
+        .1;
+    block
+        .split_once("```")
+        .expect("the block's end")
+        .0
+        .to_string()
+}
+
+/// The pod specs of the release's workloads: the webhook, the scheduler and the `helm test` pod.
+fn pod_specs(r: &super::Rendered) -> Vec<(String, &Value)> {
+    let scheduler = format!("{FULLNAME}-scheduler");
+    let mut specs = vec![
+        (
+            "webhook".to_string(),
+            &r.one("Deployment", FULLNAME)["spec"]["template"]["spec"],
+        ),
+        (
+            "scheduler".to_string(),
+            &r.one("Deployment", &scheduler)["spec"]["template"]["spec"],
+        ),
+    ];
+    for pod in r.all("Pod") {
+        specs.push((str_of(&pod["metadata"]["name"]).to_string(), &pod["spec"]));
+    }
+    assert_eq!(specs.len(), 3, "the helm test pod is rendered");
+    specs
+}
+
+const FIXED_IDS: [&str; 3] = ["runAsUser", "runAsGroup", "fsGroup"];
+
+#[test]
+fn the_documented_openshift_values_leave_every_pod_without_a_fixed_uid() {
+    let Some(helm) = helm() else { return };
+    let values = openshift_values();
+    let r = super::template_with(
+        helm,
+        super::RELEASE,
+        Some(&values),
+        &["scheduler.enabled=true"],
+    )
+    .unwrap_or_else(|e| panic!("the README's OpenShift values do not render: {e}\n{values}"));
+    for (name, spec) in pod_specs(&r) {
+        let contexts = std::iter::once(&spec["securityContext"]).chain(
+            arr(&spec["containers"])
+                .iter()
+                .map(|c| &c["securityContext"]),
+        );
+        for context in contexts {
+            for key in FIXED_IDS {
+                assert!(context.get(key).is_none(), "{name}: {key} in {context}");
+            }
+        }
+        // The rest of the restricted profile stays.
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(
+            spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}"
+        );
+        for c in arr(&spec["containers"]) {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"], "{name}");
+        }
+    }
+    // What the chart said before: `{}` in a values file is merged with the defaults and removes nothing
+    // (and `--set podSecurityContext={}` is a list, which the schema refuses).
+    let empty = "podSecurityContext: {}\nscheduler:\n  podSecurityContext: {}\n";
+    let r = super::template_with(
+        helm,
+        super::RELEASE,
+        Some(empty),
+        &["scheduler.enabled=true"],
+    )
+    .unwrap();
+    for (name, spec) in pod_specs(&r) {
+        assert_eq!(spec["securityContext"]["runAsUser"], 65532, "{name}");
+    }
+    let error = render_err(helm, &["podSecurityContext={}"]);
+    assert!(error.contains("podSecurityContext"), "{error}");
+    // null removes a whole context, and the key is then left out, not rendered as null.
+    let r = render(helm, &["podSecurityContext=null", "securityContext=null"]);
+    let spec = &r.deployment()["spec"]["template"]["spec"];
+    assert!(spec.get("securityContext").is_none(), "{spec}");
+    assert!(r.container().get("securityContext").is_none());
+}
