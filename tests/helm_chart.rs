@@ -16,6 +16,8 @@ mod flags;
 mod logs;
 #[path = "helm_chart/monitoring.rs"]
 mod monitoring;
+#[path = "helm_chart/notes.rs"]
+mod notes;
 #[path = "helm_chart/packaging.rs"]
 mod packaging;
 #[path = "helm_chart/pod_settings.rs"]
@@ -182,6 +184,24 @@ fn template_with(
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_helm(helm, &args).map(|yaml| Rendered::parse(&yaml))
+}
+
+/// The NOTES `helm install --dry-run=client` prints for release `fw` in namespace `ns` with these `--set`s,
+/// and the objects it would install.
+fn install_notes(helm: &Path, ns: &str, sets: &[&str]) -> (String, Rendered) {
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    let mut args = vec!["install", RELEASE, chart, "-n", ns, "--dry-run=client"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = run_helm(helm, &args).unwrap_or_else(|e| panic!("helm install {sets:?}: {e}"));
+    let (manifest, notes) = out.split_once("NOTES:").expect("helm printed NOTES");
+    let manifest = manifest
+        .split_once("MANIFEST:")
+        .expect("helm printed the manifest")
+        .1;
+    (notes.to_owned(), Rendered::parse(manifest))
 }
 
 fn render(helm: &Path, sets: &[&str]) -> Rendered {

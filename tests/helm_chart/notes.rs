@@ -1,0 +1,54 @@
+//! What NOTES warn about on day one: `failurePolicy: Fail` with kube-system sent to the webhook.
+
+use super::{NS, helm, install_notes, strings};
+
+const FAIL_WARNING: &str =
+    "WARNING: webhook.failurePolicy=Fail with kube-system sent to the webhook";
+
+#[test]
+fn fail_with_kube_system_in_scope_warns() {
+    let Some(helm) = helm() else { return };
+    let cases: [(&str, &[&str], bool); 5] = [
+        (NS, &[], false),
+        (NS, &["webhook.failurePolicy=Fail"], true),
+        (
+            NS,
+            &[
+                "webhook.failurePolicy=Fail",
+                "webhook.excludeNamespaces={monitoring}",
+            ],
+            true,
+        ),
+        (
+            NS,
+            &[
+                "webhook.failurePolicy=Fail",
+                "webhook.excludeNamespaces={monitoring,kube-system}",
+            ],
+            false,
+        ),
+        // Installed into kube-system, whose pods the webhook never sees (its own namespace).
+        ("kube-system", &["webhook.failurePolicy=Fail"], false),
+    ];
+    for (ns, sets, warned) in cases {
+        let (notes, r) = install_notes(helm, ns, sets);
+        assert_eq!(
+            notes.contains(FAIL_WARNING),
+            warned,
+            "-n {ns} {sets:?}:\n{notes}"
+        );
+        // The warning follows what the webhook configuration really sends.
+        let hook = r.webhook();
+        let exclusion = &hook["namespaceSelector"]["matchExpressions"][0];
+        assert_eq!(exclusion["key"], "kubernetes.io/metadata.name");
+        let kube_system_sent = !strings(&exclusion["values"]).contains(&"kube-system".into());
+        let fail = hook["failurePolicy"] == "Fail";
+        assert_eq!(fail && kube_system_sent, warned, "-n {ns} {sets:?}");
+        if warned {
+            assert!(
+                notes.contains("--set 'webhook.excludeNamespaces={kube-system}'"),
+                "{notes}"
+            );
+        }
+    }
+}
