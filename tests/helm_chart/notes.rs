@@ -1,4 +1,5 @@
-//! What NOTES warn about on day one: `failurePolicy: Fail` with kube-system sent to the webhook.
+//! What NOTES warn about on day one: `failurePolicy: Fail` with kube-system sent to the webhook, and the
+//! clusters (GKE) that refuse the `system-node-critical` priority the mutation gives.
 
 use super::{NS, helm, install_notes, strings};
 
@@ -51,4 +52,24 @@ fn fail_with_kube_system_in_scope_warns() {
             );
         }
     }
+}
+
+#[test]
+fn the_notes_name_the_ways_out_of_a_refused_priority_class() {
+    let Some(helm) = helm() else { return };
+    let (notes, r) = install_notes(helm, NS, &[]);
+    for needed in [
+        "priorityClassName system-node-critical",
+        "insufficient quota to match these scopes",
+        "a ResourceQuota scoped to",
+        "PriorityClass system-node-critical",
+        "--set priorityOverride=false",
+    ] {
+        assert!(notes.contains(needed), "{needed:?} missing:\n{notes}");
+    }
+    assert_eq!(r.flags()["--priority-override"], "true");
+    // Without the override the pods keep their own class: nothing to warn about.
+    let (notes, r) = install_notes(helm, NS, &["priorityOverride=false"]);
+    assert!(!notes.contains("system-node-critical"), "{notes}");
+    assert_eq!(r.flags()["--priority-override"], "false");
 }
