@@ -226,11 +226,7 @@ impl Context {
             .scheduler_refused
             .with_label_values(&[refusal.reason])
             .inc();
-        let condition_reason = if refusal.reason == "too_large" {
-            sizing::TOO_LARGE_REASON
-        } else {
-            "Unschedulable"
-        };
+        let condition_reason = refusal.condition_reason();
         let status = serde_json::json!({"status": {"conditions": [{
             "type": "PodScheduled", "status": "False",
             "reason": condition_reason, "message": refusal.message,
@@ -269,9 +265,13 @@ impl Context {
         let claims = self.claims(pod, &namespace).await;
         let verdict = {
             let snapshot = self.snapshot.load();
-            verdict::judge(&lean, &namespace, &snapshot, &|name| {
-                claims.get(name).cloned().unwrap_or(Claim::Unknown)
-            })
+            verdict::judge_in(
+                &lean,
+                &namespace,
+                &snapshot,
+                &|name| claims.get(name).cloned().unwrap_or(Claim::Unknown),
+                Some(&self.options.region),
+            )
         };
         let (profile, size) = match verdict {
             Verdict::Refuse(refusal) => return self.refuse(pod, &namespace, &refusal).await,
@@ -282,7 +282,7 @@ impl Context {
         let uid = pod.uid().unwrap_or_default();
         let node = match self.options.placement {
             Placement::Virtual => self
-                .virtual_node(pod, &namespace, &profile, size)
+                .virtual_node(pod, &lean, &namespace, &profile, size)
                 .await
                 .map_err(|e| e.to_string()),
             Placement::Pool => self.pool_node(&uid, size).await,
@@ -384,6 +384,7 @@ impl Context {
     async fn virtual_node(
         &self,
         pod: &Pod,
+        lean: &crate::decision::Pod,
         namespace: &str,
         profile: &str,
         size: Size,
@@ -395,7 +396,9 @@ impl Context {
             .load()
             .get(profile)
             .map_or(1, |p| p.profile.subnets.len());
-        let zone = placement::zone(&self.options.region, &uid, subnets);
+        // The verdict refused a pod no zone satisfies; `zone` is only the fallback of a race.
+        let zone = placement::zone_for(&self.options.region, &uid, subnets, lean)
+            .unwrap_or_else(|| placement::zone(&self.options.region, &uid, subnets));
         for attempt in 0..8 {
             let ip = placement::address(&uid, attempt);
             let node = placement::virtual_node(&VirtualNode {

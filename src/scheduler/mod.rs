@@ -138,8 +138,7 @@ fn refused_before(pod: &Pod) -> bool {
             c.iter().any(|c| {
                 c.type_ == "PodScheduled"
                     && c.status == "False"
-                    && (c.reason.as_deref() == Some("Unschedulable")
-                        || c.reason.as_deref() == Some(sizing::TOO_LARGE_REASON))
+                    && c.reason.as_deref().is_some_and(verdict::is_refusal_reason)
             })
         })
 }

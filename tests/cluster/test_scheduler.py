@@ -230,7 +230,25 @@ def test_a_gated_pod_waits_until_its_gates_are_removed(setup):
         kubectl("delete", "pod", "gated", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
 
 
-def refused_with(name, message, reason="Unschedulable"):
+def test_a_pod_asking_for_a_zone_lands_in_it(setup):
+    # The profile's two subnets are two zones; four pods asking for the second all land there, on nodes
+    # that carry the zone's label (what a topology spread or a zonal volume relies on).
+    for i in range(4):
+        kubectl("create", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"zonal-{i}", "namespace": "sched-apps"},
+             "spec": {"nodeSelector": {"topology.kubernetes.io/zone": f"{REGION}b"},
+                      "containers": [{"name": "app", "image": "registry.example/app:1"}]}}))
+    try:
+        for i in range(4):
+            p = wait_until(f"zonal-{i} bound", lambda: (lambda p: p if p["spec"].get("nodeName") else None)(
+                kjson("get", "pod", f"zonal-{i}", "-n", "sched-apps")), timeout=30)
+            assert node(p["spec"]["nodeName"])["metadata"]["labels"]["topology.kubernetes.io/zone"] == f"{REGION}b"
+    finally:
+        for i in range(4):
+            kubectl("delete", "pod", f"zonal-{i}", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
+
+
+def refused_with(name, message, reason="POD_UNSUPPORTED_ON_FARGATE"):
     def check():
         p = kjson("get", "pod", name, "-n", "sched-bad", "-o", "json")
         notes = [e["note"] for e in events_of("sched-bad", name) if e["reason"] == "FailedScheduling"]
@@ -309,6 +327,10 @@ def test_pods_fargate_cannot_run_get_eks_failed_scheduling_texts(setup):
     bad_pod("gpu", containers=[{"name": "app", "image": "registry.example/app:1",
                                 "resources": {"limits": {"nvidia.com/gpu": "1"}}}])
     refused_with("gpu", "Pod not supported on Fargate: GPU resources not supported: nvidia.com/gpu")
+    # A node selector no Fargate node satisfies (they are amd64) is refused with EKS's text.
+    bad_pod("arm", nodeSelector={"kubernetes.io/arch": "arm64"})
+    refused_with("arm", "MatchNodeSelector failed: Fargate profile bad cannot satisfy pod's node "
+                        "selector/affinity requirements", reason="Unschedulable")
     # Refused once, not retried: one event each, even after retry ticks.
     time.sleep(2.5)
     for name in ("host", "huge"):

@@ -107,7 +107,7 @@ def test_the_charts_rights_are_all_the_scheduler_needs(scheduler):
         notes = [e["note"] for e in events_of(PODS, "host-net") if e["reason"] == "FailedScheduling"]
         return (conditions, notes) if conditions and notes else None
     conditions, notes = wait_until("host-net refused", refused, timeout=30)
-    assert conditions[0]["status"] == "False" and conditions[0]["reason"] == "Unschedulable"
+    assert conditions[0]["status"] == "False" and conditions[0]["reason"] == "POD_UNSUPPORTED_ON_FARGATE"
     assert notes[0].startswith("Pod not supported on Fargate:"), notes
 
     # The profile is deleted: its bound pods are deleted with it.
