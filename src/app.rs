@@ -262,6 +262,7 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         identity: identity.clone(),
         workers: args.workers as usize,
         retry: args.retry_interval,
+        provisioning_delay: args.provisioning_delay,
     };
     let ops_listener = bind(args.metrics_addr, "metrics").await?;
     let ops_addr = ops_listener.local_addr()?;

@@ -179,6 +179,10 @@ pub struct SchedulerArgs {
     /// again. Refused pods are not retried, as on EKS.
     #[arg(long, env = "FARGATE_RETRY_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub retry_interval: Duration,
+    /// How long a placed pod stays Pending, already annotated (`CapacityProvisioned`, `Logging`),
+    /// before its node is made and it is bound: EKS takes tens of seconds; 0 binds at once.
+    #[arg(long, env = "FARGATE_PROVISIONING_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub provisioning_delay: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

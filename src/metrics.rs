@@ -59,7 +59,7 @@ pub struct Metrics {
     /// The scheduler: reconciles that failed and are tried again after a backoff, by `kind` =
     /// pod | node | task.
     pub scheduler_reconcile_errors: IntCounterVec,
-    /// The scheduler: unbound pods naming it, by `reason` = unplaced | gated | refused.
+    /// The scheduler: unbound pods naming it, by `reason` = unplaced | gated | refused | provisioning.
     pub scheduler_pods_waiting: IntGaugeVec,
     /// The scheduler: removals of pods whose profile is not ACTIVE that failed (tried again), by `action`.
     pub scheduler_removal_errors: IntCounterVec,
@@ -289,7 +289,7 @@ impl Metrics {
         let scheduler_pods_waiting = IntGaugeVec::new(
             Opts::new(
                 "fargate_webhook_scheduler_pods_waiting",
-                "Unbound pods naming fargate-scheduler, by reason: unplaced (no room yet, or not tried yet), gated (scheduling gates), refused (FailedScheduling given, never retried). Set by the leader.",
+                "Unbound pods naming fargate-scheduler, by reason: unplaced (no room yet, or not tried yet), gated (scheduling gates), refused (FailedScheduling given, never retried), provisioning (annotated, waiting out --provisioning-delay). Set by the leader.",
             ),
             &["reason"],
         )
@@ -444,7 +444,7 @@ impl Metrics {
             self.scheduler_pods_removed.with_label_values(&[action]);
             self.scheduler_removal_errors.with_label_values(&[action]);
         }
-        for reason in ["unplaced", "gated", "refused"] {
+        for reason in ["unplaced", "gated", "refused", "provisioning"] {
             self.scheduler_pods_waiting.with_label_values(&[reason]);
         }
         for kind in ["pod", "node", "task"] {

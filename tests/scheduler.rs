@@ -63,6 +63,7 @@ fn options(placement: Placement, identity: &str) -> SchedulerOptions {
         identity: identity.into(),
         workers: 4,
         retry: Duration::from_millis(300),
+        provisioning_delay: Duration::ZERO,
     }
 }
 
@@ -192,6 +193,101 @@ async fn pods_of_a_profile_deleted_while_no_scheduler_ran_are_removed_when_one_s
         ),
         1.0
     );
+    scheduler.stop().await;
+}
+
+/// The reasons of the Events posted for pod `name`, in the order they were posted.
+fn event_reasons(fake: &Fake, name: &str) -> Vec<String> {
+    fake.with(|s| {
+        s.core
+            .events
+            .iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_pod_is_annotated_while_pending_and_bound_after_the_provisioning_delay() {
+    let fake = Fake::new();
+    let delay = Duration::from_millis(1500);
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        SchedulerOptions {
+            provisioning_delay: delay,
+            ..options(Placement::Virtual, "s")
+        },
+    );
+    create(&fake, fargate_pod("slow", "web"));
+    until("annotated", CAP, || {
+        pod(&fake, "slow")
+            .is_some_and(|p| p["metadata"]["annotations"]["CapacityProvisioned"].is_string())
+    })
+    .await;
+    let annotated_at = Instant::now();
+    // As on EKS: annotated and logged while Pending, with no node yet.
+    let p = pod(&fake, "slow").unwrap();
+    assert!(
+        p["spec"]["nodeName"].is_null(),
+        "bound before the delay: {p}"
+    );
+    assert_eq!(
+        p["metadata"]["annotations"]["CapacityProvisioned"],
+        "0.25vCPU 0.5GB"
+    );
+    assert_eq!(
+        p["metadata"]["annotations"]["Logging"],
+        "LoggingDisabled: LOGGING_CONFIGMAP_NOT_FOUND"
+    );
+    assert!(nodes(&fake).is_empty(), "a node made before the delay");
+    until("the logging event", CAP, || {
+        event_reasons(&fake, "slow") == ["LoggingDisabled"]
+    })
+    .await;
+    until("counted as provisioning", CAP, || {
+        scheduler.metric(
+            "fargate_webhook_scheduler_pods_waiting",
+            &[("reason", "provisioning")],
+        ) == 1.0
+    })
+    .await;
+    until("bound", CAP, || node_of(&fake, "slow").is_some()).await;
+    assert!(
+        annotated_at.elapsed() >= delay - Duration::from_millis(400),
+        "bound {:?} after the annotation, the delay is {delay:?}",
+        annotated_at.elapsed()
+    );
+    until("the Scheduled event, after the logging one", CAP, || {
+        event_reasons(&fake, "slow") == ["LoggingDisabled", "Scheduled"]
+    })
+    .await;
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_delay_the_logging_event_still_comes_before_scheduled() {
+    let fake = Fake::new();
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        options(Placement::Virtual, "s"),
+    );
+    for i in 0..5 {
+        create(&fake, fargate_pod(&format!("quick-{i}"), "web"));
+    }
+    for i in 0..5 {
+        let name = format!("quick-{i}");
+        until("the two events", CAP, || {
+            event_reasons(&fake, &name).len() == 2
+        })
+        .await;
+        assert_eq!(
+            event_reasons(&fake, &name),
+            ["LoggingDisabled", "Scheduled"]
+        );
+    }
     scheduler.stop().await;
 }
 

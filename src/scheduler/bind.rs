@@ -1,7 +1,7 @@
 //! Scheduling one pod against the cluster: read what the verdict needs (claims), judge, then refuse
-//! with an event, or place and bind with EKS's annotations in the Binding (the apiserver copies them to
-//! the pod in the same write that sets the node). Like EKS, a refused pod is not retried
-//! (docs/eks-behaviour.md §9).
+//! with an event, or place in EKS's order: annotate the Pending pod and record the logging event,
+//! wait out the provisioning delay, make the node and bind, then record `Scheduled`. Like EKS, a
+//! refused pod is not retried (docs/eks-behaviour.md §9).
 
 use super::claims;
 use super::logging::{self, Logging};
@@ -23,6 +23,7 @@ use kube::runtime::reflector;
 use kube::{Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The annotations EKS puts on a placed pod.
 pub const CAPACITY_ANNOTATION: &str = "CapacityProvisioned";
@@ -41,6 +42,8 @@ pub struct Context {
     pub logging: logging::Watched,
     /// Pool placement: the pool's nodes and what they hold, while this replica leads (mod.rs).
     pub pool: std::sync::Mutex<Option<Arc<PoolCache>>>,
+    /// Pods annotated and waiting out `--provisioning-delay`, by UID: since when.
+    pub provisioning: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 /// What pool placement decides from: a reflector of the pool's nodes, and the [`PoolIndex`] of the
@@ -132,8 +135,17 @@ pub fn placed(pod: &Pod) -> pool::Placed {
 pub enum Outcome {
     Bound(String),
     Refused(&'static str),
+    /// Annotated and provisioning: bound once this much more time has passed.
+    Provisioning(Duration),
     /// Nothing to do: bound meanwhile, or gone.
     Skipped,
+}
+
+/// Whether `pod` carries EKS's annotations with these values already.
+fn annotated(pod: &Pod, capacity: &str, logging: &str) -> bool {
+    let annotations = pod.annotations();
+    annotations.get(CAPACITY_ANNOTATION).map(String::as_str) == Some(capacity)
+        && annotations.get(LOGGING_ANNOTATION).map(String::as_str) == Some(logging)
 }
 
 fn object_ref(pod: &Pod) -> ObjectReference {
@@ -158,6 +170,31 @@ fn event(type_: EventType, reason: &str, note: String) -> Event {
 }
 
 impl Context {
+    fn lock_provisioning(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.provisioning.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The pod is bound, refused or gone: it provisions no more.
+    pub fn forget_provisioning(&self, uid: &str) {
+        self.lock_provisioning().remove(uid);
+    }
+
+    /// The pods (by UID) waiting out `--provisioning-delay` now.
+    pub fn provisioning_now(&self) -> std::collections::HashSet<String> {
+        let delay = self.options.provisioning_delay;
+        self.lock_provisioning()
+            .iter()
+            .filter(|(_, since)| since.elapsed() < delay)
+            .map(|(uid, _)| uid.clone())
+            .collect()
+    }
+
+    /// Only the pods `present` (by UID) may still be provisioning (after a relist).
+    pub fn retain_provisioning(&self, present: &std::collections::HashSet<String>) {
+        self.lock_provisioning()
+            .retain(|uid, _| present.contains(uid));
+    }
+
     /// Record `events` of `pod`, in order, beside the work: the worker goes on to the next pod. At
     /// most [`EVENT_SLOTS`] pods' events are in flight; past that the worker waits for a slot.
     async fn record(&self, pod: &Pod, events: Vec<Event>) {
@@ -280,6 +317,60 @@ impl Context {
         let logging = self.logging().await;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let uid = pod.uid().unwrap_or_default();
+        // EKS's order (docs/eks-behaviour.md §9 "Timing"): the pod is annotated while Pending and
+        // the logging event comes first; the node and `Scheduled` follow the provisioning.
+        let capacity = size.to_string();
+        // [D] Written through pods/status, the one pod write the scheduler may make besides the
+        // binding (the apiserver keeps annotations a status write sets; the uid is a precondition).
+        if !annotated(pod, &capacity, logging.annotation) {
+            let patch = serde_json::json!({"metadata": {"uid": uid, "annotations": {
+                CAPACITY_ANNOTATION: capacity, LOGGING_ANNOTATION: logging.annotation,
+            }}});
+            match pods
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                // Gone, or another pod under its name now: nothing to do for this one.
+                Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {
+                    return Outcome::Skipped;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, pod = %pod.name_any(), "annotating failed; will retry");
+                    return Outcome::Skipped;
+                }
+            }
+        }
+        let logged = event(logging.event_type, logging.reason, logging.note);
+        let delay = self.options.provisioning_delay;
+        let mut events = Vec::new();
+        if delay.is_zero() {
+            // Recorded with `Scheduled`, in one ordered batch.
+            events.push(logged);
+        } else {
+            let since = {
+                let mut provisioning = self.lock_provisioning();
+                match provisioning.get(&uid) {
+                    Some(since) => Some(*since),
+                    None => {
+                        provisioning.insert(uid.clone(), Instant::now());
+                        None
+                    }
+                }
+            };
+            let Some(since) = since else {
+                self.record(pod, vec![logged]).await;
+                return Outcome::Provisioning(delay);
+            };
+            let left = delay.saturating_sub(since.elapsed());
+            if !left.is_zero() {
+                return Outcome::Provisioning(left);
+            }
+        }
         let node = match self.options.placement {
             Placement::Virtual => self
                 .virtual_node(pod, &lean, &namespace, &profile, size)
@@ -315,16 +406,6 @@ impl Context {
                 namespace: Some(namespace.clone()),
                 // A precondition: a pod deleted and made again under the same name is not bound.
                 uid: pod.uid(),
-                annotations: Some(
-                    [
-                        (CAPACITY_ANNOTATION.to_string(), size.to_string()),
-                        (
-                            LOGGING_ANNOTATION.to_string(),
-                            logging.annotation.to_string(),
-                        ),
-                    ]
-                    .into(),
-                ),
                 ..Default::default()
             },
             target: ObjectReference {
@@ -373,8 +454,9 @@ impl Context {
                 pod.name_any()
             ),
         );
-        let logged = event(logging.event_type, logging.reason, logging.note);
-        self.record(pod, vec![scheduled, logged]).await;
+        self.lock_provisioning().remove(&uid);
+        events.push(scheduled);
+        self.record(pod, events).await;
         tracing::debug!(pod = %pod.name_any(), %namespace, %node, %size, "bound");
         Outcome::Bound(node)
     }

@@ -197,6 +197,7 @@ async fn feed_pods(
             Ok(watcher::Event::Delete(pod)) => {
                 if let Some(uid) = pod.uid() {
                     lock().remove(&uid);
+                    r.ctx.forget_provisioning(&uid);
                     r.removed
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -214,6 +215,7 @@ async fn feed_pods(
                 let pods = r.pods.state();
                 let present: HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
                 lock().retain(|uid, _| present.contains(uid));
+                r.ctx.retain_provisioning(&present);
                 r.removed
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -381,12 +383,16 @@ async fn set_gauges(r: Arc<Reconciler>, nodes: Store<Node>) {
     loop {
         tick.tick().await;
         let pods = r.pods.state();
-        let (mut unplaced, mut gated_pods, mut refused) = (0i64, 0i64, 0i64);
+        let in_delay = r.ctx.provisioning_now();
+        let (mut unplaced, mut gated_pods, mut refused, mut provisioning) =
+            (0i64, 0i64, 0i64, 0i64);
         for pod in pods.iter().filter(|p| unbound(p)) {
             if gated(pod) {
                 gated_pods += 1;
             } else if refused_before(pod) {
                 refused += 1;
+            } else if pod.uid().is_some_and(|uid| in_delay.contains(&uid)) {
+                provisioning += 1;
             } else {
                 unplaced += 1;
             }
@@ -396,6 +402,9 @@ async fn set_gauges(r: Arc<Reconciler>, nodes: Store<Node>) {
         waiting.with_label_values(&["unplaced"]).set(unplaced);
         waiting.with_label_values(&["gated"]).set(gated_pods);
         waiting.with_label_values(&["refused"]).set(refused);
+        waiting
+            .with_label_values(&["provisioning"])
+            .set(provisioning);
         let due = {
             let mut due = r.due.lock().unwrap_or_else(|e| e.into_inner());
             due.retain(|key| r.pods.get(key).is_some());

@@ -61,6 +61,9 @@ pub struct SchedulerOptions {
     pub workers: usize,
     /// How often pods that could not be placed yet are tried again.
     pub retry: Duration,
+    /// How long a placed pod waits, annotated and Pending, before its node is made and it is bound
+    /// (`--provisioning-delay`; EKS takes tens of seconds, docs/eks-behaviour.md §9 "Timing").
+    pub provisioning_delay: Duration,
 }
 
 /// Run until `shutdown`: stand by, lead while the claim is ours, stand by again when it is lost.
@@ -93,6 +96,7 @@ pub async fn run(
         event_slots: Arc::new(tokio::sync::Semaphore::new(bind::EVENT_SLOTS)),
         logging,
         pool: std::sync::Mutex::new(None),
+        provisioning: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let logging_watch = {
         let (ctx, stop) = (Arc::clone(&ctx), shutdown.clone());

@@ -124,10 +124,12 @@ async fn pod_action(pod: &Pod, r: &Reconciler) -> Result<Action, ReconcileError>
     match r.ctx.schedule(pod).await {
         Outcome::Bound(_) => {
             if let Some(since) = r.mark_done(&uid) {
+                // The scheduler's own time: the provisioning delay asked for is not counted.
+                let delay = r.ctx.options.provisioning_delay;
                 r.ctx
                     .metrics
                     .scheduler_bind_latency
-                    .observe(since.elapsed().as_secs_f64());
+                    .observe(since.elapsed().saturating_sub(delay).as_secs_f64());
             }
             Ok(Action::await_change())
         }
@@ -135,6 +137,7 @@ async fn pod_action(pod: &Pod, r: &Reconciler) -> Result<Action, ReconcileError>
             r.mark_done(&uid);
             Ok(Action::await_change())
         }
+        Outcome::Provisioning(left) => Ok(Action::requeue(left)),
         Outcome::Skipped => Ok(Action::requeue(r.ctx.options.retry)),
     }
 }

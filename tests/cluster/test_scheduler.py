@@ -230,6 +230,62 @@ def test_a_gated_pod_waits_until_its_gates_are_removed(setup):
         kubectl("delete", "pod", "gated", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
 
 
+def versions_of(namespace, name, since):
+    """Every version of the pod the apiserver's watch gives from resourceVersion `since`, in order."""
+    raw = kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods?watch=1&resourceVersion={since}"
+                  f"&fieldSelector=metadata.name%3D{name}&timeoutSeconds=2").stdout
+    return [json.loads(line)["object"] for line in raw.splitlines() if line.strip()]
+
+
+def in_order(events):
+    return [e["reason"] for e in sorted(events, key=lambda e: (e.get("eventTime") or "", e["metadata"]["creationTimestamp"]))]
+
+
+def test_eks_order_annotated_while_pending_logging_before_scheduled_and_a_provisioning_delay(setup):
+    # Without a delay: the apiserver's own history of the pod shows it annotated while still unbound.
+    created = kubectl("create", "-f", "-", "-o", "json", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ordered", "namespace": "sched-apps"},
+         "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}})).json
+    hook, sched = setup
+    try:
+        wait_until("ordered bound", lambda: kjson("get", "pod", "ordered", "-n", "sched-apps")["spec"].get("nodeName"),
+                   timeout=30)
+        history = versions_of("sched-apps", "ordered", created["metadata"]["resourceVersion"])
+        annotated = [v for v in history if "CapacityProvisioned" in v["metadata"].get("annotations", {})]
+        assert annotated and not annotated[0]["spec"].get("nodeName"), \
+            [(v["metadata"].get("annotations"), v["spec"].get("nodeName")) for v in history]
+        wait_until("two events", lambda: len(events_of("sched-apps", "ordered")) >= 2, timeout=15)
+        assert in_order(events_of("sched-apps", "ordered"))[:2] == ["LoggingDisabled", "Scheduled"]
+    finally:
+        kubectl("delete", "pod", "ordered", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
+
+    # With --provisioning-delay 4s: Pending and annotated for about that long, the logging event first.
+    sched.stop()
+    slow = Scheduler(os.path.join(hook.base, "state"), "--provisioning-delay", "4s", identity="sched-slow")
+    try:
+        kubectl("create", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "slow", "namespace": "sched-apps"},
+             "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}))
+        p = wait_until("slow annotated", lambda: (lambda p: p if "CapacityProvisioned" in p["metadata"].get(
+            "annotations", {}) else None)(kjson("get", "pod", "slow", "-n", "sched-apps")), timeout=30)
+        annotated_at = time.monotonic()
+        assert not p["spec"].get("nodeName") and p["status"]["phase"] == "Pending"
+        wait_until("the logging event", lambda: [e for e in events_of("sched-apps", "slow")
+                                                  if e["reason"] == "LoggingDisabled"], timeout=15)
+        wait_until("counted as provisioning", lambda: slow.metric(
+            "fargate_webhook_scheduler_pods_waiting", reason="provisioning") == 1, timeout=2.5)
+        wait_until("slow bound", lambda: kjson("get", "pod", "slow", "-n", "sched-apps")["spec"].get("nodeName"),
+                   timeout=30, interval=0.2)
+        assert time.monotonic() - annotated_at >= 3, "bound before the provisioning delay"
+        wait_until("Scheduled", lambda: [e for e in events_of("sched-apps", "slow") if e["reason"] == "Scheduled"],
+                   timeout=15)
+        assert in_order(events_of("sched-apps", "slow"))[:2] == ["LoggingDisabled", "Scheduled"]
+    finally:
+        kubectl("delete", "pod", "slow", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
+        slow.stop()
+        sched.start()
+
+
 def test_a_pod_asking_for_a_zone_lands_in_it(setup):
     # The profile's two subnets are two zones; four pods asking for the second all land there, on nodes
     # that carry the zone's label (what a topology spread or a zonal volume relies on).
@@ -354,7 +410,14 @@ def test_deleting_a_profile_deletes_its_pods_and_they_land_on_another(setup):
         if items and {p["metadata"]["labels"][PROFILE_KEY] for p in items} == {"b-new"}:
             return items
         return None
-    after = wait_until("the ReplicaSet's new pods Running on b-new", moved, timeout=60)
+    try:
+        after = wait_until("the ReplicaSet's new pods Running on b-new", moved, timeout=60)
+    except AssertionError:
+        state = [(p["metadata"]["name"], p["metadata"].get("labels", {}).get(PROFILE_KEY), p["spec"].get("nodeName"),
+                  p["status"].get("phase"), p["metadata"].get("deletionTimestamp"), p["status"].get("conditions"))
+                 for p in pods("sched-move")]
+        raise AssertionError(f"the pods of sched-move: {state}\nevents: "
+                             f"{[(e['regarding']['name'], e['reason'], e.get('note')) for e in kjson('get', 'events.events.k8s.io', '-n', 'sched-move')['items']]}")
     assert not {p["metadata"]["uid"] for p in after} & {p["metadata"]["uid"] for p in before}
     wait_until("the old pods' nodes removed", lambda: not old_nodes & {n["metadata"]["name"] for n in virtual_nodes()},
                timeout=30)

@@ -31,6 +31,7 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
                 );
                 assert_eq!(a.lease_name, name);
                 assert!(!a.evict);
+                assert_eq!(a.provisioning_delay, std::time::Duration::ZERO);
             }
             other => panic!("not the scheduler: {other:?}"),
         },
@@ -63,7 +64,7 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
             "{needed} missing from {granted:?}"
         );
     }
-    // Pods are annotated through their Binding, never patched; pool placement only reads nodes.
+    // Pods are annotated through pods/status, never patched; pool placement only reads nodes.
     assert!(!granted.contains("pods:patch"), "{granted:?}");
     assert!(
         !granted.contains("nodes:create") && !granted.contains("nodes:delete"),
@@ -95,6 +96,7 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
             "scheduler.enabled=true",
             "scheduler.placement=virtual",
             "scheduler.evict=true",
+            "scheduler.provisioningDelay=45s",
         ],
     );
     let args = strings(
@@ -102,7 +104,9 @@ fn the_scheduler_deploys_with_its_own_account_rights_and_flags_the_cli_accepts()
             ["args"],
     );
     assert!(
-        args.contains(&"--placement=virtual".to_string()) && args.contains(&"--evict".to_string()),
+        args.contains(&"--placement=virtual".to_string())
+            && args.contains(&"--evict".to_string())
+            && args.contains(&"--provisioning-delay=45s".to_string()),
         "{args:?}"
     );
     // Virtual placement makes and removes its nodes.

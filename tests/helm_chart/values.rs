@@ -122,6 +122,7 @@ fn schema_rejects_bad_values() {
         ("webhook.timeoutSeconds=31", "timeoutSeconds"),
         ("cluster.accountId=123", "accountId"),
         ("lifecycle.createDelay=soon", "createDelay"),
+        ("scheduler.provisioningDelay=1m30s", "provisioningDelay"),
         ("noSuchKey=1", "noSuchKey"),
         // The labels the chart's selectors use are the chart's alone.
         (

@@ -430,7 +430,20 @@ impl Core {
                 success()
             }
             (Method::PATCH, Some("status")) => {
+                // As kube-apiserver: the pod status strategy keeps annotations written through
+                // pods/status, and a uid in the patch must be the pod's (metadata.uid is immutable).
+                if let Some(uid) = body["metadata"]["uid"].as_str()
+                    && self.pods.items[key]["metadata"]["uid"] != uid
+                {
+                    return answer(422, "Invalid", "metadata.uid: field is immutable".into());
+                }
+                let annotations = body["metadata"]["annotations"].clone();
                 let patched = self.modify_pod(key, |pod| {
+                    if let Some(add) = annotations.as_object() {
+                        for (k, v) in add {
+                            pod["metadata"]["annotations"][k] = v.clone();
+                        }
+                    }
                     for condition in body["status"]["conditions"]
                         .as_array()
                         .into_iter()
