@@ -594,6 +594,30 @@ fn read_manifests(
     Ok(templates)
 }
 
+/// The client `explain` reads the cluster with, and the namespace of its kubeconfig context: the
+/// kubeconfig and context as kubectl picks them (`--kubeconfig` is the only file read when given,
+/// else `KUBECONFIG` or `~/.kube/config`, else in-cluster; `--context` instead of the current one).
+async fn explain_client(args: &ExplainArgs) -> anyhow::Result<(kube::Client, String)> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options).await?
+        }
+        (None, Some(context)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("--context {context}"))?,
+        (None, None) => kube::Config::infer().await?,
+    };
+    let namespace = config.default_namespace.clone();
+    Ok((kube::Client::try_from(config)?, namespace))
+}
+
 /// `explain`: the answers for every pod template (or, with `--what-if`, for every pod of the
 /// cluster) as text or JSON, and whether every pod would run on Fargate.
 pub async fn explain(args: &ExplainArgs) -> anyhow::Result<(String, bool)> {
@@ -608,12 +632,12 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<(String, bool)> {
         anyhow::bail!("give one source of profiles: --profiles, --endpoint-url or --from-cluster");
     }
     if let Some(what_if) = &args.what_if {
-        let client = kube::Client::try_default()
+        let (client, _) = explain_client(args)
             .await
             .context("--what-if compares with the cluster: connecting to it (kubeconfig)")?;
         let then = Snapshot::new(sources::from_file(what_if)?);
         let mut moves = Vec::new();
-        for (namespace, pod) in sources::cluster_pods(&client, None).await? {
+        for (namespace, pod) in sources::cluster_pods(&client, args.namespace.as_deref()).await? {
             moves.push(crate::explain::what_if(&pod, &namespace, &then, &options));
         }
         let all_stay = moves
@@ -628,12 +652,15 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<(String, bool)> {
     if args.files.is_empty() {
         anyhow::bail!("name the manifests to explain with -f FILE|DIR|- (or use --what-if)");
     }
+    // A manifest without a namespace lands in the context's namespace, as with `kubectl apply`.
+    let mut default_namespace = String::from("default");
     let profiles = if let Some(endpoint) = &args.endpoint_url {
         sources::from_api(endpoint, &args.cluster_name).await?
     } else if args.from_cluster {
-        let client = kube::Client::try_default()
+        let (client, namespace) = explain_client(args)
             .await
             .context("--from-cluster: connecting to the cluster (kubeconfig)")?;
+        default_namespace = namespace;
         sources::from_cluster(&client).await?
     } else {
         let path = args
@@ -647,9 +674,10 @@ pub async fn explain(args: &ExplainArgs) -> anyhow::Result<(String, bool)> {
     if templates.is_empty() {
         anyhow::bail!("no Pod or workload that makes pods in the manifests given");
     }
+    let namespace = args.namespace.as_deref().unwrap_or(&default_namespace);
     let answers: Vec<_> = templates
         .iter()
-        .map(|t| crate::explain::answer(t, &args.namespace, &snapshot, &options))
+        .map(|t| crate::explain::answer(t, namespace, &snapshot, &options))
         .collect();
     let all_on_fargate = answers.iter().all(|a| a.on_fargate);
     let out = match args.output {

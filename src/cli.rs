@@ -417,14 +417,19 @@ pub struct ExplainArgs {
     /// the fargate-scheduler would refuse it): for CI.
     #[arg(long)]
     pub fail_unless_fargate: bool,
-    /// Namespace when the manifest has none.
-    #[arg(
-        long,
-        short = 'n',
-        env = "FARGATE_EXPLAIN_NAMESPACE",
-        default_value = "default"
-    )]
-    pub namespace: String,
+    /// Namespace of the manifests that name none (default: the kubeconfig context's namespace when
+    /// the cluster is read, as kubectl does, else `default`); with `--what-if`, only the pods of this
+    /// namespace (default: every namespace).
+    #[arg(long, short = 'n', env = "FARGATE_EXPLAIN_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The kubeconfig file to use when reading the cluster, instead of `KUBECONFIG` or
+    /// `~/.kube/config` (as kubectl's `--kubeconfig`).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use when reading the cluster, instead of the current one (as
+    /// kubectl's `--context`).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     #[arg(long, env = "FARGATE_PRIORITY_OVERRIDE", default_value_t = true, action = clap::ArgAction::Set)]
     pub priority_override: bool,
     #[arg(
