@@ -120,3 +120,37 @@ fn crd_matches_the_chart() {
         "the CRD is 2-space indented YAML without tabs"
     );
 }
+
+/// The CRD upgrade path the chart README documents ("Upgrading the CRD"): `helm show crds` of the packaged
+/// chart, piped to `kubectl apply --server-side`, must be exactly `crds/fargateprofiles.yaml` and nothing
+/// else, so what is applied before `helm upgrade` is the CRD that release ships.
+#[test]
+fn helm_show_crds_of_the_packaged_chart_is_exactly_the_crd_file() {
+    let Some(helm) = helm() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().display().to_string();
+    let chart = chart_dir().display().to_string();
+    run_helm(helm, &["package", &chart, "--destination", &dest]).expect("helm package");
+    let tgz = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tgz"))
+        .expect("helm package wrote a .tgz");
+    let shown = run_helm(helm, &["show", "crds", tgz.to_str().unwrap()]).expect("helm show crds");
+    let file = std::fs::read_to_string(chart_dir().join("crds").join("fargateprofiles.yaml"))
+        .expect("crds/fargateprofiles.yaml");
+    // Helm prints each file of crds/ after a `---` line; there is one file, byte for byte.
+    let body = shown
+        .strip_prefix("---\n")
+        .unwrap_or_else(|| panic!("helm show crds starts a document:\n{shown}"));
+    assert_eq!(body.trim_end(), file.trim_end());
+    let crds = std::fs::read_dir(chart_dir().join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        crds,
+        ["fargateprofiles.yaml"],
+        "one CRD file, the one shown"
+    );
+}
