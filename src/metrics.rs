@@ -304,7 +304,7 @@ impl Metrics {
         .expect("valid metric");
         let scheduler_logging_configmap = prometheus::IntGauge::new(
             "fargate_webhook_scheduler_logging_configmap",
-            "1 while aws-observability/aws-logging exists (pods get LoggingEnabled), 0 while it does not, -1 while its watch has not listed or fails (it is then read per pod).",
+            "1 while aws-observability/aws-logging exists (pods get LoggingEnabled if EKS would accept it), 0 while it does not, -1 while its watch has not listed or fails (it is then read per pod).",
         )
         .expect("valid metric");
         scheduler_logging_configmap.set(-1);

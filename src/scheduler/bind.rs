@@ -245,16 +245,20 @@ impl Context {
         out
     }
 
-    /// The `Logging` annotation and event: from the watch, or read now while it has not listed.
+    /// The `Logging` annotation and event: the ConfigMap from the watch, or read now while it has
+    /// not listed, judged by `logging::logging` (docs/eks-behaviour.md §9, item 4).
     async fn logging(&self) -> Logging {
-        let exists = match self.logging.get() {
-            Some(exists) => exists,
+        let config = match self.logging.get() {
+            Some(config) => config,
             None => {
                 let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), logging::NAMESPACE);
-                matches!(maps.get_opt(logging::CONFIGMAP).await, Ok(Some(_)))
+                match maps.get_opt(logging::CONFIGMAP).await {
+                    Ok(Some(map)) => Some(logging::config_of(&map)),
+                    _ => None,
+                }
             }
         };
-        logging::logging(exists)
+        logging::logging(config.as_deref())
     }
 
     async fn refuse(&self, pod: &Pod, namespace: &str, refusal: &Refusal) -> Outcome {

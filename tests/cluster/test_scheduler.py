@@ -188,7 +188,7 @@ def test_deployment_pods_run_on_fargate_nodes_of_their_own(setup):
 def test_the_logging_configmap_turns_logging_on(setup):
     ensure_namespace("aws-observability")
     apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws-logging", "namespace": "aws-observability"},
-           "data": {"output.conf": "[OUTPUT]\n    Name cloudwatch_logs\n"}})
+           "data": {"output.conf": "[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n"}})
     try:
         deployment("logged", "sched-apps", 1, [{"name": "app", "image": "registry.example/app:1"}])
         [p] = wait_until("the pod Running", lambda: running("sched-apps", "app=logged", 1), timeout=60)
@@ -200,6 +200,27 @@ def test_the_logging_configmap_turns_logging_on(setup):
         assert reasons.get("LoggingEnabled") == "Successfully enabled logging for pod", reasons
     finally:
         kubectl("delete", "configmap", "aws-logging", "-n", "aws-observability", check=False)
+
+
+def test_an_invalid_logging_configmap_disables_logging(setup):
+    # An output EKS does not support (loki): the pod runs, with logging disabled and EKS's event.
+    ensure_namespace("aws-observability")
+    apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws-logging", "namespace": "aws-observability"},
+           "data": {"output.conf": "[OUTPUT]\n    Name loki\n    Match *\n"}})
+    try:
+        wait_until("the watch sees the ConfigMap",
+                   lambda: setup[1].metric("fargate_webhook_scheduler_logging_configmap") == 1, timeout=15)
+        deployment("unlogged", "sched-apps", 1, [{"name": "app", "image": "registry.example/app:1"}])
+        [p] = wait_until("the pod Running", lambda: running("sched-apps", "app=unlogged", 1), timeout=60)
+        assert p["metadata"]["annotations"]["Logging"] == "LoggingDisabled: LOGGING_CONFIGMAP_INVALID"
+        notes = wait_until("the LoggingDisabled event", lambda: [
+            e for e in events_of("sched-apps", p["metadata"]["name"]) if e["reason"] == "LoggingDisabled"], timeout=15)
+        assert notes[0]["type"] == "Warning"
+        assert notes[0]["note"] == ("Disabled logging for pod due to invalid configmap. loki is not a supported "
+                                    "output plugin. Please fix the logging configmap"), notes
+    finally:
+        kubectl("delete", "configmap", "aws-logging", "-n", "aws-observability", check=False)
+        kubectl("delete", "deployment", "unlogged", "-n", "sched-apps", check=False)
 
 
 def test_a_gated_pod_waits_until_its_gates_are_removed(setup):

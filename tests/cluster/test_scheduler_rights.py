@@ -52,7 +52,7 @@ def scheduler(crd, tmp_path_factory):
            "spec": {"podExecutionRoleArn": "arn:aws:iam::123456789012:role/fargate-pods",
                     "selectors": [{"namespace": PODS}]}})
     apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "aws-logging", "namespace": "aws-observability"},
-           "data": {"output.conf": "[OUTPUT]\n    Name cloudwatch_logs\n"}})
+           "data": {"output.conf": "[OUTPUT]\n    Name cloudwatch_logs\n    Match *\n"}})
     base = tmp_path_factory.mktemp("rights")
     kubeconfig = token_kubeconfig(str(base / "kubeconfig"))
     # The chart's arguments (templates/scheduler.yaml), with the ServiceAccount's token instead of a pod's.
