@@ -2,7 +2,9 @@
 //! the least-loaded node of a pool that has room (docs/eks-behaviour.md §9).
 
 use super::sizing::Size;
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Pod, Taint};
+use k8s_openapi::api::core::v1::{
+    Node, NodeAddress, NodeSpec, NodeStatus, NodeSystemInfo, Pod, Taint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -87,30 +89,135 @@ pub struct VirtualNode<'a> {
     pub pod_uid: &'a str,
 }
 
-/// The Node object: EKS's labels and taint, capacity equal to the provisioned size, one pod.
+/// What a Fargate node's kubelet reports of itself (docs/eks-behaviour.md §9, item 5).
+pub struct NodeInfo<'a> {
+    pub kubelet_version: &'a str,
+    pub os_image: &'a str,
+    pub kernel_version: &'a str,
+    pub container_runtime_version: &'a str,
+}
+
+/// [D] One real Fargate node's `System Info`, whole (docs/eks-behaviour.md §9, item 5): the control
+/// plane's own version is not known here, so the kubelet's is the capture's.
+pub const CAPTURED_NODE_INFO: NodeInfo<'static> = NodeInfo {
+    kubelet_version: "v1.18.8-eks-7c9bda",
+    os_image: "Amazon Linux 2",
+    kernel_version: "4.14.209-160.335.amzn2.x86_64",
+    container_runtime_version: "containerd://1.3.2",
+};
+
+/// The size a Fargate node reports, unrelated to its pod's but never smaller ([D], the smallest
+/// captured VM: 2 vCPU, 4037540Ki), and what it leaves allocatable (the capture's 100Mi of memory
+/// less); ephemeral storage as captured (docs/eks-behaviour.md §9, item 5).
+pub fn node_capacity(size: Size) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+    const MEMORY_KI: u64 = 4_037_540;
+    const RESERVED_KI: u64 = 100 * 1024;
+    let millicpu = size.millicpu.max(2000);
+    let cpu = if millicpu.is_multiple_of(1000) {
+        (millicpu / 1000).to_string()
+    } else {
+        format!("{millicpu}m")
+    };
+    let memory_ki = (size.memory_mib * 1024).max(MEMORY_KI);
+    let make = |memory_ki: u64, ephemeral: &str| -> BTreeMap<String, Quantity> {
+        [
+            ("cpu", cpu.clone()),
+            ("memory", format!("{memory_ki}Ki")),
+            ("pods", "1".to_string()),
+            ("ephemeral-storage", ephemeral.to_string()),
+            ("hugepages-1Gi", "0".to_string()),
+            ("hugepages-2Mi", "0".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, q)| (k.to_string(), Quantity(q)))
+        .collect()
+    };
+    (
+        make(memory_ki, "30832548Ki"),
+        make(memory_ki - RESERVED_KI, "28415276190"),
+    )
+}
+
+/// `aws:///<zone>/<10 hex>-<32 hex>/<node name>`, the shape of a Fargate node's providerID
+/// (docs/eks-behaviour.md §9, item 5). [D] The first part is derived from the region (one value per
+/// cluster in the captures), the second from the pod's UID (stable across restarts).
+pub fn provider_id(zone: &str, region: &str, pod_uid: &str, node_name: &str) -> String {
+    let prefix = format!("{:016x}", fnv(region.as_bytes(), 0));
+    let task = format!(
+        "{:016x}{:016x}",
+        fnv(pod_uid.as_bytes(), 1),
+        fnv(pod_uid.as_bytes(), 2)
+    );
+    format!("aws:///{zone}/{}-{task}/{node_name}", &prefix[..10])
+}
+
+/// FNV-1a of `bytes` and a salt: stable across processes and versions, unlike std's hasher.
+fn fnv(bytes: &[u8], salt: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes.iter().copied().chain(salt.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The Node object: EKS's labels, annotations and taint, the capacity a Fargate node reports, one
+/// pod, a Fargate providerID and the captured `System Info` ([`virtual_node_with`]).
 pub fn virtual_node(v: &VirtualNode<'_>) -> Node {
-    let labels = node_labels(v.region, v.zone, &hostname(v.ip, v.region));
+    virtual_node_with(v, &CAPTURED_NODE_INFO)
+}
+
+/// [`virtual_node`] with the kubelet's `info` given (the control plane's version, say).
+pub fn virtual_node_with(v: &VirtualNode<'_>, info: &NodeInfo<'_>) -> Node {
+    let host = hostname(v.ip, v.region);
+    let name = node_name(v.ip, v.region);
+    let labels = node_labels(v.region, v.zone, &host);
     let annotations: BTreeMap<String, String> = [
         (
-            POD_ANNOTATION.to_string(),
+            POD_ANNOTATION,
             format!("{}/{}", v.pod_namespace, v.pod_name),
         ),
-        (POD_UID_ANNOTATION.to_string(), v.pod_uid.to_string()),
+        (POD_UID_ANNOTATION, v.pod_uid.to_string()),
+        // What a real Fargate node carries (the kubelet's and the TTL controller's).
+        ("node.alpha.kubernetes.io/ttl", "0".to_string()),
+        (
+            "volumes.kubernetes.io/controller-managed-attach-detach",
+            "true".to_string(),
+        ),
     ]
     .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let capacity: BTreeMap<String, Quantity> = [
-        ("cpu", format!("{}m", v.size.millicpu)),
-        ("memory", format!("{}Mi", v.size.memory_mib)),
-        ("pods", "1".to_string()),
-        ("ephemeral-storage", "20Gi".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, q)| (k.to_string(), Quantity(q)))
-    .collect();
+    let (capacity, allocatable) = node_capacity(v.size);
+    let uuid = format!(
+        "{:016X}{:016X}",
+        fnv(v.pod_uid.as_bytes(), 3),
+        fnv(v.pod_uid.as_bytes(), 4)
+    );
+    let system_uuid = format!(
+        "EC2{}-{}-{}-{}-{}",
+        &uuid[3..8],
+        &uuid[8..12],
+        &uuid[12..16],
+        &uuid[16..20],
+        &uuid[20..32]
+    );
+    let boot_id = format!(
+        "{:016x}{:016x}",
+        fnv(v.pod_uid.as_bytes(), 5),
+        fnv(v.pod_uid.as_bytes(), 6)
+    );
+    let boot_id = format!(
+        "{}-{}-{}-{}-{}",
+        &boot_id[..8],
+        &boot_id[8..12],
+        &boot_id[12..16],
+        &boot_id[16..20],
+        &boot_id[20..32]
+    );
     Node {
         metadata: ObjectMeta {
-            name: Some(node_name(v.ip, v.region)),
+            name: Some(name.clone()),
             labels: Some(labels),
             annotations: Some(annotations),
             ..Default::default()
@@ -122,7 +229,7 @@ pub fn virtual_node(v: &VirtualNode<'_>) -> Node {
                 effect: "NoSchedule".into(),
                 time_added: None,
             }]),
-            provider_id: Some(format!("fargate://{}/{}", v.zone, v.ip)),
+            provider_id: Some(provider_id(v.zone, v.region, v.pod_uid, &name)),
             ..Default::default()
         }),
         status: Some(NodeStatus {
@@ -132,12 +239,29 @@ pub fn virtual_node(v: &VirtualNode<'_>) -> Node {
                     address: v.ip.to_string(),
                 },
                 NodeAddress {
+                    type_: "InternalDNS".into(),
+                    address: host.clone(),
+                },
+                NodeAddress {
                     type_: "Hostname".into(),
-                    address: hostname(v.ip, v.region),
+                    address: host,
                 },
             ]),
-            allocatable: Some(capacity.clone()),
+            allocatable: Some(allocatable),
             capacity: Some(capacity),
+            node_info: Some(NodeSystemInfo {
+                architecture: "amd64".into(),
+                operating_system: "linux".into(),
+                os_image: info.os_image.into(),
+                kernel_version: info.kernel_version.into(),
+                container_runtime_version: info.container_runtime_version.into(),
+                kubelet_version: info.kubelet_version.into(),
+                kube_proxy_version: info.kubelet_version.into(),
+                machine_id: String::new(),
+                system_uuid,
+                boot_id,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     }
@@ -406,7 +530,7 @@ mod tests {
     }
 
     #[test]
-    fn the_virtual_node_has_eks_labels_taint_and_the_pod_size() {
+    fn the_virtual_node_has_eks_labels_annotations_taint_and_node_info() {
         let node = virtual_node(&VirtualNode {
             ip: Ipv4Addr::new(10, 1, 2, 3),
             region: "us-west-2",
@@ -439,14 +563,119 @@ mod tests {
             ),
             (COMPUTE_TYPE, Some("fargate"), "NoSchedule")
         );
-        let capacity = node.status.unwrap().capacity.unwrap();
-        assert_eq!(capacity["cpu"].0, "250m");
-        assert_eq!(capacity["memory"].0, "512Mi");
-        assert_eq!(capacity["pods"].0, "1");
+        let annotations = node.metadata.annotations.unwrap();
+        assert_eq!(annotations[POD_ANNOTATION], "apps/web-1");
+        assert_eq!(annotations["node.alpha.kubernetes.io/ttl"], "0");
         assert_eq!(
-            node.metadata.annotations.unwrap()[POD_ANNOTATION],
-            "apps/web-1"
+            annotations["volumes.kubernetes.io/controller-managed-attach-detach"],
+            "true"
         );
+        let status = node.status.unwrap();
+        // A 0.25 vCPU pod on a node that says 2 vCPU: EKS's reported size is not the pod's.
+        let capacity = status.capacity.unwrap();
+        assert_eq!(capacity["cpu"].0, "2");
+        assert_eq!(capacity["memory"].0, "4037540Ki");
+        assert_eq!(capacity["pods"].0, "1");
+        assert_eq!(capacity["ephemeral-storage"].0, "30832548Ki");
+        let info = status.node_info.unwrap();
+        assert_eq!(info.kubelet_version, "v1.18.8-eks-7c9bda");
+        assert_eq!(info.os_image, "Amazon Linux 2");
+        assert_eq!(info.kernel_version, "4.14.209-160.335.amzn2.x86_64");
+        assert_eq!(info.container_runtime_version, "containerd://1.3.2");
+        assert_eq!(
+            (info.architecture.as_str(), info.operating_system.as_str()),
+            ("amd64", "linux")
+        );
+        assert!(info.system_uuid.starts_with("EC2"), "{}", info.system_uuid);
+        let addresses: Vec<_> = status
+            .addresses
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.type_, a.address))
+            .collect();
+        let host = "ip-10-1-2-3.us-west-2.compute.internal".to_string();
+        assert_eq!(
+            addresses,
+            [
+                ("InternalIP".into(), "10.1.2.3".into()),
+                ("InternalDNS".into(), host.clone()),
+                ("Hostname".into(), host),
+            ]
+        );
+    }
+
+    /// The providerID has a real Fargate node's shape, and the tools that read one find in it what
+    /// they find in EKS's (their parsing, copied: docs/eks-behaviour.md §9, item 5).
+    #[test]
+    fn the_provider_id_reads_like_a_fargate_nodes() {
+        let node = virtual_node(&VirtualNode {
+            ip: Ipv4Addr::new(10, 1, 2, 3),
+            region: "us-west-2",
+            zone: "us-west-2b",
+            size: size(250, 512),
+            pod_namespace: "apps",
+            pod_name: "web-1",
+            pod_uid: "0b9c1f0e-6a4f-4a55-9d1e-2f6c1b7a9e10",
+        });
+        let id = node.spec.unwrap().provider_id.unwrap();
+        let shape = regex::Regex::new(
+            r"^aws:///us-west-2b/[0-9a-f]{10}-[0-9a-f]{32}/fargate-ip-10-1-2-3\.us-west-2\.compute\.internal$",
+        )
+        .unwrap();
+        assert!(shape.is_match(&id), "{id}");
+        // A capture of EKS's, which the same shape matches.
+        assert!(regex::Regex::new(r"^aws:///[a-z0-9-]+/[0-9a-f]{10}-[0-9a-f]{32}/fargate-ip-")
+            .unwrap()
+            .is_match("aws:///eu-central-1b/7b1974769e-0d7cb3f0582c4079908372a2c1d80b16/fargate-ip-192-168-105-82.eu-central-1.compute.internal"));
+        // cluster-autoscaler's AWS provider (`validAwsRefIdRegex`, `AwsRefFromProviderId`).
+        let autoscaler = regex::Regex::new(
+            r"^aws\:\/\/\/[-0-9a-z]*\/[-0-9a-z]*(\/[-0-9a-z\.]*)?$|aws\:\/\/\/[-0-9a-z]*\/i-placeholder-.*$",
+        )
+        .unwrap();
+        assert!(autoscaler.is_match(&id), "cluster-autoscaler refuses {id}");
+        // The EFS CSI driver (`pkg/cloud/k8s_metadata.go`): the 32-character task ID, not the IP.
+        let efs = regex::Regex::new("i-[a-z0-9]+$|[a-z0-9]{32}").unwrap();
+        let found = efs.find(&id).map(|m| m.as_str()).unwrap_or_default();
+        assert_eq!(found.len(), 32, "{id}");
+        assert!(id.contains(&format!("-{found}/")), "{id}");
+        // Stable for one pod, different for another.
+        let again = provider_id(
+            "us-west-2b",
+            "us-west-2",
+            "0b9c1f0e-6a4f-4a55-9d1e-2f6c1b7a9e10",
+            "n",
+        );
+        assert_eq!(
+            again.rsplit_once('/').unwrap().0,
+            id.rsplit_once('/').unwrap().0
+        );
+        let other = provider_id("us-west-2b", "us-west-2", "another", "n");
+        assert_ne!(
+            other.rsplit_once('/').unwrap().0,
+            id.rsplit_once('/').unwrap().0
+        );
+    }
+
+    #[test]
+    fn the_reported_size_is_a_vm_never_smaller_than_the_pod() {
+        // (pod's provisioned size, capacity cpu, capacity memory, allocatable memory)
+        let cases = [
+            (size(250, 512), "2", "4037540Ki", "3935140Ki"),
+            (size(1000, 3072), "2", "4037540Ki", "3935140Ki"),
+            (size(2000, 4096), "2", "4194304Ki", "4091904Ki"),
+            (size(4000, 30 * 1024), "4", "31457280Ki", "31354880Ki"),
+            (size(16000, 120 * 1024), "16", "125829120Ki", "125726720Ki"),
+            (size(2500, 8192), "2500m", "8388608Ki", "8286208Ki"),
+        ];
+        for (pod, cpu, memory, allocatable_memory) in cases {
+            let (capacity, allocatable) = node_capacity(pod);
+            assert_eq!(capacity["cpu"].0, cpu, "{pod}");
+            assert_eq!(capacity["memory"].0, memory, "{pod}");
+            assert_eq!(allocatable["cpu"].0, cpu, "{pod}");
+            assert_eq!(allocatable["memory"].0, allocatable_memory, "{pod}");
+            assert_eq!(capacity["pods"].0, "1");
+            assert_eq!(allocatable["ephemeral-storage"].0, "28415276190");
+        }
     }
 
     #[test]

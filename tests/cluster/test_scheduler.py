@@ -170,6 +170,11 @@ def test_deployment_pods_run_on_fargate_nodes_of_their_own(setup):
         assert n["status"]["capacity"]["cpu"] == "2" or n["status"]["capacity"]["cpu"] == "2000m"
         assert n["status"]["capacity"]["memory"] == "4Gi"
         assert n["status"]["capacity"]["pods"] == "1"
+        # A Fargate node's providerID and System Info, which tools parse (docs/eks-behaviour.md §9).
+        assert re.fullmatch(rf"aws:///{labels['topology.kubernetes.io/zone']}/[0-9a-f]{{10}}-[0-9a-f]{{32}}/"
+                            rf"{re.escape(spec['nodeName'])}", n["spec"]["providerID"]), n["spec"]["providerID"]
+        assert n["status"]["nodeInfo"]["osImage"] == "Amazon Linux 2", n["status"]["nodeInfo"]
+        assert n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1."), n["status"]["nodeInfo"]
         assert [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
         # The pod's address is its node's (one micro-VM per pod).
         assert p["status"]["podIP"] == ip.replace("-", ".")
