@@ -112,3 +112,20 @@ app.kubernetes.io/component: {{ required "componentLabels: a component" .compone
 {{- define "fargate-webhook.schedulerOpsPort" -}}9091{{- end -}}
 {{- define "fargate-webhook.tlsDir" -}}/etc/fargate-webhook/tls{{- end -}}
 {{- define "fargate-webhook.stateDir" -}}/var/lib/fargate-webhook{{- end -}}
+
+{{/* The scrape settings shared by a ServiceMonitor endpoint and a PodMonitor podMetricsEndpoint (the
+metrics.serviceMonitor or metrics.podMonitor values). */}}
+{{- define "fargate-webhook.scrapeEndpoint" -}}
+path: /metrics
+scheme: http
+interval: {{ .interval }}
+scrapeTimeout: {{ .scrapeTimeout }}
+{{- with .relabelings }}
+relabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
