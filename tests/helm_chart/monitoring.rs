@@ -121,6 +121,29 @@ fn the_scheduler_is_monitored_on_its_own() {
             "FargateSchedulerRefusals"
         ]
     );
+    // The leader's gauges are read on the leader: a former leader keeps its last values.
+    for rule in arr(&group["rules"]) {
+        let expr = str_of(&rule["expr"]);
+        if !LEADER_GAUGES.iter().any(|g| expr.contains(g)) {
+            continue;
+        }
+        let uses = metric_uses(expr);
+        for u in uses
+            .iter()
+            .filter(|u| LEADER_GAUGES.contains(&u.metric.as_str()))
+        {
+            assert!(!summed_over_replicas(u), "{expr}");
+            assert!(
+                uses.iter()
+                    .any(|l| l.metric == "fargate_webhook_scheduler_leader")
+                    && expr.contains(" and on (")
+                    && expr.contains("== 1"),
+                "{} not restricted to the leader in {}: {expr}",
+                u.metric,
+                str_of(&rule["alert"])
+            );
+        }
+    }
     // With the ServiceMonitor off, its pods carry the scrape annotations.
     let annotated = render(helm, &["scheduler.enabled=true"]);
     let annotations =
