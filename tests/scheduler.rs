@@ -547,6 +547,10 @@ async fn a_scheduler_that_loses_the_claim_stops_writing_and_the_standby_takes_ov
     let b = start("b");
     create(&fake, fargate_pod("before", "web"));
     until("a binds", CAP, || node_of(&fake, "before").is_some()).await;
+    until("a counts the node it made", CAP, || {
+        a.metric("fargate_webhook_scheduler_virtual_nodes", &[]) == 1.0
+    })
+    .await;
 
     fake.with(|s| s.cut_off_leases_of = Some("a".into()));
     until("a knows it lost the claim", CAP, || {
@@ -554,6 +558,18 @@ async fn a_scheduler_that_loses_the_claim_stops_writing_and_the_standby_takes_ov
     })
     .await;
     let lost_at = fake.log().len();
+    // A standby reports no former leader's numbers (dashboards read the leader's, alerts too).
+    until("a's leader-only gauges are cleared", CAP, || {
+        a.metric("fargate_webhook_scheduler_virtual_nodes", &[]) == 0.0
+    })
+    .await;
+    assert_eq!(
+        a.metric(
+            "fargate_webhook_scheduler_pods_waiting",
+            &[("reason", "unplaced")]
+        ),
+        0.0
+    );
     until("b leads", CAP, || {
         b.metric("fargate_webhook_scheduler_leader", &[]) == 1.0
     })

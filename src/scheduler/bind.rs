@@ -42,6 +42,8 @@ pub struct Context {
     pub logging: logging::Watched,
     /// Pool placement: the pool's nodes and what they hold, while this replica leads (mod.rs).
     pub pool: std::sync::Mutex<Option<Arc<PoolCache>>>,
+    /// The kubelet version virtual nodes report ([`placement::kubelet_version`]).
+    pub kubelet_version: String,
     /// Pods annotated and waiting out `--provisioning-delay`, by UID: since when.
     pub provisioning: std::sync::Mutex<HashMap<String, Instant>>,
 }
@@ -487,15 +489,22 @@ impl Context {
             .unwrap_or_else(|| placement::zone(&self.options.region, &uid, subnets));
         for attempt in 0..8 {
             let ip = placement::address(&uid, attempt);
-            let node = placement::virtual_node(&VirtualNode {
-                ip,
-                region: &self.options.region,
-                zone: &zone,
-                size,
-                pod_namespace: namespace,
-                pod_name: &pod.name_any(),
-                pod_uid: &uid,
-            });
+            let info = placement::NodeInfo {
+                kubelet_version: &self.kubelet_version,
+                ..placement::CAPTURED_NODE_INFO
+            };
+            let node = placement::virtual_node_with(
+                &VirtualNode {
+                    ip,
+                    region: &self.options.region,
+                    zone: &zone,
+                    size,
+                    pod_namespace: namespace,
+                    pod_name: &pod.name_any(),
+                    pod_uid: &uid,
+                },
+                &info,
+            );
             let name = node.name_any();
             match nodes.create(&PostParams::default(), &node).await {
                 Ok(_) => return Ok(Some(name)),

@@ -122,6 +122,21 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
     }
     feeds.abort_all();
     *ctx.pool.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    clear_gauges(&ctx);
+}
+
+/// The gauges only the leader sets go to zero when this replica stops leading, so that a standby
+/// never reports a former leader's last numbers.
+fn clear_gauges(ctx: &Context) {
+    let metrics = &ctx.metrics;
+    for reason in ["unplaced", "gated", "refused", "provisioning"] {
+        metrics
+            .scheduler_pods_waiting
+            .with_label_values(&[reason])
+            .set(0);
+    }
+    metrics.scheduler_queue_depth.set(0);
+    metrics.scheduler_virtual_nodes.set(0);
 }
 
 /// A reconcile on a task of its own (both cores work), aborted when the applier drops it.

@@ -87,6 +87,13 @@ pub async fn run(
         },
     );
     let logging = logging::Watched::new(metrics.scheduler_logging_configmap.clone());
+    let kubelet_version = match client.apiserver_version().await {
+        Ok(info) => placement::kubelet_version(&info.git_version),
+        Err(error) => {
+            tracing::warn!(%error, "the control plane's version is not known; virtual nodes report a captured one");
+            placement::CAPTURED_NODE_INFO.kubelet_version.to_string()
+        }
+    };
     let ctx = Arc::new(Context {
         client,
         snapshot,
@@ -96,6 +103,7 @@ pub async fn run(
         event_slots: Arc::new(tokio::sync::Semaphore::new(bind::EVENT_SLOTS)),
         logging,
         pool: std::sync::Mutex::new(None),
+        kubelet_version,
         provisioning: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
     let logging_watch = {

@@ -106,6 +106,26 @@ pub const CAPTURED_NODE_INFO: NodeInfo<'static> = NodeInfo {
     container_runtime_version: "containerd://1.3.2",
 };
 
+/// The kubelet version a Fargate node of a control plane at `git_version` reports: EKS's shape,
+/// `v<major.minor.patch>-eks-<build>` ([D]: the control plane's version, the capture's build suffix;
+/// a version that does not parse gives the capture's whole) (docs/eks-behaviour.md §9, item 5).
+pub fn kubelet_version(git_version: &str) -> String {
+    let core = git_version.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.trim_start_matches('v').split('.').collect();
+    let numeric = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !core.starts_with('v') || !numeric {
+        return CAPTURED_NODE_INFO.kubelet_version.to_string();
+    }
+    let build = CAPTURED_NODE_INFO
+        .kubelet_version
+        .rsplit_once("-eks-")
+        .map_or("", |(_, b)| b);
+    format!("{core}-eks-{build}")
+}
+
 /// The size a Fargate node reports, unrelated to its pod's but never smaller ([D], the smallest
 /// captured VM: 2 vCPU, 4037540Ki), and what it leaves allocatable (the capture's 100Mi of memory
 /// less); ephemeral storage as captured (docs/eks-behaviour.md §9, item 5).
@@ -360,6 +380,23 @@ pub fn virtual_node_owner(node: &Node) -> Option<&str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_kubelet_version_is_the_control_planes_in_eks_shape() {
+        let cases = [
+            ("v1.35.4", "v1.35.4-eks-7c9bda"),
+            ("v1.31.2-eks-7f9249a", "v1.31.2-eks-7c9bda"),
+            ("v1.30.0+k3s1", "v1.30.0-eks-7c9bda"),
+            ("v1.29.1-rc.1", "v1.29.1-eks-7c9bda"),
+            ("", "v1.18.8-eks-7c9bda"),
+            ("1.35.4", "v1.18.8-eks-7c9bda"),
+            ("v1.35", "v1.18.8-eks-7c9bda"),
+            ("vX.Y.Z", "v1.18.8-eks-7c9bda"),
+        ];
+        for (git_version, want) in cases {
+            assert_eq!(kubelet_version(git_version), want, "{git_version:?}");
+        }
+    }
 
     #[test]
     fn a_virtual_node_is_needed_while_its_own_pod_exists_on_it() {

@@ -174,7 +174,10 @@ def test_deployment_pods_run_on_fargate_nodes_of_their_own(setup):
         assert re.fullmatch(rf"aws:///{labels['topology.kubernetes.io/zone']}/[0-9a-f]{{10}}-[0-9a-f]{{32}}/"
                             rf"{re.escape(spec['nodeName'])}", n["spec"]["providerID"]), n["spec"]["providerID"]
         assert n["status"]["nodeInfo"]["osImage"] == "Amazon Linux 2", n["status"]["nodeInfo"]
-        assert n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1."), n["status"]["nodeInfo"]
+        # The control plane's version in EKS's shape: v1.35.4 -> v1.35.4-eks-7c9bda.
+        server = kubectl("version", "-o", "json").json["serverVersion"]["gitVersion"]
+        assert n["status"]["nodeInfo"]["kubeletVersion"] == re.split(r"[-+]", server)[0] + "-eks-7c9bda", \
+            (server, n["status"]["nodeInfo"])
         assert [c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready"] == ["True"]
         # The pod's address is its node's (one micro-VM per pod).
         assert p["status"]["podIP"] == ip.replace("-", ".")
