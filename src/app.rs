@@ -263,6 +263,8 @@ pub async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         workers: args.workers as usize,
         retry: args.retry_interval,
         provisioning_delay: args.provisioning_delay,
+        fault_injection: args.fault_injection,
+        launch_rate: (args.launch_rate > 0.0).then_some((args.launch_rate, args.launch_burst)),
     };
     let ops_listener = bind(args.metrics_addr, "metrics").await?;
     let ops_addr = ops_listener.local_addr()?;

@@ -183,6 +183,17 @@ pub struct SchedulerArgs {
     /// before its node is made and it is bound: EKS takes tens of seconds; 0 binds at once.
     #[arg(long, env = "FARGATE_PROVISIONING_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub provisioning_delay: Duration,
+    /// Honour the pod annotation `fargate-webhook.io/inject-fault: <fault>[:<times>|:always]`
+    /// (provisioning-timeout, capacity-unavailable, account-quota, unsupported-zone): that many
+    /// launches fail with EKS's event and are tried again. For testing alerts and run-books.
+    #[arg(long, env = "FARGATE_SCHEDULER_FAULT_INJECTION")]
+    pub fault_injection: bool,
+    /// Launches a second, as Fargate's launch quota allows (1 on EKS); 0: no limit.
+    #[arg(long, env = "FARGATE_LAUNCH_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub launch_rate: f64,
+    /// Launches at once above the rate (10 on EKS).
+    #[arg(long, env = "FARGATE_LAUNCH_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub launch_burst: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -443,6 +454,16 @@ pub struct ExplainArgs {
 }
 
 pub use crate::units::parse_duration;
+
+/// A launch rate: a finite number of launches a second, 0 or more.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate of launches a second (0 or more, like 1 or 0.5)"
+        )),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub scheduler_bound: IntCounterVec,
     /// Pods refused with a `FailedScheduling` event, by `reason`.
     pub scheduler_refused: IntCounterVec,
+    /// The scheduler: launches that failed and are tried again, by `reason` (an injected fault, or
+    /// `throttled` by the launch rate).
+    pub scheduler_launch_failures: IntCounterVec,
     /// From seeing an unbound pod to its binding, in seconds.
     pub scheduler_bind_latency: Histogram,
     /// Virtual Fargate nodes that exist now.
@@ -245,6 +248,14 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let scheduler_launch_failures = IntCounterVec::new(
+            Opts::new(
+                "fargate_webhook_scheduler_launch_failures_total",
+                "Launches the fargate-scheduler tried again, by reason: a transient failure injected with --fault-injection (provisioning-timeout, capacity-unavailable, account-quota, unsupported-zone) or throttled by --launch-rate.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let scheduler_bind_latency = Histogram::with_opts(
             HistogramOpts::new(
                 "fargate_webhook_scheduler_bind_latency_seconds",
@@ -348,6 +359,7 @@ impl Metrics {
             Box::new(bodies_refused.clone()),
             Box::new(scheduler_bound.clone()),
             Box::new(scheduler_refused.clone()),
+            Box::new(scheduler_launch_failures.clone()),
             Box::new(scheduler_bind_latency.clone()),
             Box::new(scheduler_virtual_nodes.clone()),
             Box::new(scheduler_pods_removed.clone()),
@@ -420,6 +432,7 @@ impl Metrics {
             bodies_refused,
             scheduler_bound,
             scheduler_refused,
+            scheduler_launch_failures,
             scheduler_bind_latency,
             scheduler_virtual_nodes,
             scheduler_pods_removed,
@@ -449,6 +462,15 @@ impl Metrics {
         }
         for kind in ["pod", "node", "task"] {
             self.scheduler_reconcile_errors.with_label_values(&[kind]);
+        }
+        for reason in [
+            "provisioning-timeout",
+            "capacity-unavailable",
+            "account-quota",
+            "unsupported-zone",
+            "throttled",
+        ] {
+            self.scheduler_launch_failures.with_label_values(&[reason]);
         }
     }
 

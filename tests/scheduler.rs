@@ -64,6 +64,8 @@ fn options(placement: Placement, identity: &str) -> SchedulerOptions {
         workers: 4,
         retry: Duration::from_millis(300),
         provisioning_delay: Duration::ZERO,
+        fault_injection: true,
+        launch_rate: None,
     }
 }
 
@@ -288,6 +290,133 @@ async fn without_a_delay_the_logging_event_still_comes_before_scheduled() {
             ["LoggingDisabled", "Scheduled"]
         );
     }
+    scheduler.stop().await;
+}
+
+fn faulty_pod(name: &str, injection: &str) -> Value {
+    let mut pod = fargate_pod(name, "web");
+    pod["metadata"]["annotations"] = json!({"fargate-webhook.io/inject-fault": injection});
+    pod
+}
+
+/// The notes of the `FailedScheduling` events of pod `name`, in order.
+fn failures(fake: &Fake, name: &str) -> Vec<String> {
+    fake.with(|s| {
+        s.core
+            .events
+            .iter()
+            .filter(|e| e["regarding"]["name"] == name && e["reason"] == "FailedScheduling")
+            .filter_map(|e| e["note"].as_str().map(str::to_owned))
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_launch_failures_are_reported_as_eks_does_and_retried_with_backoff() {
+    let fake = Fake::new();
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        options(Placement::Virtual, "s"),
+    );
+    create(&fake, faulty_pod("flaky", "provisioning-timeout:2"));
+    create(&fake, faulty_pod("never", "capacity-unavailable:always"));
+    until("flaky bound after two failed launches", CAP, || {
+        node_of(&fake, "flaky").is_some()
+    })
+    .await;
+    assert_eq!(
+        failures(&fake, "flaky"),
+        ["Pod provisioning timed out (will retry) for pod: apps/flaky"; 2]
+    );
+    until("the events in EKS's order", CAP, || {
+        event_reasons(&fake, "flaky")
+            == [
+                "LoggingDisabled",
+                "FailedScheduling",
+                "FailedScheduling",
+                "Scheduled",
+            ]
+    })
+    .await;
+    assert_eq!(
+        scheduler.metric(
+            "fargate_webhook_scheduler_launch_failures_total",
+            &[("reason", "provisioning-timeout")]
+        ),
+        2.0
+    );
+    // Always failing: tried again and again (with backoff), never bound, annotated while Pending.
+    until("never tried three times", CAP, || {
+        failures(&fake, "never").len() >= 3
+    })
+    .await;
+    let never = pod(&fake, "never").unwrap();
+    assert!(never["spec"]["nodeName"].is_null(), "{never}");
+    assert!(never["metadata"]["annotations"]["CapacityProvisioned"].is_string());
+    assert!(
+        failures(&fake, "never")[0].starts_with("Fargate capacity is unavailable at this time.")
+    );
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fault_injection_the_annotation_does_nothing() {
+    let fake = Fake::new();
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        SchedulerOptions {
+            fault_injection: false,
+            ..options(Placement::Virtual, "s")
+        },
+    );
+    create(&fake, faulty_pod("calm", "account-quota:always"));
+    until("calm bound", CAP, || node_of(&fake, "calm").is_some()).await;
+    assert!(failures(&fake, "calm").is_empty());
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launch_rate_lets_a_burst_through_then_one_launch_per_interval() {
+    let fake = Fake::new();
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        SchedulerOptions {
+            launch_rate: Some((4.0, 2)),
+            ..options(Placement::Virtual, "s")
+        },
+    );
+    let start = Instant::now();
+    for i in 0..6 {
+        create(&fake, fargate_pod(&format!("burst-{i}"), "web"));
+    }
+    until("all six bound", CAP, || {
+        (0..6).all(|i| node_of(&fake, &format!("burst-{i}")).is_some())
+    })
+    .await;
+    // Two at once, then four more at 4 a second: not before about one second.
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "six launches in {:?}",
+        start.elapsed()
+    );
+    assert!(
+        scheduler.metric(
+            "fargate_webhook_scheduler_launch_failures_total",
+            &[("reason", "throttled")]
+        ) >= 4.0
+    );
+    let throttled: Vec<String> = (0..6)
+        .flat_map(|i| failures(&fake, &format!("burst-{i}")))
+        .collect();
+    assert!(
+        throttled
+            .iter()
+            .all(|n| n == "Fargate launch rate exceeded (4 per second, burst 2) (will retry)"),
+        "{throttled:?}"
+    );
     scheduler.stop().await;
 }
 

@@ -4,6 +4,7 @@
 //! refused pod is not retried (docs/eks-behaviour.md §9).
 
 use super::claims;
+use super::faults;
 use super::logging::{self, Logging};
 use super::placement::{self, PoolNode, VirtualNode};
 use super::pool::{self, PoolIndex};
@@ -38,6 +39,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Bounds the events in flight ([`EVENT_SLOTS`]).
     pub event_slots: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when this replica stops leading: events still on their way are dropped then, so
+    /// nothing is written after the claim is lost (a new one is set each time it leads).
+    pub term: std::sync::Mutex<tokio_util::sync::CancellationToken>,
     /// The logging ConfigMap as a watch knows it (run beside the scheduler, mod.rs).
     pub logging: logging::Watched,
     /// Pool placement: the pool's nodes and what they hold, while this replica leads (mod.rs).
@@ -46,6 +50,10 @@ pub struct Context {
     pub kubelet_version: String,
     /// Pods annotated and waiting out `--provisioning-delay`, by UID: since when.
     pub provisioning: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Launches that failed (injected faults, the launch rate), by pod UID: the next attempt's number.
+    pub attempts: std::sync::Mutex<HashMap<String, u32>>,
+    /// `--launch-rate`: the launches left.
+    pub launches: std::sync::Mutex<Option<super::faults::LaunchBucket>>,
 }
 
 /// What pool placement decides from: a reflector of the pool's nodes, and the [`PoolIndex`] of the
@@ -143,6 +151,10 @@ pub enum Outcome {
     Skipped,
 }
 
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether `pod` carries EKS's annotations with these values already.
 fn annotated(pod: &Pod, capacity: &str, logging: &str) -> bool {
     let annotations = pod.annotations();
@@ -179,6 +191,7 @@ impl Context {
     /// The pod is bound, refused or gone: it provisions no more.
     pub fn forget_provisioning(&self, uid: &str) {
         self.lock_provisioning().remove(uid);
+        lock(&self.attempts).remove(uid);
     }
 
     /// The pods (by UID) waiting out `--provisioning-delay` now.
@@ -195,6 +208,7 @@ impl Context {
     pub fn retain_provisioning(&self, present: &std::collections::HashSet<String>) {
         self.lock_provisioning()
             .retain(|uid, _| present.contains(uid));
+        lock(&self.attempts).retain(|uid, _| present.contains(uid));
     }
 
     /// Record `events` of `pod`, in order, beside the work: the worker goes on to the next pod. At
@@ -204,11 +218,18 @@ impl Context {
             return;
         };
         let (recorder, reference) = (self.recorder.clone(), object_ref(pod));
+        let term = lock(&self.term).clone();
         tokio::spawn(async move {
-            for event in events {
-                if let Err(error) = recorder.publish(&event, &reference).await {
-                    tracing::warn!(%error, pod = ?reference.name, "could not record an event");
+            let publish = async {
+                for event in events {
+                    if let Err(error) = recorder.publish(&event, &reference).await {
+                        tracing::warn!(%error, pod = ?reference.name, "could not record an event");
+                    }
                 }
+            };
+            tokio::select! {
+                _ = term.cancelled() => {}
+                _ = publish => {}
             }
             drop(slot);
         });
@@ -261,6 +282,51 @@ impl Context {
             }
         };
         logging::logging(config.as_deref())
+    }
+
+    /// Whether launch attempt `attempt` of `pod` fails now: an injected fault (with
+    /// `--fault-injection`) or the launch rate. The metric's reason, the event's text, and when to
+    /// try again (the injected faults back off as EKS's scheduler does).
+    fn launch_held(
+        &self,
+        pod: &Pod,
+        lean: &crate::decision::Pod,
+        namespace: &str,
+        profile: &str,
+        attempt: u32,
+    ) -> Option<(&'static str, String, Duration)> {
+        if self.options.fault_injection
+            && let Some(value) = pod.annotations().get(faults::ANNOTATION)
+        {
+            match faults::parse(value) {
+                Ok(injection) if injection.fails(attempt) => {
+                    let region = &self.options.region;
+                    let subnets = self
+                        .snapshot
+                        .load()
+                        .get(profile)
+                        .map_or(1, |p| p.profile.subnets.len());
+                    let uid = pod.uid().unwrap_or_default();
+                    let zone = placement::zone_for(region, &uid, subnets, lean)
+                        .unwrap_or_else(|| placement::zone(region, &uid, subnets));
+                    let note = injection.fault.note(namespace, &pod.name_any(), &zone);
+                    return Some((
+                        injection.fault.name(),
+                        note,
+                        super::backoff::delay(attempt.saturating_add(1)),
+                    ));
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(pod = %pod.name_any(), namespace, "{error}; ignored"),
+            }
+        }
+        let (rate, burst) = self.options.launch_rate?;
+        let mut launches = lock(&self.launches);
+        let bucket = launches.as_mut()?;
+        match bucket.take(Instant::now()) {
+            Ok(()) => None,
+            Err(wait) => Some(("throttled", faults::throttled_note(rate, burst), wait)),
+        }
     }
 
     /// EKS's annotations on the Pending pod, unless it carries them already. [D] Written through
@@ -362,6 +428,31 @@ impl Context {
         // EKS's order (docs/eks-behaviour.md §9 "Timing"): the pod is annotated while Pending and
         // the logging event comes first; the node and `Scheduled` follow the provisioning.
         let logged = event(logging.event_type, logging.reason, logging.note.clone());
+        // A launch that fails now (an injected fault, the launch rate): annotated and logged like any
+        // placed pod, then an event and a retry with backoff (docs/eks-behaviour.md §9).
+        let attempt = lock(&self.attempts).get(&uid).copied().unwrap_or(0);
+        if let Some((reason, note, retry)) =
+            self.launch_held(pod, &lean, &namespace, &profile, attempt)
+        {
+            if let Err(outcome) = self.annotate(pod, &pods, &uid, size, &logging).await {
+                return outcome;
+            }
+            lock(&self.attempts).insert(uid.clone(), attempt.saturating_add(1));
+            self.metrics
+                .scheduler_launch_failures
+                .with_label_values(&[reason])
+                .inc();
+            let failed = event(EventType::Warning, "FailedScheduling", note);
+            let events = if attempt == 0 {
+                vec![logged, failed]
+            } else {
+                vec![failed]
+            };
+            self.record(pod, events).await;
+            return Outcome::Provisioning(retry);
+        }
+        // The logging event went with the first failed launch, if there was one.
+        let logged = (attempt == 0).then_some(logged);
         let annotate = self.annotate(pod, &pods, &uid, size, &logging);
         let delay = self.options.provisioning_delay;
         let mut events = Vec::new();
@@ -378,7 +469,7 @@ impl Context {
             // [D] Without a delay the node is made while the annotation is written: one write's time
             // less per pod (the pod is still annotated before it is bound); the logging event goes
             // with `Scheduled`, in one ordered batch.
-            events.push(logged);
+            events.extend(logged);
             let (annotated, node) = tokio::join!(annotate, place);
             if let Err(outcome) = annotated {
                 // A node made for nothing goes with the node reconcile; a pool room assumed is freed.
@@ -401,7 +492,7 @@ impl Context {
                 }
             };
             let Some(since) = since else {
-                self.record(pod, vec![logged]).await;
+                self.record(pod, logged.into_iter().collect()).await;
                 return Outcome::Provisioning(delay);
             };
             let left = delay.saturating_sub(since.elapsed());

@@ -41,6 +41,9 @@ const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
 /// The leader's work until `work` is cancelled.
 pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: CancellationToken) {
+    let term = CancellationToken::new();
+    *ctx.term.lock().unwrap_or_else(|e| e.into_inner()) = term.clone();
+    let _end_of_term = term.drop_guard();
     let (pods, pod_writer) = reflector::store::<Pod>();
     let (nodes, node_writer) = reflector::store::<Node>();
     let r = Arc::new(Reconciler {

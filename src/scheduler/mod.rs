@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod bind;
 pub mod claims;
 pub mod controller;
+pub mod faults;
 pub mod logging;
 pub mod orphans;
 pub mod placement;
@@ -64,6 +65,10 @@ pub struct SchedulerOptions {
     /// How long a placed pod waits, annotated and Pending, before its node is made and it is bound
     /// (`--provisioning-delay`; EKS takes tens of seconds, docs/eks-behaviour.md §9 "Timing").
     pub provisioning_delay: Duration,
+    /// Honour `fargate-webhook.io/inject-fault` on pods (`--fault-injection`).
+    pub fault_injection: bool,
+    /// Launches a second and burst (`--launch-rate`, `--launch-burst`); `None`: no limit.
+    pub launch_rate: Option<(f64, u32)>,
 }
 
 /// Run until `shutdown`: stand by, lead while the claim is ours, stand by again when it is lost.
@@ -94,6 +99,9 @@ pub async fn run(
             placement::CAPTURED_NODE_INFO.kubelet_version.to_string()
         }
     };
+    let options_launches = options
+        .launch_rate
+        .map(|(rate, burst)| faults::LaunchBucket::new(rate, burst, std::time::Instant::now()));
     let ctx = Arc::new(Context {
         client,
         snapshot,
@@ -101,10 +109,13 @@ pub async fn run(
         metrics,
         recorder,
         event_slots: Arc::new(tokio::sync::Semaphore::new(bind::EVENT_SLOTS)),
+        term: std::sync::Mutex::new(CancellationToken::new()),
         logging,
         pool: std::sync::Mutex::new(None),
         kubelet_version,
         provisioning: std::sync::Mutex::new(std::collections::HashMap::new()),
+        attempts: std::sync::Mutex::new(std::collections::HashMap::new()),
+        launches: std::sync::Mutex::new(options_launches),
     });
     let logging_watch = {
         let (ctx, stop) = (Arc::clone(&ctx), shutdown.clone());
