@@ -42,7 +42,8 @@ class Scheduler:
         self.log_path = os.path.join(os.path.dirname(state_dir), f"scheduler-{identity}.log")
         self.args = [os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir", state_dir,
                      "--metrics-addr", f"127.0.0.1:{self.port}", "--identity", identity,
-                     "--lease-name", lease_name, "--lease-duration", "3s", "--retry-interval", "1s", *extra]
+                     "--lease-name", lease_name, "--lease-duration", "3s", "--retry-interval", "1s",
+                     "--fault-injection", *extra]
         self.proc = None
         self.start()
 
@@ -313,6 +314,28 @@ def test_eks_order_annotated_while_pending_logging_before_scheduled_and_a_provis
         kubectl("delete", "pod", "slow", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
         slow.stop()
         sched.start()
+
+
+def test_an_injected_provisioning_timeout_is_reported_as_eks_does_then_retried(setup):
+    kubectl("create", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "flaky", "namespace": "sched-apps",
+            "annotations": {"fargate-webhook.io/inject-fault": "provisioning-timeout:2"}},
+         "spec": {"containers": [{"name": "app", "image": "registry.example/app:1"}]}}))
+    try:
+        wait_until("flaky bound", lambda: kjson("get", "pod", "flaky", "-n", "sched-apps")["spec"].get("nodeName"),
+                   timeout=30)
+        wait_until("its events", lambda: len(events_of("sched-apps", "flaky")) >= 4, timeout=15)
+        events = sorted(events_of("sched-apps", "flaky"),
+                        key=lambda e: (e.get("eventTime") or "", e["metadata"]["creationTimestamp"]))
+        failed = [e for e in events if e["reason"] == "FailedScheduling"]
+        # Two failures: two events, or one event whose series counts two (the Recorder folds repeats).
+        assert sum((e.get("series") or {}).get("count", 1) for e in failed) == 2, failed
+        assert {e["note"] for e in failed} == {"Pod provisioning timed out (will retry) for pod: sched-apps/flaky"}
+        assert [e["reason"] for e in events][0] == "LoggingDisabled" and events[-1]["reason"] == "Scheduled"
+        assert setup[1].metric("fargate_webhook_scheduler_launch_failures_total", reason="provisioning-timeout") >= 2
+    finally:
+        kubectl("delete", "pod", "flaky", "-n", "sched-apps", "--force", "--grace-period=0", check=False)
 
 
 def test_a_pod_asking_for_a_zone_lands_in_it(setup):
