@@ -1,0 +1,257 @@
+//! `serve`: the profile store, the certificate reloader, and the webhook, EKS API and ops servers,
+//! run until a signal and stopped in order. Tests drive [`start`] and get the bound addresses back.
+
+use super::signals::Signals;
+use super::store::{Opened, StoreAccess, Writers, open_store, replica_identity};
+use super::{bind, readiness};
+use crate::api::Api;
+use crate::cli::ServeArgs;
+use crate::decision::{Options, SharedSnapshot, Snapshot};
+use crate::metrics::Metrics;
+use crate::server::http::{self, Port, PortLimits};
+use crate::server::{self as webhook_server, Webhook, tls};
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A started service: the addresses it listens on and the handle to stop it.
+pub struct Running {
+    pub webhook_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub snapshot: SharedSnapshot,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled by [`Running::shutdown`]; the stopping sequence starts then.
+    stop: CancellationToken,
+    stopped: JoinHandle<()>,
+    /// The tasks that keep the store and the certificate current: aborted once all has drained.
+    watchers: Vec<JoinHandle<()>>,
+    /// The Lease campaign of the background writers (Kubernetes store): it gives the Lease up once
+    /// `stop` is cancelled.
+    campaign: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Start stopping (what SIGTERM does): `/readyz` answers 503 at once, the webhook and API
+    /// keep serving for `--shutdown-delay`, then stop accepting and drain; the ops port closes
+    /// last, so readiness can be asked until the end.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Wait until every server has drained.
+    pub async fn wait(self) {
+        let _ = self.stopped.await;
+        if let Some(campaign) = self.campaign {
+            let _ = campaign.await;
+        }
+        for watcher in self.watchers {
+            watcher.abort();
+        }
+    }
+}
+
+/// Run until SIGTERM or SIGINT, then drain; a second signal exits at once.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::new();
+    let running = start(&args).await?;
+    signals.recv().await;
+    tracing::info!(deadline = ?args.shutdown_timeout, "shutting down: no new connections, draining");
+    running.shutdown();
+    tokio::select! {
+        _ = running.wait() => {}
+        _ = signals.recv() => {
+            tracing::warn!("second signal: exiting without waiting");
+        }
+    }
+    Ok(())
+}
+
+/// Start everything `serve` runs. Returns once all ports are bound.
+pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Arc::new(Metrics::new());
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let stop = CancellationToken::new();
+
+    let api_config = args.api.config();
+    let Opened {
+        store,
+        watcher,
+        claim,
+    } = open_store(
+        args.store,
+        StoreAccess::ReadWrite(Writers {
+            lease_name: &args.lease_name,
+            lease_duration: args.lease_duration,
+            identity: args.identity.clone().unwrap_or_else(replica_identity),
+            shutdown: &stop,
+        }),
+        &args.state_dir,
+        &args.lock_name,
+        api_config.limits(),
+        &snapshot,
+        &metrics,
+    )
+    .await?;
+    let (claim, campaign) = claim.context("a read-write store comes with its writers' claim")?;
+    let (certs, cert_watchers) = certificates(args, &metrics)?;
+    let mut watchers = vec![watcher];
+    watchers.extend(cert_watchers);
+
+    let webhook = Arc::new(Webhook {
+        snapshot: Arc::clone(&snapshot),
+        options: Options {
+            priority_override: args.priority_override,
+        },
+        metrics: Arc::clone(&metrics),
+    });
+    let webhook_listener = bind(args.webhook_addr, "webhook").await?;
+    let metrics_listener = bind(args.metrics_addr, "metrics").await?;
+    let webhook_addr = webhook_listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let api = Api::new(&api_config, Arc::clone(&store), Arc::clone(&metrics))
+        .context("configuring the EKS API")?;
+    let api_listener = bind(args.api.api_addr, "API").await?;
+    let api_addr = api_listener.local_addr()?;
+    // Lifecycle timers resume once the store has the whole state (the Kubernetes store lists
+    // first; a file store waits for a valid file).
+    {
+        let (store, api) = (Arc::clone(&store), api.clone());
+        tokio::spawn(async move {
+            store.wait_loaded().await;
+            api.resume_lifecycle(claim);
+        });
+    }
+
+    let ready = {
+        let (store, certs) = (Arc::clone(&store), Arc::clone(&certs));
+        readiness(stop.clone(), move || store.is_loaded() && certs.is_loaded())
+    };
+    let limits = port_limits(args);
+    let port = |name: &'static str| Port {
+        name,
+        metrics: Arc::clone(&metrics),
+    };
+    let serving = CancellationToken::new();
+    let ops_shutdown = CancellationToken::new();
+    let servers = vec![
+        tokio::spawn(http::serve(
+            webhook_listener,
+            Some(tls::server_config(Arc::clone(&certs))),
+            webhook.handler(),
+            serving.clone(),
+            limits,
+            port("webhook"),
+        )),
+        tokio::spawn(http::serve(
+            api_listener,
+            args.api
+                .api_tls
+                .then(|| tls::server_config(Arc::clone(&certs))),
+            api.handler(),
+            serving.clone(),
+            limits,
+            port("api"),
+        )),
+    ];
+    let ops = tokio::spawn(http::serve(
+        metrics_listener,
+        None,
+        webhook_server::ops_handler(Arc::clone(&metrics), ready),
+        ops_shutdown.clone(),
+        limits,
+        port("ops"),
+    ));
+    let stopped = tokio::spawn(stop_in_order(
+        stop.clone(),
+        args.shutdown_delay,
+        (serving, servers),
+        (ops_shutdown, ops),
+    ));
+    announce!(
+        "fargate-webhook: webhook https://{webhook_addr}{}",
+        webhook_server::MUTATE_PATH
+    );
+    announce!("fargate-webhook: ops http://{metrics_addr} (/healthz /readyz /metrics)");
+    let scheme = if args.api.api_tls { "https" } else { "http" };
+    announce!(
+        "fargate-webhook: EKS API {scheme}://{api_addr} (cluster {})",
+        args.api.cluster_name
+    );
+    Ok(Running {
+        webhook_addr,
+        metrics_addr,
+        api_addr,
+        snapshot,
+        metrics,
+        stop,
+        stopped,
+        watchers,
+        campaign,
+    })
+}
+
+/// The serving certificate (a development one generated when none is given) and the tasks that
+/// reload it and warn before it expires.
+fn certificates(
+    args: &ServeArgs,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<tls::CertReloader>, [JoinHandle<()>; 2])> {
+    if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
+        announce!(
+            "fargate-webhook: generated a development CA and a certificate for localhost/127.0.0.1; trust {}",
+            ca.display()
+        );
+    }
+    let certs = tls::CertReloader::new(
+        &args.tls_cert,
+        &args.tls_key,
+        args.cert_expiry_warning,
+        Arc::clone(metrics),
+    )
+    .context("loading the serving certificate")?;
+    let expiry = certs.watch_expiry();
+    let reload = certs
+        .watch()
+        .context("watching the certificate directory")?;
+    Ok((certs, [expiry, reload]))
+}
+
+/// The connection limits of every port, from the flags.
+fn port_limits(args: &ServeArgs) -> PortLimits {
+    PortLimits {
+        handshake: args.handshake_timeout,
+        header_read: args.handshake_timeout,
+        body_read: args.body_timeout,
+        idle: args.idle_timeout,
+        drain: args.shutdown_timeout,
+        max_connections: args.max_connections as usize,
+        max_streams: args.max_streams,
+        body_buffer: args.body_buffer_mib as usize * 1024 * 1024,
+    }
+}
+
+/// The stopping sequence behind [`Running::shutdown`].
+async fn stop_in_order(
+    stop: CancellationToken,
+    delay: std::time::Duration,
+    serving: (CancellationToken, Vec<JoinHandle<()>>),
+    ops: (CancellationToken, JoinHandle<()>),
+) {
+    stop.cancelled().await;
+    if !delay.is_zero() {
+        tracing::info!(?delay, "not ready; serving on until endpoints stop sending");
+        tokio::time::sleep(delay).await;
+    }
+    serving.0.cancel();
+    for server in serving.1 {
+        let _ = server.await;
+    }
+    ops.0.cancel();
+    let _ = ops.1.await;
+}
