@@ -14,11 +14,11 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
-import conftest as c  # noqa: E402
+import conftest as c  # noqa: E402  (it puts tests/ on the path for pysupport)
+from pysupport import Process, buckets, http_ok, http_text  # noqa: E402
 
 NS = "bench-sched"
 
@@ -45,30 +45,19 @@ def main():
                                       "selectors": [{"namespace": NS}]}])
     c.register(hook, "fargate-webhook-sched-bench")
     port = c.free_port()
-    log = open(os.path.join(hook.base, "scheduler.log"), "ab")
-    sched = subprocess.Popen([os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir",
-                              os.path.join(hook.base, "state"), "--metrics-addr", f"127.0.0.1:{port}",
-                              "--lease-name", "bench", *placement], stdout=log, stderr=subprocess.STDOUT,
-                             env=dict(os.environ, KUBECONFIG=c.ENV["KUBECONFIG"], RUST_LOG="warn"))
+    sched = Process([os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir",
+                     os.path.join(hook.base, "state"), "--metrics-addr", f"127.0.0.1:{port}",
+                     "--lease-name", "bench", *placement], os.path.join(hook.base, "scheduler.log"),
+                    env={"KUBECONFIG": c.ENV["KUBECONFIG"], "RUST_LOG": "warn"}, name="the scheduler").start()
     try:
-        def ready():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200
-            except OSError:
-                return False
-        c.wait_until("the scheduler ready", ready, timeout=30)
+        sched.wait_ready("the scheduler ready", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=30)
         run = subprocess.run([os.environ["LOADGEN_BIN"], "--namespace", NS, "--rate", str(args.rate),
                               "--seconds", str(args.seconds), "--in-flight", str(args.in_flight)],
                              env=dict(os.environ, KUBECONFIG=c.ENV["KUBECONFIG"]), capture_output=True,
                              text=True, check=True)
         result = dict(line.split(" ", 1) for line in run.stdout.splitlines())
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        hist = {}
-        for line in text.splitlines():
-            if line.startswith("fargate_webhook_scheduler_bind_latency_seconds_bucket"):
-                le = line.split('le="')[1].split('"')[0]
-                hist[le] = float(line.rsplit(" ", 1)[1])
+        hist = buckets(http_text(f"http://127.0.0.1:{port}/metrics", timeout=5),
+                       "fargate_webhook_scheduler_bind_latency_seconds")
         print(f"placement: {'pool of ' + str(len(pool)) + ' nodes' if pool else 'virtual'}")
         print(f"pods: {result['created']} created ({result['create_errors']} errors, {result['unbound']} never "
               f"bound) = {result['creations_per_second']} creations/s (target {args.rate:.0f}/s)")
@@ -82,8 +71,7 @@ def main():
         if "first_error" in result:
             print("first error:", result["first_error"])
     finally:
-        sched.terminate()
-        sched.wait(timeout=30)
+        sched.stop()
         c.unregister("fargate-webhook-sched-bench")
         hook.stop()
         c.kubectl("delete", "namespace", NS, "--wait=false", check=False)

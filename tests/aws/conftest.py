@@ -6,15 +6,11 @@ Environment:
 """
 
 import os
-import re
 import shutil
-import signal
-import subprocess
+import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -22,17 +18,21 @@ from ekscli import (  # noqa: F401  (re-exported to the tests)
     CLUSTER, PUBLIC_SUBNET, REGION, ROLE, SUBNET_A, SUBNET_B, CliResult, aws_cli, aws_env, eks_client, free_port,
 )
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pysupport import Process, http_text, metric_sum  # noqa: E402  (tests/pysupport)
 
-@dataclass
-class Server:
-    url: str
-    metrics_url: str
-    state_dir: str
-    proc: subprocess.Popen
-    log_path: str
-    access_key: str = "x"
-    secret_key: str = "y"
-    extra: list = field(default_factory=list)
+
+class Server(Process):
+    """A `fargate-webhook serve` process, its EKS API at `url`, its log beside its state directory."""
+
+    def __init__(self, args, base, api_port, metrics_port, extra=()):
+        super().__init__(args, os.path.join(base, "server.log"), cwd=base, name="server")
+        self.url = f"http://127.0.0.1:{api_port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.state_dir = base
+        self.access_key = "x"
+        self.secret_key = "y"
+        self.extra = list(extra)
 
     def aws(self, *args, access_key=None, secret_key=None, timeout=300):
         return aws_cli(self.url, *args, access_key=access_key or self.access_key,
@@ -42,32 +42,21 @@ class Server:
         return eks_client(self.url, access_key or self.access_key, secret_key or self.secret_key)
 
     def metrics(self):
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as r:
-            return r.read().decode()
+        return http_text(self.metrics_url)
 
     def api_requests(self, operation, code="ok"):
         """fargate_webhook_api_requests_total{operation=..., code=...} as seen on /metrics."""
-        total = 0
-        for line in self.metrics().splitlines():
-            if not line.startswith("fargate_webhook_api_requests_total{"):
-                continue
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if labels.get("operation") == operation and labels.get("code") == code:
-                total += int(float(line.rsplit(" ", 1)[1]))
-        return total
+        return int(metric_sum(self.metrics(), "fargate_webhook_api_requests_total", operation=operation, code=code))
 
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def answers(self):
+        """Whether the EKS API answers at all (any HTTP status: 403 when SigV4 is on)."""
+        try:
+            urllib.request.urlopen(f"{self.url}/clusters/{CLUSTER}/fargate-profiles", timeout=2).read()
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
 
 
 def start_server(*extra, empty=True):
@@ -97,31 +86,11 @@ def start_server(*extra, empty=True):
     assert len(extra) % 2 == 0, extra
     flags.update(zip(extra[::2], extra[1::2]))
     cmd = [binary, "serve"] + [word for pair in flags.items() for word in pair]
-    log_path = os.path.join(base, "server.log")
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=base)
-    server = Server(
-        url=f"http://127.0.0.1:{api_port}",
-        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-        state_dir=base,
-        proc=proc,
-        log_path=log_path,
-        extra=list(extra),
-    )
-    deadline = time.time() + 60
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{server.log()}")
-        try:
-            urllib.request.urlopen(f"{server.url}/clusters/{CLUSTER}/fargate-profiles", timeout=2).read()
-            break
-        except urllib.error.HTTPError:
-            break  # it answers (e.g. 403 when SigV4 is on)
-        except OSError:
-            if time.time() > deadline:
-                server.stop()
-                pytest.fail(f"server did not answer within 60 s:\n{server.log()}")
-            time.sleep(0.1)
+    server = Server(cmd, base, api_port, metrics_port, extra).start()
+    try:
+        server.wait_ready("the server's EKS API", server.answers, timeout=60)
+    except AssertionError as e:
+        pytest.fail(str(e))
     return server
 
 

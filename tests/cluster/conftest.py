@@ -11,22 +11,21 @@ import base64
 import json
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 
 import pytest
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "aws"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 from ekscli import ROLE, CliResult, aws_cli, eks_client, free_port  # noqa: E402,F401
+from pysupport import Process, http_ok, http_text, metric_sum  # noqa: E402,F401  (tests/pysupport)
 
 CHART = os.path.join(ROOT, "charts", "fargate-webhook")
 CRD = os.path.join(CHART, "crds", "fargateprofiles.yaml")
@@ -113,15 +112,7 @@ def pod(name, namespace, labels=None, annotations=None, **spec):
 
 def apiserver_metric(metric, **labels):
     """Sum of a counter on the apiserver's own /metrics for the series whose labels include `labels`."""
-    text = kubectl("get", "--raw", "/metrics").stdout
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(metric + "{") and not line.startswith(metric + " "):
-            continue
-        head, value = line.rsplit(" ", 1)
-        if all(f'{k}="{v}"' in head for k, v in labels.items()):
-            total += float(value)
-    return total
+    return metric_sum(kubectl("get", "--raw", "/metrics").stdout, metric, **labels)
 
 
 def fail_open_count():
@@ -129,17 +120,15 @@ def fail_open_count():
     return apiserver_metric("apiserver_admission_webhook_fail_open_count", name=WEBHOOK_NAME, type="admit")
 
 
-@dataclass
-class Webhook:
-    """A `fargate-webhook serve` process on loopback ports."""
+class Webhook(Process):
+    """A `fargate-webhook serve` process on loopback ports; `base` holds its certificates, state and log."""
 
-    base: str
-    proc: subprocess.Popen
-    webhook_port: int
-    metrics_port: int
-    api_port: int
-    args: list = field(default_factory=list)
-    env: dict = field(default_factory=dict)
+    def __init__(self, base, webhook_port, metrics_port, api_port, args, env=None):
+        super().__init__(args, os.path.join(base, "server.log"), cwd=base, env=env, name="fargate-webhook")
+        self.base = base
+        self.webhook_port = webhook_port
+        self.metrics_port = metrics_port
+        self.api_port = api_port
 
     @property
     def url(self):
@@ -153,20 +142,11 @@ class Webhook:
     def ca(self):
         return os.path.join(self.base, "certs", "ca.crt")
 
-    def log(self):
-        with open(os.path.join(self.base, "server.log"), errors="replace") as f:
-            return f.read()
-
     def metrics(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            return r.read().decode()
+        return http_text(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def ready(self):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"http://127.0.0.1:{self.metrics_port}/readyz")
 
     def review(self, pod_obj):
         """Send an AdmissionReview for a pod CREATE straight to this replica; the decoded JSON patch."""
@@ -190,24 +170,9 @@ class Webhook:
 
     def start(self):
         """(Re)start the process with the same ports, flags and state."""
-        log = open(os.path.join(self.base, "server.log"), "ab")
-        env = dict(os.environ, **self.env)
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.base, env=env)
-        wait_until("the webhook's /readyz", lambda: self.proc.poll() is None and self.ready() or self._died(), timeout=60)
-
-    def _died(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"fargate-webhook exited with {self.proc.returncode}:\n{self.log()}")
-        return False
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().start()
+        self.wait_ready("the webhook's /readyz", self.ready, timeout=60)
+        return self
 
 
 def start_webhook(*extra, profiles=None, env=None):
@@ -228,9 +193,7 @@ def start_webhook(*extra, profiles=None, env=None):
     args = [binary, "serve", "--webhook-addr", f"127.0.0.1:{w}", "--metrics-addr", f"127.0.0.1:{m}",
             "--api-addr", f"127.0.0.1:{a}", "--state-dir", state,
             "--tls-cert", os.path.join(certs, "tls.crt"), "--tls-key", os.path.join(certs, "tls.key"), *extra]
-    hook = Webhook(base, None, w, m, a, args=args, env=env or {})
-    hook.start()
-    return hook
+    return Webhook(base, w, m, a, args, env=env).start()
 
 
 def chart_webhook_configuration(release="fargate-webhook", namespace="fargate-system", values=()):

@@ -4,8 +4,8 @@ controller, read back as the apiserver stored them (after its own Priority and S
 import pytest
 
 from conftest import (
-    PROFILE_KEY, ROLE, apply, create, delete_pods, ensure_namespace, kjson, kubectl, pod, register, start_webhook, unregister,
-    wait_until,
+    PROFILE_KEY, ROLE, apply, create, delete_pods, ensure_namespace, kjson, kubectl, metric_sum, pod, register, start_webhook,
+    unregister, wait_until,
 )
 
 PROFILES = [
@@ -218,8 +218,7 @@ def test_match_conditions_skip_opted_out_and_daemonset_pods_before_the_call(hook
     register(hook, values=["webhook.skipOptOutsBeforeTheCall=true"])
     try:
         def reviews():
-            return sum(float(l.rsplit(" ", 1)[1]) for l in hook.metrics().splitlines()
-                       if l.startswith("fargate_webhook_admission_requests_total{"))
+            return metric_sum(hook.metrics(), "fargate_webhook_admission_requests_total")
         before = reviews()
         sent = pod("cond-opt-out", "default", labels={"infrastructure": "fargate"},
                    annotations={"eks.amazonaws.com/compute-type": "ec2"})
