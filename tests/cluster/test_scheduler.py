@@ -8,15 +8,13 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
-import urllib.request
 
 import pytest
 
 from conftest import (
-    ENV, PROFILE_KEY, ROLE, apply, aws_cli, delete_pods, ensure_namespace, free_port, kjson, kubectl, register,
-    start_webhook, unregister, wait_until,
+    ENV, PROFILE_KEY, ROLE, Process, apply, aws_cli, delete_pods, ensure_namespace, free_port, http_ok, http_text,
+    kjson, kubectl, metric_sum, register, start_webhook, unregister, wait_until,
 )
 
 REGION = "us-west-2"
@@ -32,58 +30,35 @@ NAMESPACES = ["sched-apps", "sched-move", "sched-bad", "sched-offline"] + [f"sch
 PROFILES.append({"fargateProfileName": "bad", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-bad"}]})
 
 
-class Scheduler:
+class Scheduler(Process):
     """A `fargate-webhook scheduler` process reading the webhook's file store (or what `extra` says);
     `env` is added to its environment (another KUBECONFIG, POD_NAMESPACE)."""
 
     def __init__(self, state_dir, *extra, identity="sched-1", lease_name="fargate-scheduler-test", env=None):
-        self.env = env or {}
         self.port = free_port()
-        self.log_path = os.path.join(os.path.dirname(state_dir), f"scheduler-{identity}.log")
-        self.args = [os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir", state_dir,
-                     "--metrics-addr", f"127.0.0.1:{self.port}", "--identity", identity,
-                     "--lease-name", lease_name, "--lease-duration", "3s", "--retry-interval", "1s",
-                     "--fault-injection", *extra]
-        self.proc = None
+        super().__init__(
+            [os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir", state_dir,
+             "--metrics-addr", f"127.0.0.1:{self.port}", "--identity", identity,
+             "--lease-name", lease_name, "--lease-duration", "3s", "--retry-interval", "1s",
+             "--fault-injection", *extra],
+            os.path.join(os.path.dirname(state_dir), f"scheduler-{identity}.log"),
+            env={"KUBECONFIG": ENV["KUBECONFIG"], "RUST_LOG": "fargate_webhook=info", **(env or {})},
+            name=f"the scheduler {identity}")
         self.start()
 
     def start(self):
-        env = {**os.environ, "KUBECONFIG": ENV["KUBECONFIG"], "RUST_LOG": "fargate_webhook=info", **self.env}
-        self.proc = subprocess.Popen(self.args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env)
-        wait_until("the scheduler's /readyz", self.ready, timeout=30)
+        super().start()
+        self.wait_ready("the scheduler's /readyz", self.ready, timeout=30)
+        return self
 
     def ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the scheduler exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(f"http://127.0.0.1:{self.port}/readyz")
 
     def metric(self, name, **labels):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-                head, value = line.rsplit(" ", 1)
-                if head == name or head.startswith(name + "{"):
-                    total += float(value)
-        return total
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        return metric_sum(http_text(f"http://127.0.0.1:{self.port}/metrics", timeout=5), name, **labels)
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().stop(sig, timeout=20)
 
 
 @pytest.fixture(scope="module")
