@@ -209,32 +209,25 @@ pub fn virtual_node_with(v: &VirtualNode<'_>, info: &NodeInfo<'_>) -> Node {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let (capacity, allocatable) = node_capacity(v.size);
-    let uuid = format!(
-        "{:016X}{:016X}",
-        fnv(v.pod_uid.as_bytes(), 3),
-        fnv(v.pod_uid.as_bytes(), 4)
-    );
-    let system_uuid = format!(
-        "EC2{}-{}-{}-{}-{}",
-        &uuid[3..8],
-        &uuid[8..12],
-        &uuid[12..16],
-        &uuid[16..20],
-        &uuid[20..32]
-    );
-    let boot_id = format!(
-        "{:016x}{:016x}",
-        fnv(v.pod_uid.as_bytes(), 5),
-        fnv(v.pod_uid.as_bytes(), 6)
-    );
-    let boot_id = format!(
-        "{}-{}-{}-{}-{}",
-        &boot_id[..8],
-        &boot_id[8..12],
-        &boot_id[12..16],
-        &boot_id[16..20],
-        &boot_id[20..32]
-    );
+    // A UUID's 8-4-4-4-12 groups of 32 hex digits derived from the pod's UID.
+    let uuid = |seed: u32| {
+        let hex = format!(
+            "{:016x}{:016x}",
+            fnv(v.pod_uid.as_bytes(), seed),
+            fnv(v.pod_uid.as_bytes(), seed + 1)
+        );
+        let groups = [
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32],
+        ];
+        groups.join("-")
+    };
+    // EC2's system UUID: upper case, its first three digits `EC2`.
+    let system_uuid = format!("EC2{}", &uuid(3).to_uppercase()[3..]);
+    let boot_id = uuid(5);
     Node {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -623,7 +616,19 @@ mod tests {
             (info.architecture.as_str(), info.operating_system.as_str()),
             ("amd64", "linux")
         );
+        // EC2's shapes: a system UUID in upper case starting EC2, a boot ID in lower case; 8-4-4-4-12.
+        let shape = |id: &str| id.split('-').map(str::len).collect::<Vec<_>>();
         assert!(info.system_uuid.starts_with("EC2"), "{}", info.system_uuid);
+        assert_eq!(
+            shape(&info.system_uuid),
+            [8, 4, 4, 4, 12],
+            "{}",
+            info.system_uuid
+        );
+        assert_eq!(info.system_uuid, info.system_uuid.to_uppercase());
+        assert_eq!(shape(&info.boot_id), [8, 4, 4, 4, 12], "{}", info.boot_id);
+        assert_eq!(info.boot_id, info.boot_id.to_lowercase());
+        assert_ne!(info.boot_id[9..], info.system_uuid[9..].to_lowercase());
         let addresses: Vec<_> = status
             .addresses
             .unwrap()

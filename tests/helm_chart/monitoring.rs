@@ -54,13 +54,14 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
         "off by default"
     );
     let Some(promtool) = promtool() else { return };
+    check_rules(&promtool, &serde_json::json!({ "groups": groups }));
+}
+
+/// `promtool check rules` on a rules file holding `rules` (the `groups` object) passes.
+fn check_rules(promtool: &std::path::Path, rules: &serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.yaml");
-    std::fs::write(
-        &file,
-        serde_saphyr::to_string(&serde_json::json!({ "groups": groups })).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&file, serde_saphyr::to_string(rules).unwrap()).unwrap();
     let out = Command::new(promtool)
         .args(["check", "rules"])
         .arg(&file)
@@ -680,25 +681,8 @@ fn the_dashboard_queries_pass_promtool() {
             serde_json::json!({ "record": format!("dashboard:query_{n}"), "expr": expr })
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("dashboard.yaml");
-    std::fs::write(
-        &file,
-        serde_saphyr::to_string(
-            &serde_json::json!({ "groups": [{ "name": "dashboard", "rules": rules }] }),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let out = Command::new(promtool)
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check rules: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    check_rules(
+        &promtool,
+        &serde_json::json!({ "groups": [{ "name": "dashboard", "rules": rules }] }),
     );
 }
