@@ -361,6 +361,32 @@ async fn injected_launch_failures_are_reported_as_eks_does_and_retried_with_back
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_provisioning_delay_a_launch_fails_after_it_and_the_logging_event_comes_once() {
+    let fake = Fake::new();
+    let delay = Duration::from_millis(800);
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        SchedulerOptions {
+            provisioning_delay: delay,
+            ..options(Placement::Virtual, "s")
+        },
+    );
+    let start = Instant::now();
+    create(&fake, faulty_pod("slow-flaky", "provisioning-timeout"));
+    until("slow-flaky bound", CAP, || {
+        node_of(&fake, "slow-flaky").is_some()
+    })
+    .await;
+    until("its three events", CAP, || {
+        event_reasons(&fake, "slow-flaky") == ["LoggingDisabled", "FailedScheduling", "Scheduled"]
+    })
+    .await;
+    assert!(start.elapsed() >= delay, "bound before the delay");
+    scheduler.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_fault_injection_the_annotation_does_nothing() {
     let fake = Fake::new();
     let scheduler = Scheduler::start(

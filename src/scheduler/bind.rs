@@ -430,10 +430,20 @@ impl Context {
         let logged = event(logging.event_type, logging.reason, logging.note.clone());
         // A launch that fails now (an injected fault, the launch rate): annotated and logged like any
         // placed pod, then an event and a retry with backoff (docs/eks-behaviour.md §9).
+        // Judged at the moment of launch: after the provisioning delay, if there is one.
+        let delay = self.options.provisioning_delay;
+        let in_delay = !delay.is_zero()
+            && self
+                .lock_provisioning()
+                .get(&uid)
+                .is_none_or(|since| since.elapsed() < delay);
         let attempt = lock(&self.attempts).get(&uid).copied().unwrap_or(0);
-        if let Some((reason, note, retry)) =
+        let held = if in_delay {
+            None
+        } else {
             self.launch_held(pod, &lean, &namespace, &profile, attempt)
-        {
+        };
+        if let Some((reason, note, retry)) = held {
             if let Err(outcome) = self.annotate(pod, &pods, &uid, size, &logging).await {
                 return outcome;
             }
@@ -443,7 +453,9 @@ impl Context {
                 .with_label_values(&[reason])
                 .inc();
             let failed = event(EventType::Warning, "FailedScheduling", note);
-            let events = if attempt == 0 {
+            // The logging event comes once: here on a first attempt without a delay (with one,
+            // it was recorded when the delay began).
+            let events = if attempt == 0 && delay.is_zero() {
                 vec![logged, failed]
             } else {
                 vec![failed]
@@ -454,7 +466,6 @@ impl Context {
         // The logging event went with the first failed launch, if there was one.
         let logged = (attempt == 0).then_some(logged);
         let annotate = self.annotate(pod, &pods, &uid, size, &logging);
-        let delay = self.options.provisioning_delay;
         let mut events = Vec::new();
         let place = async {
             match self.options.placement {
