@@ -224,6 +224,32 @@ pub struct ServeArgs {
     /// PEM private key of the certificate.
     #[arg(long, env = "FARGATE_TLS_KEY", default_value = "certs/tls.key")]
     pub tls_key: PathBuf,
+    /// Managed TLS: keep the CA and the serving certificate in this Secret (in `POD_NAMESPACE`, else
+    /// the client's namespace) instead of reading `--tls-cert`/`--tls-key`. The claim holder creates
+    /// and renews them and sets the caBundle of `--webhook-configuration`; every replica serves the
+    /// Secret's certificate.
+    #[arg(long, env = "FARGATE_TLS_SECRET", requires = "webhook_configuration")]
+    pub tls_secret: Option<String>,
+    /// Managed TLS: the MutatingWebhookConfiguration whose webhooks' caBundle the claim holder keeps
+    /// equal to the Secret's `ca.crt`.
+    #[arg(long, env = "FARGATE_WEBHOOK_CONFIGURATION", requires = "tls_secret")]
+    pub webhook_configuration: Option<String>,
+    /// Managed TLS: DNS names of the serving certificate (repeatable, or a comma list).
+    #[arg(long = "tls-dns", env = "FARGATE_TLS_DNS", value_delimiter = ',')]
+    pub tls_dns: Vec<String>,
+    /// Managed TLS: IP addresses of the serving certificate (repeatable, or a comma list).
+    #[arg(long = "tls-ip", env = "FARGATE_TLS_IP", value_delimiter = ',')]
+    pub tls_ip: Vec<IpAddr>,
+    /// Managed TLS: how long a CA is valid; a new one is made in the last third of its life.
+    #[arg(long, env = "FARGATE_TLS_CA_VALIDITY", default_value = "365d", value_parser = parse_duration)]
+    pub tls_ca_validity: Duration,
+    /// Managed TLS: how long a serving certificate is valid (at most half the CA's); a new one is
+    /// issued in the last third of its life.
+    #[arg(long, env = "FARGATE_TLS_CERT_VALIDITY", default_value = "90d", value_parser = parse_duration)]
+    pub tls_cert_validity: Duration,
+    /// Managed TLS: how often every replica reads the Secret (and the holder renews).
+    #[arg(long, env = "FARGATE_TLS_SYNC_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub tls_sync_interval: Duration,
     /// Set priorityClassName system-node-critical and priority 2000001000 as EKS does.
     #[arg(long, env = "FARGATE_PRIORITY_OVERRIDE", default_value_t = true, action = clap::ArgAction::Set)]
     pub priority_override: bool,

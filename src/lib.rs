@@ -12,6 +12,7 @@ pub mod cli;
 pub mod decision;
 pub mod explain;
 pub mod files;
+pub mod managed_tls;
 pub mod metrics;
 pub mod probe;
 pub mod profile;

@@ -27,6 +27,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &["profile", "store", "metrics", "server", "units", "claim"][..],
         ),
         ("certs", &["files"][..]),
+        ("managed_tls", &["server", "claim"][..]),
         (
             "scheduler",
             &["profile", "decision", "metrics", "claim"][..],

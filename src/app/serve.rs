@@ -5,6 +5,7 @@ use super::signals::Signals;
 use super::store::{Opened, StoreAccess, Writers, open_store, replica_identity};
 use super::{bind, readiness};
 use crate::api::Api;
+use crate::claim::Claim;
 use crate::cli::ServeArgs;
 use crate::decision::{Options, SharedSnapshot, Snapshot};
 use crate::metrics::Metrics;
@@ -98,9 +99,8 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     )
     .await?;
     let (claim, campaign) = claim.context("a read-write store comes with its writers' claim")?;
-    let (certs, cert_watchers) = certificates(args, &metrics)?;
     let mut watchers = vec![watcher];
-    watchers.extend(cert_watchers);
+    let certs = certificates(args, &claim, &stop, &metrics, &mut watchers).await?;
 
     let webhook = Arc::new(Webhook {
         snapshot: Arc::clone(&snapshot),
@@ -196,30 +196,78 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
     })
 }
 
-/// The serving certificate (a development one generated when none is given) and the tasks that
-/// reload it and warn before it expires.
-fn certificates(
+/// The serving certificate of `serve`: read from `--tls-cert`/`--tls-key` (watched; a development
+/// pair is made when both are missing), or, with `--tls-secret`, kept in a Secret by the managed mode
+/// (`managed_tls`), whose writes `claim` gates. The tasks that reload it and warn before it expires
+/// go to `watchers`.
+async fn certificates(
     args: &ServeArgs,
+    claim: &Claim,
+    stop: &CancellationToken,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Arc<tls::CertReloader>, [JoinHandle<()>; 2])> {
-    if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
-        announce!(
-            "fargate-webhook: generated a development CA and a certificate for localhost/127.0.0.1; trust {}",
-            ca.display()
+    watchers: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Arc<tls::CertReloader>> {
+    let certs = if let Some(secret) = &args.tls_secret {
+        use crate::managed_tls::{Manager, Options, pki::canonical_name, plan};
+        let policy = plan::Policy {
+            ca_validity: args.tls_ca_validity.as_secs() as i64,
+            cert_validity: args.tls_cert_validity.as_secs() as i64,
+            names: args
+                .tls_dns
+                .iter()
+                .cloned()
+                .chain(args.tls_ip.iter().map(ToString::to_string))
+                .map(|name| canonical_name(&name))
+                .collect(),
+        };
+        plan::check_policy(&policy, args.tls_sync_interval.as_secs() as i64)
+            .map_err(anyhow::Error::msg)?;
+        let client = kube::Client::try_default().await.context(
+            "--tls-secret: connecting to the Kubernetes API (in-cluster service account or kubeconfig)",
+        )?;
+        let namespace = match std::env::var("POD_NAMESPACE") {
+            Ok(namespace) if !namespace.is_empty() => namespace,
+            _ => client.default_namespace().to_string(),
+        };
+        let certs = tls::CertReloader::empty(
+            &Manager::source(&namespace, secret),
+            args.cert_expiry_warning,
+            Arc::clone(metrics),
         );
-    }
-    let certs = tls::CertReloader::new(
-        &args.tls_cert,
-        &args.tls_key,
-        args.cert_expiry_warning,
-        Arc::clone(metrics),
-    )
-    .context("loading the serving certificate")?;
-    let expiry = certs.watch_expiry();
-    let reload = certs
-        .watch()
-        .context("watching the certificate directory")?;
-    Ok((certs, [expiry, reload]))
+        let options = Options {
+            namespace,
+            secret: secret.clone(),
+            webhook_configuration: args.webhook_configuration.clone().unwrap_or_default(),
+            policy,
+            sync_interval: args.tls_sync_interval,
+        };
+        watchers.push(
+            Manager::new(client, options, Arc::clone(&certs)).run(claim.clone(), stop.clone()),
+        );
+        certs
+    } else {
+        if let Some(ca) = crate::certs::ensure_dev_certs(&args.tls_cert, &args.tls_key)? {
+            announce!(
+                "fargate-webhook: generated a development CA and a certificate for localhost/127.0.0.1; trust {}",
+                ca.display()
+            );
+        }
+        let certs = tls::CertReloader::new(
+            &args.tls_cert,
+            &args.tls_key,
+            args.cert_expiry_warning,
+            Arc::clone(metrics),
+        )
+        .context("loading the serving certificate")?;
+        watchers.push(
+            certs
+                .watch()
+                .context("watching the certificate directory")?,
+        );
+        certs
+    };
+    watchers.push(certs.watch_expiry());
+    Ok(certs)
 }
 
 /// The connection limits of every port, from the flags.

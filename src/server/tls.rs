@@ -2,7 +2,7 @@
 //! handshake without a restart, and a broken new pair leaves the old one in service.
 
 use crate::metrics::Metrics;
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -68,19 +68,38 @@ impl LoadedCert {
     }
 }
 
+/// Read a certificate chain and its key from PEM files (see [`parse`]).
 pub fn load(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, CertError> {
+    let chain = std::fs::read(cert_path).map_err(|e| CertError::Chain {
+        path: cert_path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let key = std::fs::read(key_path).map_err(|e| CertError::Key {
+        path: key_path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    parse(&chain, &key, cert_path, key_path)
+}
+
+/// A certificate chain and its key from PEM text, checked to belong together; `cert_path` and
+/// `key_path` name where they came from in errors (files, or the keys of a Secret).
+pub fn parse(
+    chain_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+) -> Result<LoadedCert, CertError> {
     let chain_err = |reason: String| CertError::Chain {
         path: cert_path.to_path_buf(),
         reason,
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| chain_err(e.to_string()))?
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| chain_err(e.to_string()))?;
     if chain.is_empty() {
         return Err(CertError::Empty(cert_path.to_path_buf()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| CertError::Key {
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::Key {
         path: key_path.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -112,11 +131,14 @@ pub fn load(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, CertError> 
     })
 }
 
-/// Serves the current key pair; [`CertReloader::reload`] swaps in a new one when it is valid.
+/// Serves the current key pair; [`CertReloader::reload`] (files) and [`CertReloader::install`] (a
+/// pair read elsewhere, e.g. from the Secret of the managed mode) swap in a new one when it is valid.
 pub struct CertReloader {
     cert_path: PathBuf,
     key_path: PathBuf,
-    current: ArcSwap<CertifiedKey>,
+    /// None until a first pair is installed (managed mode before its Secret exists): handshakes
+    /// fail and `/readyz` answers 503 meanwhile.
+    current: ArcSwapOption<CertifiedKey>,
     /// notAfter of the pair in service, Unix seconds.
     not_after: AtomicI64,
     expiry_warning: Duration,
@@ -151,7 +173,7 @@ impl CertReloader {
         let reloader = Arc::new(CertReloader {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
-            current: ArcSwap::new(first.key),
+            current: ArcSwapOption::from(Some(first.key)),
             not_after: AtomicI64::new(first.not_after),
             expiry_warning,
             metrics,
@@ -161,9 +183,26 @@ impl CertReloader {
         Ok(reloader)
     }
 
+    /// Nothing to serve yet: the managed mode installs the first pair once its Secret exists.
+    /// `source` names where pairs come from in logs and errors.
+    pub fn empty(source: &str, expiry_warning: Duration, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(CertReloader {
+            cert_path: PathBuf::from(source),
+            key_path: PathBuf::from(source),
+            current: ArcSwapOption::empty(),
+            not_after: AtomicI64::new(0),
+            expiry_warning,
+            metrics,
+            loaded: AtomicBool::new(false),
+        })
+    }
+
     /// Set `fargate_webhook_certificate_expiring` and warn when the pair in service expires
-    /// within the warning window. Returns whether it does.
+    /// within the warning window. Returns whether it does (false while nothing is served).
     pub fn check_expiry(&self, now: i64) -> bool {
+        if !self.is_loaded() {
+            return false;
+        }
         let not_after = self.not_after.load(Ordering::Acquire);
         let left = not_after - now;
         let expiring = left < self.expiry_warning.as_secs() as i64;
@@ -180,35 +219,48 @@ impl CertReloader {
         self.loaded.load(Ordering::Acquire)
     }
 
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
         self.current.load_full()
     }
 
     /// Re-read the files; keep serving the old pair if the new one is broken, half-written,
     /// expired or not yet valid.
     pub fn reload(&self) -> bool {
-        let now = unix_now();
-        let loaded = load(&self.cert_path, &self.key_path)
-            .and_then(|loaded| loaded.check_validity(&self.cert_path, now).map(|()| loaded));
-        match loaded {
-            Ok(loaded) => {
-                if loaded.key.cert == self.current.load().cert {
-                    return true;
-                }
-                self.current.store(loaded.key);
-                self.not_after.store(loaded.not_after, Ordering::Release);
-                self.metrics.certificate_expiry.set(loaded.not_after as f64);
-                self.metrics.reload("certificate", true);
-                tracing::info!(cert = %self.cert_path.display(), not_after = %rfc3339(loaded.not_after), "serving certificate reloaded");
-                self.check_expiry(now);
-                true
-            }
+        match load(&self.cert_path, &self.key_path) {
+            Ok(loaded) => self.install(loaded),
             Err(error) => {
                 self.metrics.reload("certificate", false);
                 tracing::error!(%error, "new certificate rejected; keeping the one in service");
                 false
             }
         }
+    }
+
+    /// Serve `loaded` from the next handshake on, unless it is expired or not yet valid (then the
+    /// pair in service stays). The same pair again changes nothing.
+    pub fn install(&self, loaded: LoadedCert) -> bool {
+        let now = unix_now();
+        if let Err(error) = loaded.check_validity(&self.cert_path, now) {
+            self.metrics.reload("certificate", false);
+            tracing::error!(%error, "new certificate rejected; keeping the one in service");
+            return false;
+        }
+        if self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|current| current.cert == loaded.key.cert)
+        {
+            return true;
+        }
+        self.current.store(Some(loaded.key));
+        self.not_after.store(loaded.not_after, Ordering::Release);
+        self.loaded.store(true, Ordering::Release);
+        self.metrics.certificate_expiry.set(loaded.not_after as f64);
+        self.metrics.reload("certificate", true);
+        tracing::info!(cert = %self.cert_path.display(), not_after = %rfc3339(loaded.not_after), "serving certificate reloaded");
+        self.check_expiry(now);
+        true
     }
 
     /// Check the expiry warning every hour (a certificate nobody rotates still runs out).
@@ -242,7 +294,7 @@ impl CertReloader {
 
 impl ResolvesServerCert for CertReloader {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        self.current.load_full()
     }
 }
 

@@ -77,6 +77,8 @@ pub struct FakeState {
     pub cut_off_leases_of: Option<String>,
     /// Pods, Nodes, Events and the other core objects the scheduler works on.
     pub core: super::fake_core::Core,
+    /// Secrets and MutatingWebhookConfigurations (the managed TLS mode).
+    pub tls: super::fake_tls::Tls,
 }
 
 /// Objects the fake keeps as given, with resourceVersions and optimistic concurrency only.
@@ -144,7 +146,7 @@ fn query_param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
 }
 
 /// RFC 7396.
-fn merge(target: &mut Value, patch: &Value) {
+pub fn merge(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(fields) => {
             if !target.is_object() {
@@ -335,6 +337,9 @@ impl FakeState {
             ),
         ];
         if let Some(response) = self.core.handle(method, path, query, body, NAMESPACE) {
+            return response;
+        }
+        if let Some(response) = self.tls.handle(method, path, body, &mut self.version) {
             return response;
         }
         for (prefix, which) in plain {

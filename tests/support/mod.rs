@@ -23,9 +23,10 @@
 //! - [`api_server`]: the EKS API alone over plain HTTP with a file store (the `api_*` suites);
 //! - [`process`]: the real `fargate-webhook` binary as a child process;
 //! - [`fake_kube`]: an in-memory Kubernetes API server behind kube-rs's mocked service;
-//! - [`fake_core`]: the Pods, Nodes and Events of that server, for the scheduler.
+//! - [`fake_core`]: the Pods, Nodes and Events of that server, for the scheduler;
+//! - [`fake_tls`]: its Secrets and MutatingWebhookConfigurations, for the managed TLS mode.
 //!
-//! The first nine are re-exported here (`use support::*;`); the last four are named by the
+//! The first nine are re-exported here (`use support::*;`); the last five are named by the
 //! suites that use them (`use support::api_server::*;`).
 
 pub mod api_server;
@@ -33,6 +34,7 @@ pub mod certs;
 pub mod client;
 pub mod fake_core;
 pub mod fake_kube;
+pub mod fake_tls;
 pub mod files;
 pub mod fixtures;
 pub mod metrics;
