@@ -58,6 +58,12 @@ const KNOWN_FLAGS: &[&str] = &[
     "--api-addr",
     "--tls-cert",
     "--tls-key",
+    "--tls-secret",
+    "--webhook-configuration",
+    "--tls-dns",
+    "--tls-ca-validity",
+    "--tls-cert-validity",
+    "--tls-sync-interval",
     "--store",
     "--state-dir",
     "--cluster-name",
@@ -371,7 +377,7 @@ fn assert_b64_pem(what: &str, b64: &str, label: &str) -> String {
 
 /// A valid base64 PEM CA bundle, taken from a selfSigned render.
 fn selfsigned_ca_bundle(helm: &Path) -> String {
-    let r = render(helm, &[]);
+    let r = render(helm, &["tls.mode=selfSigned"]);
     str_of(&r.webhook()["clientConfig"]["caBundle"]).to_string()
 }
 
@@ -511,28 +517,44 @@ fn check_deployment(r: &Rendered, tls_secret: &str) {
         }
     }
 
-    // The TLS Secret as a directory (no subPath: rotation swaps the ..data symlink).
-    let mount = arr(&c["volumeMounts"])
-        .iter()
-        .find(|m| m["mountPath"] == TLS_DIR)
-        .expect("a volume mounted at the TLS directory");
-    assert!(
-        mount.get("subPath").is_none(),
-        "the TLS Secret must not be mounted with subPath"
-    );
-    assert_eq!(mount["readOnly"], true);
-    let volume = arr(&pod["volumes"])
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .expect("the TLS volume");
-    assert_eq!(volume["secret"]["secretName"], tls_secret);
-    assert!(
-        volume["secret"].get("items").is_none(),
-        "mount the whole Secret"
-    );
     let flags = r.flags();
-    assert_eq!(flags["--tls-cert"], format!("{TLS_DIR}/tls.crt"));
-    assert_eq!(flags["--tls-key"], format!("{TLS_DIR}/tls.key"));
+    if flags.contains_key("--tls-secret") {
+        // tls.mode=managed: the webhook reads and writes the Secret through the API; nothing mounted.
+        assert_eq!(flags["--tls-secret"], tls_secret);
+        assert!(
+            !arr(&c["volumeMounts"])
+                .iter()
+                .any(|m| m["mountPath"] == TLS_DIR),
+            "managed mode mounts no TLS Secret"
+        );
+        assert!(!flags.contains_key("--tls-cert") && !flags.contains_key("--tls-key"));
+        assert_eq!(
+            pod["automountServiceAccountToken"], true,
+            "the API is needed"
+        );
+    } else {
+        // The TLS Secret as a directory (no subPath: rotation swaps the ..data symlink).
+        let mount = arr(&c["volumeMounts"])
+            .iter()
+            .find(|m| m["mountPath"] == TLS_DIR)
+            .expect("a volume mounted at the TLS directory");
+        assert!(
+            mount.get("subPath").is_none(),
+            "the TLS Secret must not be mounted with subPath"
+        );
+        assert_eq!(mount["readOnly"], true);
+        let volume = arr(&pod["volumes"])
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the TLS volume");
+        assert_eq!(volume["secret"]["secretName"], tls_secret);
+        assert!(
+            volume["secret"].get("items").is_none(),
+            "mount the whole Secret"
+        );
+        assert_eq!(flags["--tls-cert"], format!("{TLS_DIR}/tls.crt"));
+        assert_eq!(flags["--tls-key"], format!("{TLS_DIR}/tls.key"));
+    }
 
     // The root filesystem is read-only: every other mount is an emptyDir.
     for m in arr(&c["volumeMounts"]) {

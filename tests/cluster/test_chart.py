@@ -1,7 +1,7 @@
-"""The Helm chart installed into the real apiserver: every object accepted, the self-signed CA kept across
-upgrades (the chart's `lookup` sees the real Secret), and nothing left behind by `helm uninstall` once the
-documented clean-up of FargateProfiles is done. No pod runs here (no kubelet): the Deployment is stored,
-not started."""
+"""The Helm chart installed into the real apiserver: every object accepted, the managed TLS mode's rights
+limited to its one Secret and one configuration, the self-signed CA kept across upgrades (the chart's `lookup`
+sees the real Secret), and nothing left behind by `helm uninstall` once the documented clean-up of
+FargateProfiles is done. No pod runs here (no kubelet): the Deployment is stored, not started."""
 
 import base64
 import os
@@ -49,9 +49,38 @@ def uninstall_and_check(release, namespace, objects):
     kubectl("delete", "namespace", namespace, "--wait=false")
 
 
+def can_i(sa, ns, verb, resource, namespace=None):
+    args = ["auth", "can-i", verb, resource, f"--as=system:serviceaccount:{ns}:{sa}"]
+    if namespace:
+        args += ["-n", namespace]
+    return kubectl(*args, check=False).stdout.strip() == "yes"
+
+
+def test_managed_install_renders_no_certificate_and_grants_two_named_objects():
+    release, ns = "fw-managed", "fw-managed"
+    objects = install_and_check(release, ns)
+    full = f"{release}-fargate-webhook"
+    assert not any(k == "Secret" for k, _, _ in objects), objects
+    mwc = kjson("get", "mutatingwebhookconfiguration", f"0500-{full}")
+    assert "caBundle" not in mwc["webhooks"][0]["clientConfig"], "the webhook sets it at run time"
+    # The rights, as the real authorizer reads them.
+    sa, secret, config = full, f"{full}-tls", f"0500-{full}"
+    assert can_i(sa, ns, "get", f"secret/{secret}", ns)
+    assert can_i(sa, ns, "update", f"secret/{secret}", ns)
+    assert can_i(sa, ns, "create", "secrets", ns)
+    assert not can_i(sa, ns, "get", "secret/another", ns)
+    assert not can_i(sa, ns, "list", "secrets", ns)
+    assert not can_i(sa, ns, "get", f"secret/{secret}", "default")
+    assert can_i(sa, ns, "get", f"mutatingwebhookconfiguration/{config}")
+    assert can_i(sa, ns, "patch", f"mutatingwebhookconfiguration/{config}")
+    assert not can_i(sa, ns, "patch", "mutatingwebhookconfiguration/another")
+    assert not can_i(sa, ns, "list", "mutatingwebhookconfigurations")
+    uninstall_and_check(release, ns, objects)
+
+
 def test_self_signed_install_upgrade_uninstall():
     release, ns = "fw-self", "fw-self"
-    objects = install_and_check(release, ns)
+    objects = install_and_check(release, ns, "tls.mode=selfSigned")
     secret = kjson("get", "secret", "fw-self-fargate-webhook-tls", "-n", ns)
     mwc = kjson("get", "mutatingwebhookconfiguration", "0500-fw-self-fargate-webhook")
     ca = secret["data"]["ca.crt"]
@@ -61,7 +90,7 @@ def test_self_signed_install_upgrade_uninstall():
     expr = mwc["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
     assert expr == {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ns]}, expr
 
-    helm("upgrade", release, CHART, "-n", ns, "--set", "logLevel=debug")
+    helm("upgrade", release, CHART, "-n", ns, "--set", "logLevel=debug", "--set", "tls.mode=selfSigned")
     after = kjson("get", "secret", "fw-self-fargate-webhook-tls", "-n", ns)
     assert after["data"] == secret["data"], "helm upgrade regenerated the self-signed certificate"
     mwc = kjson("get", "mutatingwebhookconfiguration", "0500-fw-self-fargate-webhook")

@@ -20,8 +20,16 @@ fn default_flags_have_the_documented_values() {
         ("--metrics-addr", "0.0.0.0:9090"),
         // Not exposed without its Service: the API writes profiles.
         ("--api-addr", "127.0.0.1:8080"),
-        ("--tls-cert", "/etc/fargate-webhook/tls/tls.crt"),
-        ("--tls-key", "/etc/fargate-webhook/tls/tls.key"),
+        // tls.mode=managed: the Secret, the configuration whose caBundle is kept, the Service's names.
+        ("--tls-secret", "fw-fargate-webhook-tls"),
+        ("--webhook-configuration", "0500-fw-fargate-webhook"),
+        (
+            "--tls-dns",
+            "fw-fargate-webhook,fw-fargate-webhook.fargate-system,fw-fargate-webhook.fargate-system.svc,fw-fargate-webhook.fargate-system.svc.cluster.local",
+        ),
+        ("--tls-ca-validity", "365d"),
+        ("--tls-cert-validity", "90d"),
+        ("--tls-sync-interval", "10s"),
         ("--store", "kubernetes"),
         ("--cluster-name", "fargate"),
         ("--region", "us-east-1"),

@@ -1,12 +1,12 @@
-//! `helm lint` in each TLS mode, the default render (self-signed TLS, RBAC, probes, the coordination
+//! `helm lint` in each TLS mode, the default render (managed TLS, RBAC, probes, the coordination
 //! lock) and the names the chart gives its objects.
 
 use std::collections::BTreeSet;
 
 use super::{
-    FULLNAME, NS, arr, assert_b64_pem, b64decode, chart_dir, check_anti_affinity_and_pdb,
-    check_deployment, check_flags_known, check_webhook_rules, check_webhook_wiring, expected_rbac,
-    helm, mwc_name, rbac_rules, render, run_helm, selfsigned_ca_bundle, str_of, strings, template,
+    FULLNAME, NS, arr, chart_dir, check_anti_affinity_and_pdb, check_deployment, check_flags_known,
+    check_webhook_rules, check_webhook_wiring, expected_rbac, helm, mwc_name, rbac_rules, render,
+    run_helm, selfsigned_ca_bundle, str_of, strings, template,
 };
 
 #[test]
@@ -19,6 +19,7 @@ fn helm_lint_passes() {
         vec!["lint", &chart],
         vec!["lint", "--strict", &chart],
         vec!["lint", "--strict", &chart, "--set", "tls.mode=certManager"],
+        vec!["lint", "--strict", &chart, "--set", "tls.mode=selfSigned"],
         vec![
             "lint",
             "--strict",
@@ -44,7 +45,7 @@ fn helm_lint_passes() {
 }
 
 #[test]
-fn default_render_is_self_signed_and_complete() {
+fn default_render_is_managed_tls_and_complete() {
     let Some(helm) = helm() else { return };
     let r = render(helm, &[]);
     let tls_secret = format!("{FULLNAME}-tls");
@@ -64,22 +65,13 @@ fn default_render_is_self_signed_and_complete() {
         "the image tag defaults to appVersion"
     );
 
-    // selfSigned: a CA bundle in the webhook and the matching Secret.
-    let ca_bundle = str_of(&r.webhook()["clientConfig"]["caBundle"]);
-    assert!(!ca_bundle.is_empty());
-    assert_b64_pem("caBundle", ca_bundle, "CERTIFICATE");
-    let secret = r.one("Secret", &tls_secret);
-    assert_eq!(secret["type"], "kubernetes.io/tls");
-    assert_eq!(secret["metadata"]["namespace"], NS);
-    assert_b64_pem("tls.crt", str_of(&secret["data"]["tls.crt"]), "CERTIFICATE");
-    let key = String::from_utf8(b64decode(str_of(&secret["data"]["tls.key"])).unwrap()).unwrap();
-    assert!(key.contains("PRIVATE KEY-----"), "tls.key is not a PEM key");
-    assert_eq!(
-        secret["data"]["ca.crt"],
-        r.webhook()["clientConfig"]["caBundle"],
-        "the caBundle must be the CA in the Secret"
+    // managed TLS: no certificate, no Secret, no caBundle rendered (the webhook makes and sets them).
+    assert!(
+        r.webhook()["clientConfig"].get("caBundle").is_none(),
+        "the webhook sets the caBundle at run time"
     );
-    assert_ne!(secret["data"]["tls.crt"], secret["data"]["ca.crt"]);
+    assert!(r.all("Secret").is_empty(), "the webhook writes its Secret");
+    assert_eq!(r.flags()["--tls-secret"], tls_secret);
 
     // No cert-manager objects, no optional objects.
     assert!(r.all("Certificate").is_empty());

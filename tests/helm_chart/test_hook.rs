@@ -48,7 +48,7 @@ fn the_test_hook_probes_the_webhook_through_its_service() {
     assert_eq!(
         pod["spec"]["volumes"][0]["secret"]["secretName"],
         format!("{FULLNAME}-tls"),
-        "the CA of the self-signed Secret"
+        "the CAs of the managed Secret (ca.crt)"
     );
     assert!(r.get("ConfigMap", &format!("{FULLNAME}-test-ca")).is_none());
 

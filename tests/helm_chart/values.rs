@@ -35,7 +35,7 @@ fn non_default_values_render_as_asked() {
     assert_eq!(deploy["spec"]["replicas"], 3);
     assert_eq!(r.webhook()["timeoutSeconds"], 10);
 
-    // store=file: state on an emptyDir, no ClusterRole, no API token.
+    // store=file: state on an emptyDir.
     let flags = r.flags();
     assert_eq!(flags["--store"], "file");
     assert_eq!(flags["--create-delay"], "500ms");
@@ -51,13 +51,21 @@ fn non_default_values_render_as_asked() {
         .find(|v| v["name"] == mount["name"])
         .expect("state volume");
     assert!(volume.get("emptyDir").is_some());
-    assert!(
-        r.all("ClusterRole").is_empty(),
-        "store=file needs no ClusterRole"
-    );
-    assert!(r.all("ClusterRoleBinding").is_empty());
-    assert!(r.all("Role").is_empty());
-    assert_eq!(pod["automountServiceAccountToken"], false);
+    // The store needs no rights; the managed TLS mode (the default) has its own, and so the API token.
+    let tls_rights = format!("{FULLNAME}-tls");
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        let names: Vec<&str> = r
+            .all(kind)
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [tls_rights.as_str()],
+            "store=file: only the TLS {kind}"
+        );
+    }
+    assert_eq!(pod["automountServiceAccountToken"], true);
 
     // The API Service: port 80 -> container port 8080.
     let api = r.one("Service", &format!("{FULLNAME}-api"));

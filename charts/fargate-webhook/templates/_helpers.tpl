@@ -76,13 +76,19 @@ app.kubernetes.io/component: {{ required "componentLabels: a component" .compone
 {{- include "fargate-webhook.fullname" . -}}
 {{- end -}}
 
-{{/* The Secret holding tls.crt / tls.key, mounted as a directory. */}}
+{{/* The Secret holding tls.crt / tls.key: mounted as a directory, or (tls.mode=managed) written and read by
+the webhook through the API. */}}
 {{- define "fargate-webhook.tlsSecretName" -}}
 {{- if eq .Values.tls.mode "existingSecret" -}}
 {{- required "tls.existingSecret.name is required when tls.mode=existingSecret: the name of a kubernetes.io/tls Secret (keys tls.crt, tls.key) in the release namespace" .Values.tls.existingSecret.name -}}
 {{- else -}}
 {{- printf "%s-tls" (include "fargate-webhook.fullname" .) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The MutatingWebhookConfiguration (tls.mode=managed: the webhook patches its caBundle, by this name). */}}
+{{- define "fargate-webhook.webhookConfigurationName" -}}
+{{- .Values.webhook.configurationName | default (printf "0500-%s" (include "fargate-webhook.fullname" .)) -}}
 {{- end -}}
 
 {{/* cert-manager: the serving Certificate (named in cert-manager.io/inject-ca-from). */}}
