@@ -231,6 +231,17 @@ def crd():
     return "fargateprofiles.fargate-webhook.io"
 
 
+def clear_profiles():
+    """Remove every FargateProfile resource, also those whose store's finalizer no running replica will
+    drop any more (a suite that stopped its replicas), so that the next suite starts from none."""
+    for item in kjson("get", "fp")["items"]:
+        if item["metadata"].get("finalizers"):
+            kubectl("patch", "fp", item["metadata"]["name"], "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}', check=False)
+    kubectl("delete", "fp", "--all", "--wait=true", "--timeout=60s")
+    assert not kjson("get", "fp")["items"], "profiles left behind"
+
+
 @pytest.fixture
 def tmpdir_clean():
     d = tempfile.mkdtemp(prefix="fw-cluster-")

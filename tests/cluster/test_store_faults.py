@@ -18,7 +18,7 @@ import botocore.config
 import botocore.exceptions
 import pytest
 
-from conftest import ENV, ROLE, ensure_namespace, kubectl, start_webhook, wait_until
+from conftest import ENV, ROLE, clear_profiles, ensure_namespace, kubectl, start_webhook, wait_until
 
 LOCK_NS = "fw-faults"
 CHURN_SECONDS = 44
@@ -199,12 +199,12 @@ class Watcher(threading.Thread):
 @pytest.fixture
 def replicas(crd):
     ensure_namespace(LOCK_NS)
-    kubectl("delete", "fp", "--all", "--wait=true", "--timeout=60s")
+    clear_profiles()
     rs = [replica() for _ in range(3)]
     yield rs
     for r in rs:
         r.stop()
-    kubectl("delete", "fp", "--all", "--wait=false", check=False)
+    clear_profiles()
 
 
 def test_churn_through_a_killed_replica_a_frozen_etcd_and_an_apiserver_restart(replicas):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import CRD, ENV, ROLE, eks_client, ensure_namespace, kjson, kubectl, metric_sum, start_webhook, wait_until
+from conftest import CRD, ENV, ROLE, clear_profiles, eks_client, ensure_namespace, kjson, kubectl, metric_sum, start_webhook, wait_until
 
 LOCK_NS = "fw-quarantine"
 LOCK = "fargate-webhook-profiles-lock"
@@ -30,7 +30,7 @@ def status_of(hook, name):
 @pytest.fixture
 def fresh(crd):
     ensure_namespace(LOCK_NS)
-    kubectl("delete", "fp", "--all", "--wait=true", "--timeout=60s")
+    clear_profiles()
     kubectl("delete", "configmap", LOCK, "-n", LOCK_NS, "--ignore-not-found")
     yield
     # The chart's CRD again, and nothing left behind. A server-side apply keeps fields another manager
@@ -41,13 +41,8 @@ def fresh(crd):
     crd_now = kjson("get", "crd", CRD_NAME)
     items = crd_now["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["selectors"]["items"]
     assert "x-kubernetes-validations" not in items, "the tightened rule outlived the test"
-    # No replica runs any more to drop the store's finalizers: drop them here, so that the next suites
-    # find no profile stuck in deletion.
-    for name in [i["metadata"]["name"] for i in kjson("get", "fp")["items"]]:
-        kubectl("patch", "fp", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
-    kubectl("delete", "fp", "--all", "--wait=true", "--timeout=60s", check=False)
+    clear_profiles()
     kubectl("delete", "configmap", LOCK, "-n", LOCK_NS, "--ignore-not-found", check=False)
-    assert not kjson("get", "fp")["items"], "profiles left behind"
 
 
 def test_a_pending_create_the_tightened_crd_refuses_is_quarantined_and_writes_go_on(fresh):
