@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -229,6 +230,15 @@ def crd():
     kubectl("apply", "--server-side", "--force-conflicts", "-f", CRD)
     kubectl("wait", "--for=condition=Established", "crd/fargateprofiles.fargate-webhook.io", "--timeout=60s")
     return "fargateprofiles.fargate-webhook.io"
+
+
+def served_certificate(port):
+    """The DER certificate a TLS server on 127.0.0.1:`port` presents, not verified."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s, ctx.wrap_socket(s) as t:
+        return t.getpeercert(binary_form=True)
 
 
 def clear_profiles():

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from conftest import served_certificate  # noqa: E402
 from conftest import (
     PROFILE_KEY, ROLE, apply, delete_pods, chart_webhook_configuration, create, ensure_namespace, fail_open_count,
     kubectl, pod, register, start_webhook, unregister,
@@ -71,14 +72,6 @@ def test_hung_webhook_fails_open_within_the_timeout(hook):
     # The apiserver waited for the webhook's timeout, and not much longer (kubectl's own start included).
     assert timeout - 0.5 <= took < timeout + 3, took
     assert fail_open_count() >= before + 1
-
-
-def served_certificate(port):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s, ctx.wrap_socket(s) as t:
-        return t.getpeercert(binary_form=True)
 
 
 def test_certificate_replaced_on_disk_under_open_connections(hook):

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from conftest import served_certificate  # noqa: E402
 from conftest import (
     ENV, PROFILE_KEY, apply, chart_webhook_configuration, create, delete_pods, ensure_namespace, kjson, kubectl,
     pod, start_webhook, wait_until,
@@ -84,14 +85,6 @@ def register(hooks):
         webhooks.append(w)
     mwc["webhooks"] = webhooks
     apply(mwc)
-
-
-def served_certificate(port):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s, ctx.wrap_socket(s) as t:
-        return t.getpeercert(binary_form=True)
 
 
 @pytest.fixture
