@@ -131,6 +131,39 @@ async fn watch_restart_after_410_lists_again() {
     watch.abort();
 }
 
+/// The object changed last is deleted while the watch is down: the relist does not hold it, and
+/// nothing listed is newer. Regression: the relist kept every object newer than the newest one it
+/// listed (meant for our own writes racing it), so the replica served the deleted profile for good
+/// (found by tests/cluster/test_store_faults.py after a kube-apiserver restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_missed_while_the_watch_was_down_is_not_kept_by_the_relist() {
+    let fake = Fake::new();
+    fake.apply(kubectl_object("alpha", Some(ProfileStatus::Active)));
+    fake.apply(kubectl_object("beta", Some(ProfileStatus::Active)));
+    let r = replica(fake.client());
+    let watch = r.store.start();
+    within("loaded", CAP, r.store.wait_loaded()).await;
+    assert_eq!(r.names(), ["alpha", "beta"]);
+    // beta is changed last: its resourceVersion is the newest the replica holds.
+    let last = fake.modify("beta", |o| o["spec"]["tags"] = json!({"changed": "last"}));
+    until("the change seen", CAP, || {
+        r.store
+            .current()
+            .fargate_profiles
+            .iter()
+            .any(|p| !p.tags.is_empty())
+    })
+    .await;
+    assert!(last["metadata"]["resourceVersion"].as_str().is_some());
+
+    fake.down_while(|down| down.delete("beta"));
+    until("relisted without the deleted profile", CAP, || {
+        r.names() == ["alpha"]
+    })
+    .await;
+    watch.abort();
+}
+
 /// The watcher's requests answered one by one with recorded wire-format JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_list_watch_events_and_410() {

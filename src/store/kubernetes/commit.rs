@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+#[derive(Debug)]
 pub(super) enum AttemptError {
     /// Start the update again (conflict, moved lock, transient error).
     Retry(String),

@@ -9,10 +9,13 @@
 //! publishes it to the webhook snapshot through `arc-swap`. [`ProfileStore::is_loaded`] (readiness)
 //! turns true after the first complete list. Watch restarts (a closed stream, `410 Gone` /
 //! "too old resource version", transport errors) are handled by the watcher: it re-watches or
-//! re-lists with its default backoff, and the re-list replaces the state. A resource that does
-//! not even decode (a newer CRD version, an object written around the schema) is read through
-//! kube's `DeserializeGuard`: it is skipped and logged likewise instead of failing the whole list,
-//! and its name stays taken.
+//! re-lists after a short backoff ([`WATCH_RETRY_LONGEST`]), and the re-list replaces the state.
+//! It keeps the objects newer than anything it listed (our own writes racing it); when one of
+//! them is not in the list at all it may as well have been deleted before the list was read (a
+//! deletion the watch missed), so a list with its own resourceVersion decides (`confirm_relist`).
+//! A resource that does not even decode (a newer CRD version, an object written around the
+//! schema) is read through kube's `DeserializeGuard`: it is skipped and logged likewise instead of
+//! failing the whole list, and its name stays taken.
 //!
 //! Versions of an object learnt from our own writes and from the watch are merged by
 //! `resourceVersion` (compared as integers, which they are on every API server we know; when they
@@ -91,7 +94,7 @@ use ::kube::runtime::watcher::{self, Event};
 use ::kube::{Client, ResourceExt};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -129,6 +132,26 @@ mod tests;
 pub use journal::{Op, Pending};
 use observed::{Listed, Observed};
 pub use resource::profile_from_resource;
+
+/// The first pause of the profile watch after an error.
+pub const WATCH_RETRY_FIRST: Duration = Duration::from_millis(200);
+/// The longest pause of the profile watch between two attempts.
+pub const WATCH_RETRY_LONGEST: Duration = Duration::from_secs(4);
+
+/// The profile watch's backoff after an error: from [`WATCH_RETRY_FIRST`], doubling, jittered, up to
+/// [`WATCH_RETRY_LONGEST`], reset by any event. kube-runtime's default (client-go's: up to 30 s,
+/// reset only after 2 minutes without an error) left a replica serving a stale profile list for
+/// up to 30 s after an apiserver restart; one watch per replica on a handful of objects costs a
+/// recovering apiserver nothing at this rate (README, "Several replicas", watch retries).
+fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(WATCH_RETRY_FIRST)
+        .with_max_delay(WATCH_RETRY_LONGEST)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
 
 /// Settings of the Kubernetes store.
 #[derive(Clone, Debug)]
@@ -175,6 +198,8 @@ pub struct KubeStore {
     published: Publisher,
     observed: Mutex<Observed>,
     housekeeping: AtomicBool,
+    /// Lists confirming a relist ([`KubeStore::confirm_relist`]).
+    confirm: Confirm,
     /// Serialises this process's writers: they would only conflict with each other on the lock.
     writer: tokio::sync::Mutex<()>,
     /// Events on FargateProfile resources (the claim holder's).
@@ -188,6 +213,14 @@ impl std::fmt::Debug for KubeStore {
             .field("lock_name", &self.options.lock_name)
             .finish()
     }
+}
+
+#[derive(Default)]
+struct Confirm {
+    /// Requests made so far.
+    requested: AtomicU64,
+    /// A task is listing.
+    running: AtomicBool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -222,6 +255,7 @@ impl KubeStore {
             guarded: Api::all(client.clone()),
             locks: Api::namespaced(client, &options.namespace),
             housekeeping: AtomicBool::new(options.housekeeping),
+            confirm: Confirm::default(),
             options,
             limits,
             published: Publisher::new(snapshot, metrics),
@@ -242,8 +276,8 @@ impl KubeStore {
     }
 
     async fn watch(self: &Arc<Self>) {
-        let stream =
-            watcher::watcher(self.guarded.clone(), watcher::Config::default()).default_backoff();
+        let stream = watcher::watcher(self.guarded.clone(), watcher::Config::default())
+            .backoff(watch_backoff());
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             match item {
@@ -268,6 +302,44 @@ impl KubeStore {
         }
     }
 
+    /// After a relist that kept objects it did not hold: list with a resourceVersion and forget
+    /// those the list says are gone (a deletion missed while the watch was down). The watcher's
+    /// events do not carry the resourceVersion of its list, so this one is read on purpose.
+    /// One task at a time, which lists again until a list read after the latest request went in.
+    fn confirm_relist(self: &Arc<Self>) {
+        self.confirm.requested.fetch_add(1, Ordering::SeqCst);
+        if self.confirm.running.swap(true, Ordering::SeqCst) {
+            return; // the running task sees the new request
+        }
+        let store = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut pause = WATCH_RETRY_FIRST;
+            loop {
+                let wanted = store.confirm.requested.load(Ordering::SeqCst);
+                match store.list().await {
+                    Ok((listed, version)) => {
+                        let mut observed = store.lock_observed();
+                        observed.absorb_list(&listed.objects, version);
+                        store.publish(&mut observed, Source::Watch);
+                        pause = WATCH_RETRY_FIRST;
+                        if store.confirm.requested.load(Ordering::SeqCst) == wanted {
+                            store.confirm.running.store(false, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            ?error,
+                            "listing FargateProfiles after a relist failed; retrying"
+                        );
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(WATCH_RETRY_LONGEST);
+                    }
+                }
+            }
+        });
+    }
+
     fn lock_observed(&self) -> std::sync::MutexGuard<'_, Observed> {
         self.observed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -279,7 +351,9 @@ impl KubeStore {
             Event::InitApply(guard) => observed.init.get_or_insert_default().add(guard),
             Event::InitDone => {
                 let listed = observed.init.take().unwrap_or_default();
-                observed.replace_all(listed);
+                if observed.replace_all(listed) {
+                    self.confirm_relist();
+                }
                 tracing::info!(
                     profiles = observed.objects.len(),
                     "FargateProfile resources listed"

@@ -146,8 +146,10 @@ impl Observed {
     }
 
     /// A complete list replaces what we knew, except versions newer than anything it holds
-    /// (written by us while it was being read).
-    pub(super) fn replace_all(&mut self, listed: Listed) {
+    /// (written by us while it was being read). Returns whether an object the list does not hold
+    /// was kept: it may also have been deleted before the list was read (a deletion the watch
+    /// missed), which only a list with its own resourceVersion can tell ([`Self::absorb_list`]).
+    pub(super) fn replace_all(&mut self, listed: Listed) -> bool {
         let Listed {
             objects: listed,
             broken,
@@ -159,12 +161,12 @@ impl Observed {
             _ => false,
         };
         let mut objects = listed;
+        let mut kept_unlisted = false;
         for (name, obj) in std::mem::take(&mut self.objects) {
             if newer_than_list(&obj) {
-                let keep = objects
-                    .get(&name)
-                    .is_none_or(|listed| version_of(listed) < version_of(&obj));
-                if keep {
+                let listed = objects.get(&name);
+                kept_unlisted |= listed.is_none();
+                if listed.is_none_or(|listed| version_of(listed) < version_of(&obj)) {
                     objects.insert(name, obj);
                 }
             }
@@ -175,6 +177,7 @@ impl Observed {
             objects.remove(name);
         }
         self.objects = objects;
+        kept_unlisted
     }
 
     /// A consistent list at `list_version`: upsert its objects, forget those it no longer holds.

@@ -37,13 +37,28 @@ fn a_relist_replaces_all_but_newer_writes() {
         ("kept".to_owned(), resource("kept", 10)),
         ("written".to_owned(), resource("written", 11)),
     ]);
-    observed.replace_all(Listed {
-        objects: listed,
+    let unlisted = observed.replace_all(Listed {
+        objects: listed.clone(),
         ..Default::default()
     });
     let names: Vec<&str> = observed.objects.keys().map(String::as_str).collect();
     assert_eq!(names, ["kept", "written"]);
     assert_eq!(version_of(&observed.objects["written"]), Some(20));
+    assert!(!unlisted, "every object kept is in the list");
+
+    // Newer than the list but not in it: written while the list was read, or deleted before it
+    // was (a deletion the watch missed). Kept, and said, so that a list at a known version decides.
+    observed.upsert(resource("late", 30));
+    assert!(observed.replace_all(Listed {
+        objects: listed.clone(),
+        ..Default::default()
+    }));
+    assert!(observed.objects.contains_key("late"));
+    observed.absorb_list(&listed, Some(40));
+    assert!(
+        !observed.objects.contains_key("late"),
+        "a list at 40 without it: gone"
+    );
 }
 
 #[test]
@@ -96,4 +111,28 @@ fn journal_round_trips() {
     let text = serde_json::to_string(&pending).unwrap();
     assert!(text.contains(r#""op":"remove""#), "{text}");
     assert_eq!(serde_json::from_str::<Pending>(&text).unwrap(), pending);
+}
+
+#[test]
+fn the_watch_retries_within_seconds_however_long_the_outage() {
+    use ::kube::runtime::utils::Backoff;
+    let mut backoff = super::watch_backoff();
+    let first = backoff.next().expect("never gives up");
+    assert!(first >= super::WATCH_RETRY_FIRST && first <= 2 * super::WATCH_RETRY_FIRST);
+    let pauses: Vec<_> = (0..40)
+        .map(|_| backoff.next().expect("never gives up"))
+        .collect();
+    // Jitter adds up to the pause itself: never more than twice the longest pause.
+    assert!(
+        pauses.iter().all(|p| *p <= 2 * super::WATCH_RETRY_LONGEST),
+        "{pauses:?}"
+    );
+    assert!(
+        pauses[30..]
+            .iter()
+            .all(|p| *p >= super::WATCH_RETRY_LONGEST),
+        "{pauses:?}"
+    );
+    backoff.reset();
+    assert!(backoff.next().unwrap() <= 2 * super::WATCH_RETRY_FIRST);
 }
