@@ -230,10 +230,25 @@ pub struct ServeArgs {
     /// Secret's certificate.
     #[arg(long, env = "FARGATE_TLS_SECRET", requires = "webhook_configuration")]
     pub tls_secret: Option<String>,
-    /// Managed TLS: the MutatingWebhookConfiguration whose webhooks' caBundle the claim holder keeps
-    /// equal to the Secret's `ca.crt`.
-    #[arg(long, env = "FARGATE_WEBHOOK_CONFIGURATION", requires = "tls_secret")]
+    /// The MutatingWebhookConfiguration the claim holder writes: its webhooks' caBundle (kept equal
+    /// to the Secret's `ca.crt`) with `--tls-secret`, their generated matchCondition with
+    /// `--generate-match-conditions`.
+    #[arg(long, env = "FARGATE_WEBHOOK_CONFIGURATION")]
     pub webhook_configuration: Option<String>,
+    /// Keep a matchCondition of every webhook of `--webhook-configuration` in step with the CREATING
+    /// and ACTIVE profiles, so that the kube-apiserver calls the webhook only for pods a profile could
+    /// select or that pin one (README, "Which pods reach the webhook"). A profile turns ACTIVE once
+    /// the condition that lets its pods through is written.
+    #[arg(
+        long,
+        env = "FARGATE_GENERATE_MATCH_CONDITIONS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        requires = "webhook_configuration"
+    )]
+    pub generate_match_conditions: bool,
     /// Managed TLS: DNS names of the serving certificate (repeatable, or a comma list).
     #[arg(long = "tls-dns", env = "FARGATE_TLS_DNS", value_delimiter = ',')]
     pub tls_dns: Vec<String>,

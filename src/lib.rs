@@ -13,6 +13,7 @@ pub mod decision;
 pub mod explain;
 pub mod files;
 pub mod managed_tls;
+pub mod match_conditions;
 pub mod metrics;
 pub mod probe;
 pub mod profile;

@@ -36,6 +36,13 @@ pub struct Metrics {
     pub store_quarantined: prometheus::IntCounter,
     /// Profile writes the store could not commit (not refusals by a rule).
     pub store_commit_failures: prometheus::IntCounter,
+    /// Generated matchConditions: 1 while the holder sends every pod to the webhook because the
+    /// profiles could not be expressed (or the apiserver refused the condition).
+    pub match_conditions_fallback: prometheus::IntGauge,
+    /// Generated matchConditions written to the webhook configuration.
+    pub match_conditions_writes: prometheus::IntCounter,
+    /// Passes of the generated matchConditions that failed (read or write) and were retried.
+    pub match_conditions_failures: prometheus::IntCounter,
     /// Open connections, by `port` = webhook | ops | api.
     pub connections: IntGaugeVec,
     /// Connections closed at once because the port was at `--max-connections`, by `port`.
@@ -97,7 +104,7 @@ impl Process {
         match self {
             Process::Serve => !scheduler,
             Process::Scheduler => {
-                let serve_only = ["admission_", "api_", "certificate_"]
+                let serve_only = ["admission_", "api_", "certificate_", "match_conditions_"]
                     .iter()
                     .any(|p| name.starts_with(&format!("fargate_webhook_{p}")));
                 scheduler || !serve_only
@@ -169,6 +176,21 @@ impl Metrics {
         let store_commit_failures = prometheus::IntCounter::new(
             "fargate_webhook_store_commit_failures_total",
             "Profile writes the store could not commit (the storage failed or refused; a write refused by a profile rule is not counted).",
+        )
+        .expect("valid metric");
+        let match_conditions_fallback = prometheus::IntGauge::new(
+            "fargate_webhook_match_conditions_fallback",
+            "1 while the claim holder sends every pod to the webhook because the profiles' selectors could not be written as a matchCondition (see the log).",
+        )
+        .expect("valid metric");
+        let match_conditions_writes = prometheus::IntCounter::new(
+            "fargate_webhook_match_conditions_writes_total",
+            "Generated matchConditions written to the MutatingWebhookConfiguration.",
+        )
+        .expect("valid metric");
+        let match_conditions_failures = prometheus::IntCounter::new(
+            "fargate_webhook_match_conditions_failures_total",
+            "Passes of the generated matchConditions that failed to read or write the MutatingWebhookConfiguration and were retried.",
         )
         .expect("valid metric");
         let profiles = IntGaugeVec::new(
@@ -354,6 +376,9 @@ impl Metrics {
             Box::new(store_write_conflicts.clone()),
             Box::new(store_quarantined.clone()),
             Box::new(store_commit_failures.clone()),
+            Box::new(match_conditions_fallback.clone()),
+            Box::new(match_conditions_writes.clone()),
+            Box::new(match_conditions_failures.clone()),
             Box::new(connections.clone()),
             Box::new(connections_refused.clone()),
             Box::new(bodies_refused.clone()),
@@ -427,6 +452,9 @@ impl Metrics {
             store_write_conflicts,
             store_quarantined,
             store_commit_failures,
+            match_conditions_fallback,
+            match_conditions_writes,
+            match_conditions_failures,
             connections,
             connections_refused,
             bodies_refused,

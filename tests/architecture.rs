@@ -29,6 +29,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("certs", &["files"][..]),
         ("managed_tls", &["server", "claim"][..]),
         (
+            "match_conditions",
+            &["decision", "profile", "store", "metrics", "claim"][..],
+        ),
+        (
             "scheduler",
             &["profile", "decision", "metrics", "claim"][..],
         ),

@@ -60,6 +60,7 @@ const KNOWN_FLAGS: &[&str] = &[
     "--tls-key",
     "--tls-secret",
     "--webhook-configuration",
+    "--generate-match-conditions",
     "--tls-dns",
     "--tls-ca-validity",
     "--tls-cert-validity",

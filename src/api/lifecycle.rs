@@ -9,6 +9,27 @@ use crate::store::{Step, UpdateError, Updated};
 use std::time::Duration;
 
 impl Api {
+    /// With generated matchConditions, wait until they let `name`'s pods through; false when the
+    /// claim is lost first.
+    async fn activation_allowed(
+        &self,
+        name: &str,
+        lost: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let Some(covered) = self.inner.activation.get() else {
+            return true;
+        };
+        let mut covered = covered.clone();
+        if covered.borrow().contains(name) {
+            return true;
+        }
+        tracing::info!(profile = %name, "profile waits for the webhook configuration to let its pods through before it turns ACTIVE");
+        tokio::select! {
+            _ = lost.cancelled() => false,
+            seen = covered.wait_for(|set| set.contains(name)) => seen.is_ok(),
+        }
+    }
+
     /// Start the timers for the profiles found CREATING or DELETING.
     pub(crate) fn resume_transitions(&self) {
         let state = self.inner.store.current();
@@ -81,6 +102,9 @@ impl Api {
                         break;
                     }
                     _ = tokio::time::sleep(pause) => {}
+                }
+                if creating && failure.is_none() && !api.activation_allowed(&name, &lost).await {
+                    break; // the claim was lost: the next holder takes this step
                 }
                 let result = api
                     .inner

@@ -45,6 +45,9 @@ use std::time::Duration;
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// The names of the profiles whose pods reach the webhook, as the claim holder last wrote them.
+pub type Covered = tokio::sync::watch::Receiver<Arc<std::collections::BTreeSet<String>>>;
+
 /// How often the claim holder gives CREATING and DELETING profiles without a timer one (a profile
 /// created through another replica waits at most this long more than its delay). A look at the
 /// in-memory state: cheap.
@@ -155,6 +158,9 @@ pub(crate) struct Inner {
     /// The claim under which lifecycle steps are written (set by [`Api::resume_lifecycle`]); until
     /// then this process is taken for the only writer.
     pub claim: std::sync::OnceLock<Claim>,
+    /// The profiles whose pods reach the webhook (set by [`Api::gate_activation`]): a CREATING
+    /// profile turns ACTIVE only once it is among them.
+    pub activation: std::sync::OnceLock<Covered>,
     /// Failure injection, when `--fault-injection` is on.
     pub faults: Option<std::sync::Mutex<faults::State>>,
 }
@@ -267,6 +273,7 @@ impl Api {
                 page_tokens,
                 timers: Default::default(),
                 claim: std::sync::OnceLock::new(),
+                activation: std::sync::OnceLock::new(),
                 faults: args.fault_injection.then(Default::default),
             }),
         })
@@ -276,6 +283,12 @@ impl Api {
     /// `--create-delay`, a DELETING one disappears after `--delete-delay`, whichever replica took the
     /// request or was holding the claim before; a replica without the claim writes no step. Call
     /// inside the Tokio runtime, once the store is loaded.
+    /// Turn a CREATING profile ACTIVE only once `covered` holds its name: the generated
+    /// matchConditions let its pods reach the webhook (README, "Which pods reach the webhook").
+    pub fn gate_activation(&self, covered: Covered) {
+        let _ = self.inner.activation.set(covered);
+    }
+
     pub fn resume_lifecycle(&self, claim: Claim) {
         let _ = self.inner.claim.set(claim.clone());
         // While the claim is held, sweep: a CREATING profile whose timer was lost (the replica that

@@ -116,6 +116,20 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
 
     let api = Api::new(&api_config, Arc::clone(&store), Arc::clone(&metrics))
         .context("configuring the EKS API")?;
+    if args.generate_match_conditions {
+        let client = kube::Client::try_default().await.context(
+            "--generate-match-conditions: connecting to the Kubernetes API (in-cluster service account or kubeconfig)",
+        )?;
+        let configuration = args.webhook_configuration.clone().unwrap_or_default();
+        let writer = crate::match_conditions::Writer::new(
+            client,
+            configuration,
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+        );
+        api.gate_activation(writer.covered());
+        watchers.push(writer.run(claim.clone(), stop.clone()));
+    }
     let api_listener = bind(args.api.api_addr, "API").await?;
     let api_addr = api_listener.local_addr()?;
     // Lifecycle timers resume once the store has the whole state (the Kubernetes store lists

@@ -21,6 +21,8 @@ pub struct Explanation {
     pub shadowed: Vec<super::index::Shadowing>,
     /// Wildcard selectors in the snapshot that also take a system namespace.
     pub catch_all: Vec<super::catch_all::CatchAll>,
+    /// Whether the generated matchConditions send the pod to the webhook.
+    pub reaches_webhook: super::reach::Reaches,
 }
 
 #[derive(Debug, Serialize)]
@@ -129,6 +131,7 @@ pub fn explain(req: &Request<'_>, snapshot: &Snapshot, options: &Options) -> Exp
         patch,
         shadowed: snapshot.shadowed().to_vec(),
         catch_all: snapshot.catch_all().to_vec(),
+        reaches_webhook: super::reach::reaches(req, snapshot),
     }
 }
 
@@ -162,6 +165,13 @@ impl fmt::Display for Explanation {
         for c in &self.catch_all {
             writeln!(f, "note: {}", c.message())?;
         }
+        let reach = &self.reaches_webhook;
+        writeln!(
+            f,
+            "webhook call (generated matchConditions): {}, {}",
+            if reach.reaches { "yes" } else { "no" },
+            reach.why
+        )?;
         Ok(())
     }
 }

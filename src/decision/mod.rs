@@ -7,6 +7,7 @@ pub mod index;
 pub mod node_selection;
 pub mod patch;
 pub mod pod;
+pub mod reach;
 pub mod unsupported;
 pub mod wildcard;
 

@@ -23,6 +23,7 @@ fn default_flags_have_the_documented_values() {
         // tls.mode=managed: the Secret, the configuration whose caBundle is kept, the Service's names.
         ("--tls-secret", "fw-fargate-webhook-tls"),
         ("--webhook-configuration", "0500-fw-fargate-webhook"),
+        ("--generate-match-conditions", "true"),
         (
             "--tls-dns",
             "fw-fargate-webhook,fw-fargate-webhook.fargate-system,fw-fargate-webhook.fargate-system.svc,fw-fargate-webhook.fargate-system.svc.cluster.local",

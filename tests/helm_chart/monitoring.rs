@@ -40,6 +40,8 @@ fn the_prometheus_rules_pass_promtool_and_name_the_webhook() {
             "FargateWebhookLatencyHigh",
             "FargateWebhookStoreWriteQuarantined",
             "FargateWebhookStoreCannotCommit",
+            "FargateWebhookMatchConditionsFailing",
+            "FargateWebhookMatchConditionsFallback",
             "FargateWebhookShadowedSelectors",
             "FargateWebhookCatchAllSelectors"
         ]

@@ -126,8 +126,9 @@ fn managed_mode_renders_no_certificate_and_rights_to_its_two_objects_only() {
     .collect();
     assert_eq!(grants(role), want);
     check_bound(&r, "Role", &name);
-    // The configuration: get/patch of that one name.
-    let cluster_role = r.one("ClusterRole", &name);
+    // The configuration: get/patch of that one name (rights shared with the generated matchConditions).
+    let writer = format!("{FULLNAME}-webhook-configuration");
+    let cluster_role = r.one("ClusterRole", &writer);
     let want: BTreeSet<_> = [
         grant(
             "admissionregistration.k8s.io",
@@ -145,12 +146,12 @@ fn managed_mode_renders_no_certificate_and_rights_to_its_two_objects_only() {
     .into_iter()
     .collect();
     assert_eq!(grants(cluster_role), want);
-    check_bound(&r, "ClusterRole", &name);
+    check_bound(&r, "ClusterRole", &writer);
 
     // A configuration of another name: the flag and the right follow it.
     let custom = render(helm, &["webhook.configurationName=0500-custom"]);
     assert_eq!(custom.flags()["--webhook-configuration"], "0500-custom");
-    let names = strings(&arr(&custom.one("ClusterRole", &name)["rules"])[0]["resourceNames"]);
+    let names = strings(&arr(&custom.one("ClusterRole", &writer)["rules"])[0]["resourceNames"]);
     assert_eq!(names, ["0500-custom"]);
 
     // The file store needs no API, the managed mode does; without rbac.create, no rights.
@@ -162,14 +163,29 @@ fn managed_mode_renders_no_certificate_and_rights_to_its_two_objects_only() {
     assert!(file.get("Role", &name).is_some());
     let no_rbac = render(helm, &["rbac.create=false"]);
     assert!(no_rbac.get("Role", &name).is_none());
-    assert!(no_rbac.get("ClusterRole", &name).is_none());
-    // Other modes have no rights to Secrets or configurations.
+    assert!(no_rbac.get("ClusterRole", &writer).is_none());
+    // Other modes have no rights to Secrets, and to the configuration only for the matchConditions.
     let cm = render(helm, &["tls.mode=certManager"]);
-    assert!(cm.get("Role", &name).is_none() && cm.get("ClusterRole", &name).is_none());
+    assert!(cm.get("Role", &name).is_none());
     assert!(!cm.flags().contains_key("--tls-secret"));
+    assert!(cm.get("ClusterRole", &writer).is_some());
+    let cm_all_pods = render(
+        helm,
+        &[
+            "tls.mode=certManager",
+            "webhook.generateMatchConditions=false",
+        ],
+    );
+    assert!(cm_all_pods.get("ClusterRole", &writer).is_none());
+    assert!(!cm_all_pods.flags().contains_key("--webhook-configuration"));
     let file_cm = render(
         helm,
-        &["tls.mode=certManager", "store=file", "replicaCount=1"],
+        &[
+            "tls.mode=certManager",
+            "store=file",
+            "replicaCount=1",
+            "webhook.generateMatchConditions=false",
+        ],
     );
     assert_eq!(
         file_cm.deployment()["spec"]["template"]["spec"]["automountServiceAccountToken"],

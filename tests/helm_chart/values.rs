@@ -51,19 +51,22 @@ fn non_default_values_render_as_asked() {
         .find(|v| v["name"] == mount["name"])
         .expect("state volume");
     assert!(volume.get("emptyDir").is_some());
-    // The store needs no rights; the managed TLS mode (the default) has its own, and so the API token.
+    // The store needs no rights; the managed TLS mode (the default) has its own, the writer of the
+    // webhook configuration (caBundle, matchConditions) its own, and so the API token.
     let tls_rights = format!("{FULLNAME}-tls");
-    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+    let writer_rights = format!("{FULLNAME}-webhook-configuration");
+    for (kind, rights) in [
+        ("ClusterRole", &writer_rights),
+        ("ClusterRoleBinding", &writer_rights),
+        ("Role", &tls_rights),
+        ("RoleBinding", &tls_rights),
+    ] {
         let names: Vec<&str> = r
             .all(kind)
             .iter()
             .map(|o| o["metadata"]["name"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            names,
-            [tls_rights.as_str()],
-            "store=file: only the TLS {kind}"
-        );
+        assert_eq!(names, [rights.as_str()], "store=file: only {rights}");
     }
     assert_eq!(pod["automountServiceAccountToken"], true);
 

@@ -5,6 +5,7 @@
 mod explanations;
 mod matching;
 mod patching;
+mod reach;
 mod shadowing;
 
 use super::*;
