@@ -30,10 +30,21 @@ pub const CONDITION_NAME: &str = "fargate-webhook.io/selected-by-a-profile";
 /// CEL cost budget, which a longer expression of `matches()` calls comes close to.
 pub const MAX_EXPRESSION_LEN: usize = 24_000;
 
+/// The name prefix of the second webhook the writer adds when [`Reach::namespaces`] narrows the
+/// first: it takes the pins of the other namespaces.
+pub const PIN_WEBHOOK_PREFIX: &str = "pins.";
+
 /// The expression and the profiles it lets through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reach {
     pub expression: String,
+    /// `Some` when every selector's namespace is exact: the webhook's `namespaceSelector` can then
+    /// take only these namespaces (`kubernetes.io/metadata.name In`), so that the apiserver skips a
+    /// pod of another namespace before it evaluates any CEL (which converts every pod it looks at);
+    /// the pins of other namespaces go to a second webhook ([`PIN_WEBHOOK_PREFIX`], an
+    /// `objectSelector` on the pin label, [`not_skipped`] as its condition). `None`: a wildcard
+    /// namespace, every namespace goes to the expression.
+    pub namespaces: Option<BTreeSet<String>>,
     /// The CREATING and ACTIVE profiles whose pods the expression lets through (every one of them
     /// when it falls back).
     pub covered: BTreeSet<String>,
@@ -115,10 +126,12 @@ pub fn reach(profiles: &[FargateProfile]) -> Reach {
         .collect();
     let everyone = |why: String| Reach {
         expression: "true".into(),
+        namespaces: None,
         covered: covered.clone(),
         fallback: Some(why),
     };
     let mut exact_namespaces = BTreeSet::new();
+    let mut all_exact = true;
     let mut terms = BTreeSet::new();
     for profile in &live {
         for selector in &profile.selectors {
@@ -139,6 +152,7 @@ pub fn reach(profiles: &[FargateProfile]) -> Reach {
                 ));
             }
             let is_glob = |s: &str| s.contains(['*', '?']);
+            all_exact &= !is_glob(namespace);
             if selector.labels.is_empty() && !is_glob(namespace) {
                 exact_namespaces.insert(namespace.to_owned());
                 continue;
@@ -183,23 +197,36 @@ pub fn reach(profiles: &[FargateProfile]) -> Reach {
         )),
     }
     selected.extend(terms.into_iter().map(|t| format!("({t})")));
-    let skip = NOT_SKIPPED.map(|s| {
-        s.replace("@CT", COMPUTE_TYPE_ANNOTATION)
-            .replace("@MIRROR", MIRROR_POD_ANNOTATION)
-            .replace("@DEFAULT", DEFAULT_SCHEDULER)
-    });
-    let expression = format!("{} && ({})", skip.join(" && "), selected.join(" || "));
+    let expression = format!("{} && ({})", not_skipped(), selected.join(" || "));
     if expression.len() > MAX_EXPRESSION_LEN {
         return everyone(format!(
             "the profiles' selectors need a condition of {} characters, more than the {MAX_EXPRESSION_LEN} written",
             expression.len()
         ));
     }
+    let namespaces = all_exact.then(|| {
+        live.iter()
+            .flat_map(|p| &p.selectors)
+            .map(|s| s.namespace.clone().unwrap_or_default())
+            .collect()
+    });
     Reach {
         expression,
+        namespaces,
         covered,
         fallback: None,
     }
+}
+
+/// The skip rules alone, as CEL: the condition of the pin webhook.
+pub fn not_skipped() -> String {
+    NOT_SKIPPED
+        .map(|s| {
+            s.replace("@CT", COMPUTE_TYPE_ANNOTATION)
+                .replace("@MIRROR", MIRROR_POD_ANNOTATION)
+                .replace("@DEFAULT", DEFAULT_SCHEDULER)
+        })
+        .join(" && ")
 }
 
 /// The characters a selector may hold that the expression writes without escaping: those of

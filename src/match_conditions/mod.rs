@@ -16,8 +16,9 @@
 //! after ACTIVE is missed.
 
 use crate::claim::Claim;
-use crate::decision::reach::{CONDITION_NAME, Reach, reach};
+use crate::decision::reach::{CONDITION_NAME, PIN_WEBHOOK_PREFIX, Reach, not_skipped, reach};
 use crate::metrics::Metrics;
+use crate::profile::PROFILE_LABEL;
 use crate::store::ProfileStore;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -87,14 +88,15 @@ impl Writer {
         let Some(webhooks) = config.data["webhooks"].as_array() else {
             return Ok((Synced::Unchanged, wanted));
         };
-        if webhooks
-            .iter()
-            .all(|hook| condition_of(hook) == Some(&wanted.expression))
-        {
+        let desired = desired_webhooks(webhooks, &wanted);
+        if desired == *webhooks {
             return Ok((Synced::Unchanged, wanted));
         }
         let version = config.metadata.resource_version.clone();
-        let synced = match self.write(webhooks, &wanted.expression, &version).await {
+        let synced = match self
+            .write(desired, &version, wanted.fallback.is_some())
+            .await
+        {
             Err(kube::Error::Api(e))
                 if matches!(e.code, 400 | 422) && wanted.fallback.is_none() =>
             {
@@ -105,13 +107,15 @@ impl Writer {
                 );
                 let everyone = Reach {
                     expression: "true".into(),
+                    namespaces: None,
                     fallback: Some(format!(
                         "the kube-apiserver refused the condition: {}",
                         e.message
                     )),
                     ..wanted
                 };
-                let synced = self.write(webhooks, &everyone.expression, &version).await?;
+                let desired = desired_webhooks(webhooks, &everyone);
+                let synced = self.write(desired, &version, true).await?;
                 return Ok((synced, everyone));
             }
             other => other?,
@@ -121,14 +125,10 @@ impl Writer {
 
     async fn write(
         &self,
-        webhooks: &[Value],
-        expression: &str,
+        hooks: Vec<Value>,
         version: &Option<String>,
+        fallback: bool,
     ) -> Result<Synced, kube::Error> {
-        let hooks: Vec<Value> = webhooks
-            .iter()
-            .map(|hook| with_condition(hook, expression))
-            .collect();
         let patch = json!({"metadata": {"resourceVersion": version}, "webhooks": hooks});
         match self
             .configs
@@ -139,9 +139,7 @@ impl Writer {
             )
             .await
         {
-            Ok(_) => Ok(Synced::Written {
-                fallback: expression == "true",
-            }),
+            Ok(_) => Ok(Synced::Written { fallback }),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Synced::Conflict),
             Err(error) => Err(error),
         }
@@ -206,16 +204,97 @@ impl Writer {
     }
 }
 
-/// The expression of our condition in one webhook, if it has it.
-fn condition_of(hook: &Value) -> Option<&String> {
-    hook["matchConditions"]
-        .as_array()?
+/// The label every namespace carries with its own name (Kubernetes 1.21+).
+const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
+
+/// The webhooks the configuration should hold, from what it holds: every webhook of the chart
+/// (any not named [`PIN_WEBHOOK_PREFIX`]…) with our condition and, when `reach` narrows the
+/// namespaces, our `In` requirement in its `namespaceSelector`; then, when it narrows, one pin
+/// webhook per chart webhook. Everything else of the chart's is kept as it is, and a pass over
+/// its own output changes nothing.
+pub fn desired_webhooks(current: &[Value], reach: &Reach) -> Vec<Value> {
+    let chart: Vec<Value> = current
         .iter()
-        .find(|c| c["name"] == CONDITION_NAME)
-        .and_then(|c| match &c["expression"] {
-            Value::String(s) => Some(s),
-            _ => None,
+        .filter(|hook| !is_pin_webhook(hook))
+        .map(without_ours)
+        .collect();
+    let mut out: Vec<Value> = chart
+        .iter()
+        .map(|hook| {
+            let mut hook = with_condition(hook, &reach.expression);
+            if let Some(namespaces) = &reach.namespaces {
+                let requirement = if namespaces.is_empty() {
+                    // No namespace needs it (an empty `In` is not a valid selector).
+                    json!({"key": NAMESPACE_NAME, "operator": "DoesNotExist"})
+                } else {
+                    json!({"key": NAMESPACE_NAME, "operator": "In", "values": namespaces})
+                };
+                push_requirement(&mut hook, "namespaceSelector", requirement);
+            }
+            hook
         })
+        .collect();
+    if let Some(namespaces) = &reach.namespaces {
+        out.extend(chart.iter().map(|hook| pin_webhook(hook, namespaces)));
+    }
+    out
+}
+
+fn is_pin_webhook(hook: &Value) -> bool {
+    hook["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with(PIN_WEBHOOK_PREFIX))
+}
+
+/// A chart webhook without what we add: our `In`/`DoesNotExist` requirement on the namespace name
+/// (the chart's own is a `NotIn`).
+fn without_ours(hook: &Value) -> Value {
+    let mut hook = hook.clone();
+    if let Some(list) = hook
+        .get_mut("namespaceSelector")
+        .and_then(|s| s.get_mut("matchExpressions"))
+        .and_then(Value::as_array_mut)
+    {
+        list.retain(|r| {
+            !(r["key"] == NAMESPACE_NAME
+                && (r["operator"] == "In" || r["operator"] == "DoesNotExist"))
+        });
+    }
+    hook
+}
+
+fn push_requirement(hook: &mut Value, selector: &str, requirement: Value) {
+    if !hook[selector].is_object() {
+        hook[selector] = json!({});
+    }
+    let list = &mut hook[selector]["matchExpressions"];
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    if let Some(list) = list.as_array_mut() {
+        list.push(requirement);
+    }
+}
+
+/// The second webhook: the chart webhook's endpoint and rules, for the pods of the other namespaces
+/// that carry the pin label, with the skip rules as its condition.
+fn pin_webhook(chart: &Value, namespaces: &BTreeSet<String>) -> Value {
+    let mut hook = chart.clone();
+    let name = chart["name"].as_str().unwrap_or_default();
+    hook["name"] = json!(format!("{PIN_WEBHOOK_PREFIX}{name}"));
+    if !namespaces.is_empty() {
+        push_requirement(
+            &mut hook,
+            "namespaceSelector",
+            json!({"key": NAMESPACE_NAME, "operator": "NotIn", "values": namespaces}),
+        );
+    }
+    push_requirement(
+        &mut hook,
+        "objectSelector",
+        json!({"key": PROFILE_LABEL, "operator": "Exists"}),
+    );
+    with_condition(&hook, &not_skipped())
 }
 
 /// `hook` with our condition set to `expression`, every other condition kept in its place.
@@ -237,6 +316,98 @@ fn with_condition(hook: &Value, expression: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::reach::reach;
+    use crate::profile::{FargateProfile, ProfileStatus, Selector};
+
+    /// The expression of our condition in one webhook, if it has it.
+    fn condition_of(hook: &Value) -> Option<&String> {
+        hook["matchConditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == CONDITION_NAME)
+            .and_then(|c| match &c["expression"] {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+    }
+
+    fn profile(name: &str, namespace: &str) -> FargateProfile {
+        FargateProfile {
+            fargate_profile_name: name.into(),
+            status: ProfileStatus::Active,
+            selectors: vec![Selector {
+                namespace: Some(namespace.into()),
+                labels: Default::default(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// A webhook as the chart renders it: its own namespace excluded, an objectSelector.
+    fn chart_hook() -> Value {
+        json!({"name": "fargate-mutation.fargate-webhook.io",
+               "clientConfig": {"service": {"name": "fw", "namespace": "fs"}, "caBundle": "Q0E="},
+               "namespaceSelector": {"matchExpressions": [
+                   {"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]}]},
+               "objectSelector": {"matchLabels": {"team": "a"}},
+               "rules": [{"operations": ["CREATE"], "resources": ["pods"]}]})
+    }
+
+    #[test]
+    fn exact_namespaces_narrow_the_chart_webhook_and_add_a_pin_webhook() {
+        let reached = reach(&[profile("a", "apps"), profile("b", "web")]);
+        let hooks = desired_webhooks(&[chart_hook()], &reached);
+        assert_eq!(hooks.len(), 2);
+        let [main, pins] = &hooks[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            main["namespaceSelector"]["matchExpressions"],
+            json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]},
+                   {"key": NAMESPACE_NAME, "operator": "In", "values": ["apps", "web"]}])
+        );
+        assert_eq!(condition_of(main), Some(&reached.expression));
+        assert_eq!(pins["name"], "pins.fargate-mutation.fargate-webhook.io");
+        assert_eq!(pins["clientConfig"], chart_hook()["clientConfig"]);
+        assert_eq!(
+            pins["namespaceSelector"]["matchExpressions"],
+            json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]},
+                   {"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["apps", "web"]}])
+        );
+        assert_eq!(
+            pins["objectSelector"],
+            json!({"matchLabels": {"team": "a"},
+                   "matchExpressions": [{"key": PROFILE_LABEL, "operator": "Exists"}]})
+        );
+        assert_eq!(condition_of(pins), Some(&not_skipped()));
+        // A pass over its own output changes nothing.
+        assert_eq!(desired_webhooks(&hooks, &reached), hooks);
+    }
+
+    #[test]
+    fn a_wildcard_namespace_takes_the_narrowing_and_the_pin_webhook_away() {
+        let exact = desired_webhooks(&[chart_hook()], &reach(&[profile("a", "apps")]));
+        let glob = reach(&[profile("a", "apps"), profile("g", "team-*")]);
+        let hooks = desired_webhooks(&exact, &glob);
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(
+            hooks[0]["namespaceSelector"],
+            chart_hook()["namespaceSelector"]
+        );
+        assert_eq!(condition_of(&hooks[0]), Some(&glob.expression));
+        assert_eq!(desired_webhooks(&hooks, &glob), hooks);
+    }
+
+    #[test]
+    fn without_profiles_no_namespace_needs_the_chart_webhook() {
+        let hooks = desired_webhooks(&[json!({"name": "w.example.io"})], &reach(&[]));
+        assert_eq!(
+            hooks[0]["namespaceSelector"]["matchExpressions"],
+            json!([{"key": NAMESPACE_NAME, "operator": "DoesNotExist"}])
+        );
+        assert_eq!(hooks[1]["name"], "pins.w.example.io");
+        assert!(hooks[1]["namespaceSelector"].is_null());
+    }
 
     #[test]
     fn our_condition_is_set_in_place_and_the_others_kept() {

@@ -161,3 +161,47 @@ fn a_glob_key_mismatch_reports_the_value_of_the_label_whose_key_matched() {
         "{mismatch:?}"
     );
 }
+
+#[test]
+fn explanation_says_whether_the_generated_condition_sends_the_pod() {
+    let snapshot = Snapshot::new(vec![
+        profile("a-creating", ProfileStatus::Creating, &[("new", &[])]),
+        active("b-web", &[("web", &[("app", "web-*")])]),
+        profile("c-deleting", ProfileStatus::Deleting, &[("old", &[])]),
+    ]);
+    let line = |ns: &str, pod: &Pod| {
+        let text = explain::explain(&create_in(ns, pod), &snapshot, &ON).to_string();
+        text.lines()
+            .find(|l| l.starts_with("webhook call (generated matchConditions): "))
+            .unwrap_or_else(|| panic!("no webhook call line in\n{text}"))
+            .trim_start_matches("webhook call (generated matchConditions): ")
+            .to_owned()
+    };
+    let web = labelled(&[("app", "web-1")]);
+    assert_eq!(
+        line("web", &web),
+        "yes, selector 1 of profile 'b-web' (ACTIVE) selects it"
+    );
+    // Before it matches anything, a CREATING profile's pods are already sent.
+    assert_eq!(
+        line("new", &labelled(&[])),
+        "yes, selector 1 of profile 'a-creating' (CREATING) selects it"
+    );
+    assert_eq!(
+        line("old", &labelled(&[])),
+        "no, no selector of a CREATING or ACTIVE profile selects it"
+    );
+    assert_eq!(
+        line("web", &labelled(&[(PROFILE_LABEL, "gone")])),
+        "yes, it pins profile 'gone' (eks.amazonaws.com/fargate-profile)"
+    );
+    let mut daemon = pod(json!({"metadata": {"labels": {"app": "web-1"},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d", "uid": "u"}]},
+        "spec": {"containers": [{"name": "app"}]}}));
+    assert_eq!(
+        line("web", &daemon),
+        "no, left alone before the call: the pod is owned by a DaemonSet"
+    );
+    daemon.metadata.owner_references.clear();
+    assert!(line("web", &daemon).starts_with("yes"));
+}

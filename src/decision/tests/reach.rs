@@ -3,7 +3,9 @@
 //! profiles only, nothing else.
 
 use super::*;
-use crate::decision::reach::{CONDITION_NAME, MAX_EXPRESSION_LEN, reach, reaches};
+use crate::decision::reach::{
+    CONDITION_NAME, MAX_EXPRESSION_LEN, Reach, not_skipped, reach, reaches,
+};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -20,6 +22,21 @@ fn lets_through(expression: &str, ns: &str, pod: &Value) -> bool {
         Ok(cel::Value::Bool(b)) => b,
         other => panic!("the expression did not give a boolean: {other:?}\n{expression}"),
     }
+}
+
+/// Whether the apiserver sends the pod to the webhook under what the writer makes of `reach`: the
+/// chart's webhook (its `namespaceSelector` narrowed to `reach.namespaces`, then the expression) or
+/// the pin webhook (the other namespaces, an `objectSelector` on the pin label, the skip rules).
+/// Never both.
+fn sent(reach: &Reach, ns: &str, pod: &Value) -> bool {
+    let narrowed_in = reach.namespaces.as_ref().is_none_or(|set| set.contains(ns));
+    let main = narrowed_in && lets_through(&reach.expression, ns, pod);
+    let pinned = pod["metadata"]["labels"]
+        .get("eks.amazonaws.com/fargate-profile")
+        .is_some();
+    let pins = !narrowed_in && pinned && lets_through(&not_skipped(), ns, pod);
+    assert!(!(main && pins), "called twice: {ns} {pod}");
+    main || pins
 }
 
 /// The webhook does something with the pod: a patch or a warning. Checked against what `explain`
@@ -63,7 +80,7 @@ fn the_condition_lets_through_exactly_what_decide_acts_on() {
         active("dotted", &[("data", &[("app.kubernetes.io/name", "a.b")])]),
         active("any-value", &[("batch-*", &[("job", "*")])]),
     ];
-    let expression = reach(&profiles).expression;
+    let reached = reach(&profiles);
     let mut opt_out = with_labels(&[]);
     opt_out["metadata"]["annotations"] = json!({"eks.amazonaws.com/compute-type": "ec2"});
     let mut daemon = bare();
@@ -132,11 +149,46 @@ fn the_condition_lets_through_exactly_what_decide_acts_on() {
             "case {i}: decide, {ns} {pod}"
         );
         assert_eq!(
-            lets_through(&expression, ns, pod),
+            sent(&reached, ns, pod),
             *want,
-            "case {i}: the condition, {ns} {pod}\n{expression}"
+            "case {i}: the condition, {ns} {pod}\n{reached:?}"
         );
     }
+}
+
+#[test]
+fn exact_namespaces_narrow_the_webhook_and_pins_elsewhere_take_the_second_one() {
+    let profiles = vec![
+        active("a", &[("apps", &[]), ("web", &[("tier", "front")])]),
+        profile("b", ProfileStatus::Creating, &[("new", &[])]),
+        profile("c", ProfileStatus::Deleting, &[("old", &[])]),
+    ];
+    let got = reach(&profiles);
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+    assert_eq!(got.namespaces, Some(names(&["apps", "new", "web"])));
+    let pinned = with_labels(&[("eks.amazonaws.com/fargate-profile", "x")]);
+    let mut pinned_daemon = pinned.clone();
+    pinned_daemon["metadata"]["ownerReferences"] = json!([{"kind": "DaemonSet", "name": "d"}]);
+    for (ns, pod, want) in [
+        ("apps", bare(), true),
+        ("web", bare(), false),
+        ("web", with_labels(&[("tier", "front")]), true),
+        ("new", bare(), true),
+        ("old", bare(), false),
+        ("elsewhere", bare(), false),
+        ("elsewhere", pinned.clone(), true),
+        ("apps", pinned, true),
+        ("elsewhere", pinned_daemon, false),
+    ] {
+        assert_eq!(sent(&got, ns, &pod), want, "{ns} {pod}");
+    }
+    // One wildcard namespace: no narrowing.
+    let glob = reach(&[
+        active("g", &[("team-*", &[])]),
+        active("e", &[("apps", &[])]),
+    ]);
+    assert_eq!(glob.namespaces, None);
+    assert!(sent(&glob, "team-a", &bare()) && !sent(&glob, "other", &bare()));
 }
 
 #[test]
@@ -145,11 +197,7 @@ fn creating_profiles_are_let_through_before_they_turn_active() {
         let profiles = vec![profile("p", status, &[("apps", &[])])];
         let got = reach(&profiles);
         let live = matches!(status, ProfileStatus::Creating | ProfileStatus::Active);
-        assert_eq!(
-            lets_through(&got.expression, "apps", &bare()),
-            live,
-            "{status}"
-        );
+        assert_eq!(sent(&got, "apps", &bare()), live, "{status}");
         assert_eq!(got.covered.contains("p"), live, "{status}");
         assert_eq!(got.fallback, None);
         let snapshot = Snapshot::new(profiles.clone());
@@ -162,9 +210,11 @@ fn creating_profiles_are_let_through_before_they_turn_active() {
 fn without_profiles_only_pins_reach_the_webhook() {
     let got = reach(&[]);
     assert!(got.covered.is_empty());
-    assert!(!lets_through(&got.expression, "default", &bare()));
+    assert!(!sent(&got, "default", &bare()));
     let pinned = with_labels(&[("eks.amazonaws.com/fargate-profile", "p")]);
-    assert!(lets_through(&got.expression, "default", &pinned));
+    assert!(sent(&got, "default", &pinned));
+    // No namespace needs the chart's webhook: the pin webhook takes every namespace.
+    assert_eq!(got.namespaces, Some(Default::default()));
 }
 
 #[test]
@@ -291,7 +341,7 @@ proptest! {
                 p
             })
             .collect();
-        let expression = reach(&profiles).expression;
+        let reached = reach(&profiles);
         for (ns, labels, pin) in &pods {
             let mut labels: Vec<(&str, &str)> =
                 labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -300,9 +350,9 @@ proptest! {
             }
             let pod = with_labels(&labels);
             prop_assert_eq!(
-                lets_through(&expression, ns, &pod),
+                sent(&reached, ns, &pod),
                 acts(ns, &pod, &profiles),
-                "{} {}\n{}", ns, pod, expression
+                "{} {}\n{:?}", ns, pod, reached
             );
         }
     }
