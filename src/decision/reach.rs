@@ -45,6 +45,12 @@ pub struct Reach {
     /// `objectSelector` on the pin label, [`not_skipped`] as its condition). `None`: a wildcard
     /// namespace, every namespace goes to the expression.
     pub namespaces: Option<BTreeSet<String>>,
+    /// False when the namespaces are narrowed and no selector has labels: the namespace selector
+    /// then says all a condition would, but for the skip rules, and the writer leaves the condition
+    /// out. An evaluated condition costs the apiserver a conversion of the whole pod, twice for a
+    /// pod the webhook mutates (its reinvocation pass looks again): more than the call it could save
+    /// for a DaemonSet pod or an opted-out pod of a profile's namespace.
+    pub condition_needed: bool,
     /// The CREATING and ACTIVE profiles whose pods the expression lets through (every one of them
     /// when it falls back).
     pub covered: BTreeSet<String>,
@@ -127,6 +133,7 @@ pub fn reach(profiles: &[FargateProfile]) -> Reach {
     let everyone = |why: String| Reach {
         expression: "true".into(),
         namespaces: None,
+        condition_needed: true,
         covered: covered.clone(),
         fallback: Some(why),
     };
@@ -210,8 +217,13 @@ pub fn reach(profiles: &[FargateProfile]) -> Reach {
             .map(|s| s.namespace.clone().unwrap_or_default())
             .collect()
     });
+    let labelled = live
+        .iter()
+        .flat_map(|p| &p.selectors)
+        .any(|s| !s.labels.is_empty());
     Reach {
         expression,
+        condition_needed: namespaces.is_none() || labelled,
         namespaces,
         covered,
         fallback: None,

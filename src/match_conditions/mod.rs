@@ -221,7 +221,11 @@ pub fn desired_webhooks(current: &[Value], reach: &Reach) -> Vec<Value> {
     let mut out: Vec<Value> = chart
         .iter()
         .map(|hook| {
-            let mut hook = with_condition(hook, &reach.expression);
+            let mut hook = if reach.condition_needed {
+                with_condition(hook, &reach.expression)
+            } else {
+                without_condition(hook)
+            };
             if let Some(namespaces) = &reach.namespaces {
                 let requirement = if namespaces.is_empty() {
                     // No namespace needs it (an empty `In` is not a valid selector).
@@ -297,6 +301,29 @@ fn pin_webhook(chart: &Value, namespaces: &BTreeSet<String>) -> Value {
     with_condition(&hook, &not_skipped())
 }
 
+/// `hook` without our condition (the key goes when no condition is left).
+fn without_condition(hook: &Value) -> Value {
+    let mut hook = hook.clone();
+    if let Some(object) = hook.as_object_mut() {
+        let left: Vec<Value> = object
+            .get("matchConditions")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter(|c| c["name"] != CONDITION_NAME)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.is_empty() {
+            object.remove("matchConditions");
+        } else {
+            object.insert("matchConditions".into(), Value::Array(left));
+        }
+    }
+    hook
+}
+
 /// `hook` with our condition set to `expression`, every other condition kept in its place.
 fn with_condition(hook: &Value, expression: &str) -> Value {
     let mut hook = hook.clone();
@@ -366,7 +393,9 @@ mod tests {
             json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]},
                    {"key": NAMESPACE_NAME, "operator": "In", "values": ["apps", "web"]}])
         );
-        assert_eq!(condition_of(main), Some(&reached.expression));
+        // Namespace-only selectors: the namespace selector says it all.
+        assert!(!reached.condition_needed);
+        assert_eq!(condition_of(main), None);
         assert_eq!(pins["name"], "pins.fargate-mutation.fargate-webhook.io");
         assert_eq!(pins["clientConfig"], chart_hook()["clientConfig"]);
         assert_eq!(
@@ -382,6 +411,32 @@ mod tests {
         assert_eq!(condition_of(pins), Some(&not_skipped()));
         // A pass over its own output changes nothing.
         assert_eq!(desired_webhooks(&hooks, &reached), hooks);
+    }
+
+    #[test]
+    fn namespace_only_selectors_need_no_condition_on_the_chart_webhook() {
+        let mut hook = chart_hook();
+        hook["matchConditions"] = json!([{"name": "not-opted-out", "expression": "a"}]);
+        let labelled = desired_webhooks(
+            &[hook],
+            &reach(&[{
+                let mut p = profile("a", "apps");
+                p.selectors[0].labels.insert("app".into(), "web".into());
+                p
+            }]),
+        );
+        assert_eq!(labelled[0]["matchConditions"].as_array().unwrap().len(), 2);
+        let plain = reach(&[profile("a", "apps")]);
+        assert!(!plain.condition_needed);
+        let hooks = desired_webhooks(&labelled, &plain);
+        assert_eq!(
+            hooks[0]["matchConditions"],
+            json!([{"name": "not-opted-out", "expression": "a"}])
+        );
+        assert_eq!(condition_of(&hooks[1]), Some(&not_skipped()));
+        assert_eq!(desired_webhooks(&hooks, &plain), hooks);
+        let bare = desired_webhooks(&[chart_hook()], &plain);
+        assert!(bare[0].get("matchConditions").is_none(), "{}", bare[0]);
     }
 
     #[test]
