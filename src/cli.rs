@@ -249,6 +249,18 @@ pub struct ServeArgs {
         requires = "webhook_configuration"
     )]
     pub generate_match_conditions: bool,
+    /// With `--generate-match-conditions`: the claim holder owns the webhooks' namespaceSelector,
+    /// these namespaces (comma-separated; the webhook's own among them) never sent, and, when every
+    /// profile namespace is exact, only those sent (the pins of others through a second webhook).
+    /// Without it the namespaceSelector is left as it is and the condition alone decides (README,
+    /// "Which pods reach the webhook").
+    #[arg(
+        long,
+        env = "FARGATE_NAMESPACE_SELECTOR_EXCLUDE",
+        value_delimiter = ',',
+        requires = "generate_match_conditions"
+    )]
+    pub namespace_selector_exclude: Vec<String>,
     /// Managed TLS: DNS names of the serving certificate (repeatable, or a comma list).
     #[arg(long = "tls-dns", env = "FARGATE_TLS_DNS", value_delimiter = ',')]
     pub tls_dns: Vec<String>,

@@ -61,6 +61,7 @@ const KNOWN_FLAGS: &[&str] = &[
     "--tls-secret",
     "--webhook-configuration",
     "--generate-match-conditions",
+    "--namespace-selector-exclude",
     "--tls-dns",
     "--tls-ca-validity",
     "--tls-cert-validity",
@@ -277,6 +278,31 @@ impl Rendered {
         &hooks[0]
     }
 
+    /// The namespaces never sent to the webhook: the chart's namespaceSelector when it renders one,
+    /// else the exclusions it passes to the replica that writes the selector at run time.
+    fn excluded_namespaces(&self) -> Vec<String> {
+        let hook = self.webhook();
+        match hook.get("namespaceSelector") {
+            Some(selector) => {
+                assert!(
+                    !self.flags().contains_key("--namespace-selector-exclude"),
+                    "a rendered namespaceSelector and a written one"
+                );
+                let exprs = arr(&selector["matchExpressions"]);
+                let exclusion = exprs
+                    .iter()
+                    .find(|e| e["key"] == "kubernetes.io/metadata.name")
+                    .expect("namespaceSelector on kubernetes.io/metadata.name");
+                assert_eq!(exclusion["operator"], "NotIn");
+                strings(&exclusion["values"])
+            }
+            None => self.flags()["--namespace-selector-exclude"]
+                .split(',')
+                .map(String::from)
+                .collect(),
+        }
+    }
+
     /// The container args as a map flag -> value (after the `serve` subcommand).
     fn flags(&self) -> BTreeMap<String, String> {
         let args: Vec<&str> = arr(&self.container()["args"]).iter().map(str_of).collect();
@@ -465,13 +491,7 @@ fn check_webhook_rules(r: &Rendered, failure_policy: &str, excluded: &[&str]) {
     let timeout = hook["timeoutSeconds"].as_u64().expect("timeoutSeconds");
     assert!((1..=30).contains(&timeout));
 
-    let exprs = arr(&hook["namespaceSelector"]["matchExpressions"]);
-    let exclusion = exprs
-        .iter()
-        .find(|e| e["key"] == "kubernetes.io/metadata.name")
-        .expect("namespaceSelector on kubernetes.io/metadata.name");
-    assert_eq!(exclusion["operator"], "NotIn");
-    assert_eq!(strings(&exclusion["values"]), excluded);
+    assert_eq!(r.excluded_namespaces(), excluded);
     assert!(
         excluded.contains(&NS),
         "the release namespace must be excluded"

@@ -124,6 +124,11 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
         let writer = crate::match_conditions::Writer::new(
             client,
             configuration,
+            args.namespace_selector_exclude
+                .iter()
+                .filter(|ns| !ns.is_empty())
+                .cloned()
+                .collect(),
             Arc::clone(&store),
             Arc::clone(&metrics),
         );

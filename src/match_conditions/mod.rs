@@ -52,6 +52,8 @@ pub enum Synced {
 pub struct Writer {
     configs: Api<DynamicObject>,
     configuration: String,
+    /// Namespaces never sent; not empty: the writer owns the webhooks' namespace selector.
+    exclusions: Vec<String>,
     store: Arc<dyn ProfileStore>,
     metrics: Arc<Metrics>,
     covered: watch::Sender<Arc<BTreeSet<String>>>,
@@ -61,6 +63,7 @@ impl Writer {
     pub fn new(
         client: kube::Client,
         configuration: String,
+        exclusions: Vec<String>,
         store: Arc<dyn ProfileStore>,
         metrics: Arc<Metrics>,
     ) -> Writer {
@@ -68,6 +71,7 @@ impl Writer {
         Writer {
             configs: Api::all_with(client, &resource),
             configuration,
+            exclusions,
             store,
             metrics,
             covered: watch::Sender::new(Arc::default()),
@@ -88,7 +92,7 @@ impl Writer {
         let Some(webhooks) = config.data["webhooks"].as_array() else {
             return Ok((Synced::Unchanged, wanted));
         };
-        let desired = desired_webhooks(webhooks, &wanted);
+        let desired = desired_webhooks(webhooks, &wanted, &self.exclusions);
         if desired == *webhooks {
             return Ok((Synced::Unchanged, wanted));
         }
@@ -114,7 +118,7 @@ impl Writer {
                     )),
                     ..wanted
                 };
-                let desired = desired_webhooks(webhooks, &everyone);
+                let desired = desired_webhooks(webhooks, &everyone, &self.exclusions);
                 let synced = self.write(desired, &version, true).await?;
                 return Ok((synced, everyone));
             }
@@ -207,39 +211,49 @@ impl Writer {
 /// The label every namespace carries with its own name (Kubernetes 1.21+).
 const NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
-/// The webhooks the configuration should hold, from what it holds: every webhook of the chart
-/// (any not named [`PIN_WEBHOOK_PREFIX`]…) with our condition and, when `reach` narrows the
-/// namespaces, our `In` requirement in its `namespaceSelector`; then, when it narrows, one pin
-/// webhook per chart webhook. Everything else of the chart's is kept as it is, and a pass over
-/// its own output changes nothing.
-pub fn desired_webhooks(current: &[Value], reach: &Reach) -> Vec<Value> {
-    let chart: Vec<Value> = current
+/// The webhooks the configuration should hold, from what it holds: every webhook of the chart (any
+/// not named [`PIN_WEBHOOK_PREFIX`]…) with our condition (when `reach` needs one) and, when we own
+/// the namespace selector (`exclusions` not empty: the chart then renders none), a
+/// `namespaceSelector` of ours: the excluded namespaces out and, when `reach` narrows, only its
+/// namespaces in; then, when it narrows, one pin webhook per chart webhook. Every other field of
+/// the chart's is kept as it is (nothing `helm upgrade` applies is ever changed here, so its
+/// server-side apply meets no conflict), and a pass over its own output changes nothing.
+pub fn desired_webhooks(current: &[Value], reach: &Reach, exclusions: &[String]) -> Vec<Value> {
+    let own_selector = !exclusions.is_empty();
+    let narrowed = reach.namespaces.as_ref().filter(|_| own_selector);
+    let chart: Vec<&Value> = current
         .iter()
         .filter(|hook| !is_pin_webhook(hook))
-        .map(without_ours)
         .collect();
     let mut out: Vec<Value> = chart
         .iter()
         .map(|hook| {
-            let mut hook = if reach.condition_needed {
+            let mut hook = if reach.condition_needed || narrowed.is_none() {
                 with_condition(hook, &reach.expression)
             } else {
                 without_condition(hook)
             };
-            if let Some(namespaces) = &reach.namespaces {
-                let requirement = if namespaces.is_empty() {
-                    // No namespace needs it (an empty `In` is not a valid selector).
-                    json!({"key": NAMESPACE_NAME, "operator": "DoesNotExist"})
-                } else {
-                    json!({"key": NAMESPACE_NAME, "operator": "In", "values": namespaces})
-                };
-                push_requirement(&mut hook, "namespaceSelector", requirement);
+            if own_selector {
+                let mut requirements = vec![not_in(exclusions.iter())];
+                if let Some(namespaces) = narrowed {
+                    requirements.push(if namespaces.is_empty() {
+                        // No namespace needs it (an empty `In` is not a valid selector).
+                        json!({"key": NAMESPACE_NAME, "operator": "DoesNotExist"})
+                    } else {
+                        json!({"key": NAMESPACE_NAME, "operator": "In", "values": namespaces})
+                    });
+                }
+                hook["namespaceSelector"] = json!({"matchExpressions": requirements});
             }
             hook
         })
         .collect();
-    if let Some(namespaces) = &reach.namespaces {
-        out.extend(chart.iter().map(|hook| pin_webhook(hook, namespaces)));
+    if let Some(namespaces) = narrowed {
+        out.extend(
+            chart
+                .iter()
+                .map(|hook| pin_webhook(hook, namespaces, exclusions)),
+        );
     }
     out
 }
@@ -250,21 +264,10 @@ fn is_pin_webhook(hook: &Value) -> bool {
         .is_some_and(|n| n.starts_with(PIN_WEBHOOK_PREFIX))
 }
 
-/// A chart webhook without what we add: our `In`/`DoesNotExist` requirement on the namespace name
-/// (the chart's own is a `NotIn`).
-fn without_ours(hook: &Value) -> Value {
-    let mut hook = hook.clone();
-    if let Some(list) = hook
-        .get_mut("namespaceSelector")
-        .and_then(|s| s.get_mut("matchExpressions"))
-        .and_then(Value::as_array_mut)
-    {
-        list.retain(|r| {
-            !(r["key"] == NAMESPACE_NAME
-                && (r["operator"] == "In" || r["operator"] == "DoesNotExist"))
-        });
-    }
-    hook
+/// `kubernetes.io/metadata.name NotIn` these namespaces (sorted, once each).
+fn not_in<'a>(namespaces: impl Iterator<Item = &'a String>) -> Value {
+    let values: BTreeSet<&String> = namespaces.collect();
+    json!({"key": NAMESPACE_NAME, "operator": "NotIn", "values": values})
 }
 
 fn push_requirement(hook: &mut Value, selector: &str, requirement: Value) {
@@ -282,17 +285,12 @@ fn push_requirement(hook: &mut Value, selector: &str, requirement: Value) {
 
 /// The second webhook: the chart webhook's endpoint and rules, for the pods of the other namespaces
 /// that carry the pin label, with the skip rules as its condition.
-fn pin_webhook(chart: &Value, namespaces: &BTreeSet<String>) -> Value {
+fn pin_webhook(chart: &Value, namespaces: &BTreeSet<String>, exclusions: &[String]) -> Value {
     let mut hook = chart.clone();
     let name = chart["name"].as_str().unwrap_or_default();
     hook["name"] = json!(format!("{PIN_WEBHOOK_PREFIX}{name}"));
-    if !namespaces.is_empty() {
-        push_requirement(
-            &mut hook,
-            "namespaceSelector",
-            json!({"key": NAMESPACE_NAME, "operator": "NotIn", "values": namespaces}),
-        );
-    }
+    hook["namespaceSelector"] =
+        json!({"matchExpressions": [not_in(exclusions.iter().chain(namespaces))]});
     push_requirement(
         &mut hook,
         "objectSelector",
@@ -370,38 +368,42 @@ mod tests {
         }
     }
 
-    /// A webhook as the chart renders it: its own namespace excluded, an objectSelector.
+    /// A webhook as the chart renders it when the writer owns the namespace selector: none of its
+    /// own, an objectSelector.
     fn chart_hook() -> Value {
         json!({"name": "fargate-mutation.fargate-webhook.io",
                "clientConfig": {"service": {"name": "fw", "namespace": "fs"}, "caBundle": "Q0E="},
-               "namespaceSelector": {"matchExpressions": [
-                   {"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]}]},
                "objectSelector": {"matchLabels": {"team": "a"}},
                "rules": [{"operations": ["CREATE"], "resources": ["pods"]}]})
+    }
+
+    fn excluded() -> Vec<String> {
+        vec!["fs".into(), "kube-system".into()]
     }
 
     #[test]
     fn exact_namespaces_narrow_the_chart_webhook_and_add_a_pin_webhook() {
         let reached = reach(&[profile("a", "apps"), profile("b", "web")]);
-        let hooks = desired_webhooks(&[chart_hook()], &reached);
+        let hooks = desired_webhooks(&[chart_hook()], &reached, &excluded());
         assert_eq!(hooks.len(), 2);
         let [main, pins] = &hooks[..] else {
             unreachable!()
         };
         assert_eq!(
             main["namespaceSelector"]["matchExpressions"],
-            json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]},
+            json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs", "kube-system"]},
                    {"key": NAMESPACE_NAME, "operator": "In", "values": ["apps", "web"]}])
         );
         // Namespace-only selectors: the namespace selector says it all.
         assert!(!reached.condition_needed);
         assert_eq!(condition_of(main), None);
+        assert_eq!(main["objectSelector"], chart_hook()["objectSelector"]);
         assert_eq!(pins["name"], "pins.fargate-mutation.fargate-webhook.io");
         assert_eq!(pins["clientConfig"], chart_hook()["clientConfig"]);
         assert_eq!(
             pins["namespaceSelector"]["matchExpressions"],
-            json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]},
-                   {"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["apps", "web"]}])
+            json!([{"key": NAMESPACE_NAME, "operator": "NotIn",
+                    "values": ["apps", "fs", "kube-system", "web"]}])
         );
         assert_eq!(
             pins["objectSelector"],
@@ -410,7 +412,20 @@ mod tests {
         );
         assert_eq!(condition_of(pins), Some(&not_skipped()));
         // A pass over its own output changes nothing.
-        assert_eq!(desired_webhooks(&hooks, &reached), hooks);
+        assert_eq!(desired_webhooks(&hooks, &reached, &excluded()), hooks);
+    }
+
+    #[test]
+    fn without_the_namespace_selector_the_condition_alone_decides() {
+        // The chart renders its own selector (failurePolicy Fail): it is never touched.
+        let mut hook = chart_hook();
+        hook["namespaceSelector"] = json!({"matchExpressions": [
+            {"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]}]});
+        let reached = reach(&[profile("a", "apps")]);
+        let hooks = desired_webhooks(std::slice::from_ref(&hook), &reached, &[]);
+        assert_eq!(hooks.len(), 1, "no pin webhook");
+        assert_eq!(hooks[0]["namespaceSelector"], hook["namespaceSelector"]);
+        assert_eq!(condition_of(&hooks[0]), Some(&reached.expression));
     }
 
     #[test]
@@ -424,44 +439,58 @@ mod tests {
                 p.selectors[0].labels.insert("app".into(), "web".into());
                 p
             }]),
+            &excluded(),
         );
         assert_eq!(labelled[0]["matchConditions"].as_array().unwrap().len(), 2);
         let plain = reach(&[profile("a", "apps")]);
         assert!(!plain.condition_needed);
-        let hooks = desired_webhooks(&labelled, &plain);
+        let hooks = desired_webhooks(&labelled, &plain, &excluded());
         assert_eq!(
             hooks[0]["matchConditions"],
             json!([{"name": "not-opted-out", "expression": "a"}])
         );
         assert_eq!(condition_of(&hooks[1]), Some(&not_skipped()));
-        assert_eq!(desired_webhooks(&hooks, &plain), hooks);
-        let bare = desired_webhooks(&[chart_hook()], &plain);
+        assert_eq!(desired_webhooks(&hooks, &plain, &excluded()), hooks);
+        let bare = desired_webhooks(&[chart_hook()], &plain, &excluded());
         assert!(bare[0].get("matchConditions").is_none(), "{}", bare[0]);
     }
 
     #[test]
     fn a_wildcard_namespace_takes_the_narrowing_and_the_pin_webhook_away() {
-        let exact = desired_webhooks(&[chart_hook()], &reach(&[profile("a", "apps")]));
+        let exact = desired_webhooks(
+            &[chart_hook()],
+            &reach(&[profile("a", "apps")]),
+            &excluded(),
+        );
         let glob = reach(&[profile("a", "apps"), profile("g", "team-*")]);
-        let hooks = desired_webhooks(&exact, &glob);
+        let hooks = desired_webhooks(&exact, &glob, &excluded());
         assert_eq!(hooks.len(), 1);
         assert_eq!(
             hooks[0]["namespaceSelector"],
-            chart_hook()["namespaceSelector"]
+            json!({"matchExpressions": [
+                {"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs", "kube-system"]}]})
         );
         assert_eq!(condition_of(&hooks[0]), Some(&glob.expression));
-        assert_eq!(desired_webhooks(&hooks, &glob), hooks);
+        assert_eq!(desired_webhooks(&hooks, &glob, &excluded()), hooks);
     }
 
     #[test]
     fn without_profiles_no_namespace_needs_the_chart_webhook() {
-        let hooks = desired_webhooks(&[json!({"name": "w.example.io"})], &reach(&[]));
+        let hooks = desired_webhooks(
+            &[json!({"name": "w.example.io"})],
+            &reach(&[]),
+            &["fs".to_string()],
+        );
         assert_eq!(
             hooks[0]["namespaceSelector"]["matchExpressions"],
-            json!([{"key": NAMESPACE_NAME, "operator": "DoesNotExist"}])
+            json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]},
+                   {"key": NAMESPACE_NAME, "operator": "DoesNotExist"}])
         );
         assert_eq!(hooks[1]["name"], "pins.w.example.io");
-        assert!(hooks[1]["namespaceSelector"].is_null());
+        assert_eq!(
+            hooks[1]["namespaceSelector"]["matchExpressions"],
+            json!([{"key": NAMESPACE_NAME, "operator": "NotIn", "values": ["fs"]}])
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ sees the real Secret), and nothing left behind by `helm uninstall` once the docu
 FargateProfiles is done. No pod runs here (no kubelet): the Deployment is stored, not started."""
 
 import base64
+import json
 import os
 import subprocess
 
@@ -86,11 +87,28 @@ def test_self_signed_install_upgrade_uninstall():
     ca = secret["data"]["ca.crt"]
     assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == ca
     assert base64.b64decode(ca).startswith(b"-----BEGIN CERTIFICATE-----")
-    # The release namespace is excluded, by the apiserver's own label on namespaces.
-    expr = mwc["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
-    assert expr == {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ns]}, expr
+    # No namespaceSelector from the chart: the replica holding the Lease writes it at run time, with the release
+    # namespace among the namespaces it never sends (the apiserver's own label on namespaces).
+    hook = mwc["webhooks"][0]
+    assert hook.get("namespaceSelector") in (None, {}), hook  # the apiserver defaults an absent one to {}
+    args = kjson("get", "deployment", "fw-self-fargate-webhook", "-n", ns)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--namespace-selector-exclude={ns}" in args, args
+    # What that replica writes (a merge patch of the webhooks, as another field manager: the namespaceSelector,
+    # the condition, the pin webhook) must not make the next `helm upgrade` (server-side apply) conflict.
+    written = dict(hook, namespaceSelector={"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [ns]},
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["apps"]}]},
+        matchConditions=[{"name": "fargate-webhook.io/selected-by-a-profile", "expression": "true"}])
+    pins = dict(hook, name="pins." + hook["name"], objectSelector={"matchExpressions": [
+        {"key": "eks.amazonaws.com/fargate-profile", "operator": "Exists"}]})
+    kubectl("patch", "mutatingwebhookconfiguration", "0500-fw-self-fargate-webhook", "--type=merge",
+            "--field-manager=fargate-webhook", "-p", json.dumps({"webhooks": [written, pins]}))
 
     helm("upgrade", release, CHART, "-n", ns, "--set", "logLevel=debug", "--set", "tls.mode=selfSigned")
+    kept = kjson("get", "mutatingwebhookconfiguration", "0500-fw-self-fargate-webhook")["webhooks"]
+    assert [h["name"] for h in kept] == [hook["name"], "pins." + hook["name"]], kept
+    assert kept[0]["namespaceSelector"] == written["namespaceSelector"], kept[0]
+    assert kept[0]["matchConditions"] == written["matchConditions"], kept[0]
     after = kjson("get", "secret", "fw-self-fargate-webhook-tls", "-n", ns)
     assert after["data"] == secret["data"], "helm upgrade regenerated the self-signed certificate"
     mwc = kjson("get", "mutatingwebhookconfiguration", "0500-fw-self-fargate-webhook")

@@ -24,6 +24,7 @@ TIMEOUT = 4
 
 def webhook(profiles=()):
     return start_webhook("--generate-match-conditions", "--webhook-configuration", CONFIG,
+                         "--namespace-selector-exclude", "fargate-system",
                          "--create-delay", "1s", "--delete-delay", "1s", profiles=list(profiles),
                          env={"KUBECONFIG": ENV["KUBECONFIG"]})
 

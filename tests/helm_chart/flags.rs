@@ -24,6 +24,7 @@ fn default_flags_have_the_documented_values() {
         ("--tls-secret", "fw-fargate-webhook-tls"),
         ("--webhook-configuration", "0500-fw-fargate-webhook"),
         ("--generate-match-conditions", "true"),
+        ("--namespace-selector-exclude", "fargate-system"),
         (
             "--tls-dns",
             "fw-fargate-webhook,fw-fargate-webhook.fargate-system,fw-fargate-webhook.fargate-system.svc,fw-fargate-webhook.fargate-system.svc.cluster.local",

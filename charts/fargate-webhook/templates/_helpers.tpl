@@ -92,6 +92,15 @@ the webhook through the API. */}}
 {{- end -}}
 
 {{/* cert-manager: the serving Certificate (named in cert-manager.io/inject-ca-from). */}}
+{{- /*
+Non-empty when the replica holding the Lease writes the webhook's namespaceSelector (generated
+matchConditions with failurePolicy Ignore): the chart then renders none. With failurePolicy Fail the
+chart keeps rendering it, so that the webhook's own pods can start before any replica has written it.
+*/ -}}
+{{- define "fargate-webhook.writesNamespaceSelector" -}}
+{{- if and .Values.webhook.generateMatchConditions (eq .Values.webhook.failurePolicy "Ignore") -}}true{{- end -}}
+{{- end -}}
+
 {{- define "fargate-webhook.certificateName" -}}
 {{- printf "%s-serving" (include "fargate-webhook.fullname" .) -}}
 {{- end -}}
