@@ -1,8 +1,11 @@
 """End-to-end costs against the real control plane (tests/cluster/up.sh). Run by benches/cluster.sh.
 
-1. Pod creations through kube-apiserver with the webhook registered (pods mutated) versus without it:
-   the same client (N threads, one keep-alive TLS connection each, POST /api/v1/namespaces/NS/pods),
-   the same concurrency, the same number of pods. Prints pods/s and p50/p99 create latency.
+1. Pod creations through kube-apiserver under four registrations, in one run and alternating rounds: no
+   webhook; a null webhook (examples/null_webhook.rs: allowed, no patch); fargate-webhook with generated
+   matchConditions for pods its profile selects (called and patched) and for pods no profile selects (not
+   called). The same client (N threads, one keep-alive TLS connection each, POST /api/v1/namespaces/NS/pods),
+   the same concurrency, the same number of pods. Prints pods/s, p50/p99 create latency and the CPU per pod
+   of kube-apiserver, etcd and the webhook.
 2. Profile propagation: three `serve --store kubernetes` replicas; a FargateProfile is created through
    the apiserver (what `kubectl apply` sends) and each replica's webhook is polled with an
    AdmissionReview until it answers with the mutation. Prints p50/p99 of the delay to every replica.
@@ -12,8 +15,10 @@ import argparse
 import http.client
 import json
 import os
+import socket
 import ssl
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -108,42 +113,111 @@ def delete_pods(ns):
                  timeout=300, interval=0.5)
 
 
+class NullWebhook(c.Process):
+    """examples/null_webhook.rs: answers every review `allowed: true`, no patch (the "webhook that does
+    nothing" baseline), with a certificate from `fargate-webhook certs generate`."""
+
+    def __init__(self, base):
+        certs = os.path.join(base, "certs")
+        subprocess.run([os.environ["FARGATE_WEBHOOK_BIN"], "certs", "generate", "--ip", "127.0.0.1",
+                          "--out", certs], check=True, capture_output=True)
+        self.port = c.free_port()
+        self.ca = os.path.join(certs, "ca.crt")
+        self.url = f"https://127.0.0.1:{self.port}/mutate"
+        super().__init__([os.environ["NULL_WEBHOOK_BIN"], f"127.0.0.1:{self.port}", os.path.join(certs, "tls.crt"),
+                          os.path.join(certs, "tls.key")], os.path.join(base, "null.log"), cwd=base, name="null-webhook")
+
+
+def condition_seconds():
+    """The apiserver's own time evaluating webhook matchConditions so far (its histogram's sum)."""
+    text = c.kubectl("get", "--raw", "/metrics").stdout
+    return c.metric_sum(text, "apiserver_admission_match_condition_evaluation_seconds_sum")
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+# (mode, namespace of the pods, the scheduler they must end with)
+MODES = [
+    ("no webhook", "bench", "default-scheduler"),
+    ("null webhook", "bench", "default-scheduler"),
+    ("every pod", "bench", "fargate-scheduler"),
+    ("selected", "bench", "fargate-scheduler"),
+    ("not selected", "bench-other", "default-scheduler"),
+]
+
+
 def bench_pods(args):
-    ns = "bench"
-    c.ensure_namespace(ns)
-    hook = c.start_webhook(profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
-                                      "selectors": [{"namespace": ns}]}])
+    """Pod creations in one run under five registrations: none; the null webhook; fargate-webhook as the chart
+    registers it without generated matchConditions (every pod called, these mutated: the null webhook plus the
+    patch); fargate-webhook with them for pods its profile selects, and for pods no profile selects (kept away
+    before the call). Prints pods/s, create p50/p99 and CPU per pod of the apiserver, etcd and the
+    webhook, for each round and as medians."""
+    for ns in ("bench", "bench-other"):
+        c.ensure_namespace(ns)
+    config = "fargate-webhook-bench"
+    hook = c.start_webhook("--generate-match-conditions", "--webhook-configuration", config,
+                           "--namespace-selector-exclude", "fargate-system",
+                           profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
+                                      "selectors": [{"namespace": "bench"}]}],
+                           env={"KUBECONFIG": c.ENV["KUBECONFIG"]})
+    plain = c.start_webhook(profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
+                                       "selectors": [{"namespace": "bench"}]}])
+    null = NullWebhook(hook.base)
+    null.start()
+    null.wait_ready("the null webhook listening", lambda: listening(null.port), timeout=30)
     rows = []
     try:
         for rnd in range(args.rounds):
-            for mode in ("without", "with"):
+            for mode, ns, expect in MODES:
                 delete_pods(ns)
-                if mode == "with":
-                    c.register(hook, "fargate-webhook-bench")
-                else:
-                    c.unregister("fargate-webhook-bench")
+                c.unregister(config)
+                if mode == "null webhook":
+                    c.register(null, config)
+                elif mode == "every pod":
+                    c.register(plain, config)
+                elif mode != "no webhook":
+                    c.register(hook, config)
+                    c.wait_until("the generated configuration written", lambda: "bench" in json.dumps(
+                        c.kjson("get", "mutatingwebhookconfiguration", config)["webhooks"]), timeout=30)
                 time.sleep(1)  # the apiserver picks up configuration changes asynchronously
-                expect = "fargate-scheduler" if mode == "with" else "default-scheduler"
                 pids = {"apiserver": control_plane_pid("kube-apiserver"), "etcd": control_plane_pid("etcd"),
-                        "webhook": hook.proc.pid}
+                        "webhook": {"null webhook": null.proc.pid, "every pod": plain.proc.pid}.get(mode, hook.proc.pid)}
                 cpu_before = {k: cpu_seconds(v) for k, v in pids.items()}
+                cel_before = condition_seconds()
                 rate, p50, p99, n = create_pods(ns, args.pods, args.concurrency, expect)
                 cpu = {k: (cpu_seconds(v) - cpu_before[k]) / n * 1e6 for k, v in pids.items()}
-                rows.append((mode, rate, p50, p99))
-                print(f"round {rnd + 1} {mode:>7} webhook: {n} pods, {args.concurrency} threads: "
+                cel = (condition_seconds() - cel_before) / n * 1e6
+                if mode == "no webhook":
+                    cpu["webhook"] = 0.0
+                rows.append((mode, rate, p50, p99, cpu["apiserver"], cpu["webhook"], cel))
+                print(f"round {rnd + 1} {mode:>12}: {n} pods, {args.concurrency} threads: "
                       f"{rate:7.1f} pods/s  p50 {p50 * 1000:6.2f} ms  p99 {p99 * 1000:6.2f} ms  CPU per pod: "
-                      f"apiserver {cpu['apiserver']:.0f} µs, etcd {cpu['etcd']:.0f} µs, webhook {cpu['webhook']:.0f} µs",
-                      flush=True)
+                      f"apiserver {cpu['apiserver']:.0f} µs, etcd {cpu['etcd']:.0f} µs, webhook {cpu['webhook']:.0f} µs; "
+                      f"matchConditions evaluated in {cel:.1f} µs per pod", flush=True)
     finally:
-        c.unregister("fargate-webhook-bench")
+        c.unregister(config)
         hook.stop()
-        delete_pods(ns)
-    for mode in ("without", "with"):
+        plain.stop()
+        null.stop()
+        for ns in ("bench", "bench-other"):
+            delete_pods(ns)
+    medians = {}
+    for mode, _, _ in MODES:
         sel = [r for r in rows if r[0] == mode]
-        print(f"median of {len(sel)} rounds, {mode:>7} webhook: "
-              f"{statistics.median(r[1] for r in sel):7.1f} pods/s  "
-              f"p50 {statistics.median(r[2] for r in sel) * 1000:6.2f} ms  "
-              f"p99 {statistics.median(r[3] for r in sel) * 1000:6.2f} ms")
+        m = [statistics.median(r[k] for r in sel) for k in range(1, 7)]
+        medians[mode] = m
+        print(f"median of {len(sel)} rounds, {mode:>12}: {m[0]:7.1f} pods/s  p50 {m[1] * 1000:6.2f} ms  "
+              f"p99 {m[2] * 1000:6.2f} ms  apiserver CPU per pod {m[3]:.0f} µs  webhook CPU per pod {m[4]:.0f} µs  "
+              f"matchConditions {m[5]:.1f} µs per pod")
+    base = medians["no webhook"][3]
+    for mode in ("null webhook", "every pod", "selected", "not selected"):
+        print(f"apiserver CPU per pod, {mode} vs no webhook: {(medians[mode][3] / base - 1) * 100:+.1f} %")
 
 
 def bench_propagation(args):
