@@ -19,7 +19,7 @@ use super::support::fake_kube::{
     stream_response,
 };
 use super::support::{until, within};
-use super::{CAP, Failed, RunChange, create_change, eks_profile, replica, requests};
+use super::{CAP, Failed, Replica, RunChange, create_change, eks_profile, replica, requests};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initial_list_then_added_modified_deleted_follow() {
@@ -90,8 +90,8 @@ async fn initial_list_then_added_modified_deleted_follow() {
     watch.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_restart_after_410_lists_again() {
+/// A replica watching two ACTIVE profiles, alpha and beta, both listed.
+async fn alpha_and_beta_loaded() -> (Arc<Fake>, Replica, tokio::task::JoinHandle<()>) {
     let fake = Fake::new();
     fake.apply(kubectl_object("alpha", Some(ProfileStatus::Active)));
     fake.apply(kubectl_object("beta", Some(ProfileStatus::Active)));
@@ -99,6 +99,12 @@ async fn watch_restart_after_410_lists_again() {
     let watch = r.store.start();
     within("loaded", CAP, r.store.wait_loaded()).await;
     assert_eq!(r.names(), ["alpha", "beta"]);
+    (fake, r, watch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_restart_after_410_lists_again() {
+    let (fake, r, watch) = alpha_and_beta_loaded().await;
 
     // The watch ends and, while it is down, history is compacted and things change: the
     // re-watch from the last resourceVersion gets 410 Expired and the watcher lists again.
@@ -137,13 +143,7 @@ async fn watch_restart_after_410_lists_again() {
 /// (found by tests/cluster/test_store_faults.py after a kube-apiserver restart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_missed_while_the_watch_was_down_is_not_kept_by_the_relist() {
-    let fake = Fake::new();
-    fake.apply(kubectl_object("alpha", Some(ProfileStatus::Active)));
-    fake.apply(kubectl_object("beta", Some(ProfileStatus::Active)));
-    let r = replica(fake.client());
-    let watch = r.store.start();
-    within("loaded", CAP, r.store.wait_loaded()).await;
-    assert_eq!(r.names(), ["alpha", "beta"]);
+    let (fake, r, watch) = alpha_and_beta_loaded().await;
     // beta is changed last: its resourceVersion is the newest the replica holds.
     let last = fake.modify("beta", |o| o["spec"]["tags"] = json!({"changed": "last"}));
     until("the change seen", CAP, || {
