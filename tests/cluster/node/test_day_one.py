@@ -60,10 +60,18 @@ def test_install_runs_every_pod_and_helm_test_passes_through_the_service(release
         assert p["spec"]["nodeName"] == ENV["NODE_NAME"]
         [status] = p["status"]["containerStatuses"]
         assert running_in_containerd(status["containerID"].split("://", 1)[1]) == "RUNNING", status
-    # The apiserver reaches the webhook through its Service, not a URL.
-    mwc = kjson("get", "mutatingwebhookconfiguration", f"0500-{FULLNAME}")
-    [client] = [w["clientConfig"] for w in mwc["webhooks"]]
-    assert "url" not in client and client["service"]["name"] == FULLNAME and client["service"]["namespace"] == NAMESPACE
+    # The apiserver reaches the webhook through its Service, not a URL: the chart's webhook and the pin webhook
+    # the replica holding the Lease added beside it (generated matchConditions, the chart's default: no profile
+    # namespace is a wildcard, so the pins of the namespaces no profile selects go to the other).
+    def written():
+        hooks = kjson("get", "mutatingwebhookconfiguration", f"0500-{FULLNAME}")["webhooks"]
+        return hooks if len(hooks) == 2 else None
+    chart, pins = wait_until("the pin webhook written", written, timeout=30)
+    assert pins["name"] == "pins." + chart["name"]
+    [excluded] = pins["namespaceSelector"]["matchExpressions"]
+    assert excluded["operator"] == "NotIn" and NAMESPACE in excluded["values"], pins
+    for client in (chart["clientConfig"], pins["clientConfig"]):
+        assert "url" not in client and client["service"]["name"] == FULLNAME and client["service"]["namespace"] == NAMESPACE
     # `helm test`: the chart's probe pod sends a review through the Service's DNS name and port.
     out = helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "120s", timeout=180)
     assert "Phase:          Succeeded" in out.stdout, out.stdout
