@@ -326,3 +326,27 @@ fn role_paths() {
     ));
     assert!(!role_has_path("not an arn / with slashes"));
 }
+
+/// A subnet ID is `subnet-` and lowercase letters or digits, the shape the CRD's
+/// `SUBNET_ID_PATTERN` accepts: the function and the pattern agree on every case.
+#[test]
+fn subnet_ids() {
+    let pattern = regex::Regex::new(SUBNET_ID_PATTERN).unwrap();
+    let cases = [
+        ("subnet-0420a37ee456daf3f", true),
+        ("subnet-1", true),
+        ("subnet-test", true),
+        ("subnet-", false),
+        ("subnet", false),
+        ("subnet-ABC", false),
+        ("subnet-0420_a37e", false),
+        ("subnet-a b", false),
+        ("subnet-ü", false),
+        ("sg-0420a37e", false),
+        ("", false),
+    ];
+    for (id, want) in cases {
+        assert_eq!(is_subnet_id(id), want, "{id:?}");
+        assert_eq!(pattern.is_match(id), want, "{SUBNET_ID_PATTERN} on {id:?}");
+    }
+}
