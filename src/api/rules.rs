@@ -522,4 +522,55 @@ mod tests {
             assert_eq!(s.fargate_profiles.first().map(|p| p.status), after);
         }
     }
+
+    #[test]
+    fn fail_only_marks_the_expected_status_of_the_same_profile() {
+        use ProfileStatus::*;
+        let health = crate::profile::Health {
+            issues: vec![crate::profile::HealthIssue {
+                code: Some("InjectedFault".into()),
+                ..Default::default()
+            }],
+        };
+        // (transition, status of profile a, name and ARN the step is for, failed?)
+        let cases = [
+            (Transition::Activate, Creating, "a", "arn/a", true),
+            (Transition::Remove, Deleting, "a", "arn/a", true),
+            (Transition::Activate, Deleting, "a", "arn/a", false),
+            (Transition::Remove, Creating, "a", "arn/a", false),
+            (Transition::Activate, Active, "a", "arn/a", false),
+            // A profile of the same name made again since the step was planned: another ARN.
+            (Transition::Activate, Creating, "a", "arn/other", false),
+            // A step for another profile, gone: a being CREATING does not make it a's.
+            (Transition::Activate, Creating, "b", "arn/b", false),
+        ];
+        for (transition, status, name, target, failed) in cases {
+            let failed_status = match transition {
+                Transition::Activate => CreateFailed,
+                Transition::Remove => DeleteFailed,
+            };
+            let mut s = state(vec![profile("a", status)]);
+            let what = format!("{transition:?} {status:?} {name} {target}");
+            assert_eq!(
+                fail(
+                    &mut s,
+                    transition,
+                    name,
+                    target,
+                    failed_status,
+                    &health,
+                    arn
+                ),
+                failed,
+                "{what}"
+            );
+            let a = &s.fargate_profiles[0];
+            let want = if failed {
+                (failed_status, Some(&health))
+            } else {
+                (status, None)
+            };
+            assert_eq!((a.status, a.health.as_ref()), want, "{what}");
+        }
+    }
 }
