@@ -468,4 +468,51 @@ mod tests {
             "MatchNodeSelector failed: Fargate profile apps cannot satisfy pod's node selector/affinity requirements"
         );
     }
+
+    /// Kubernetes' operators on one label of the node: `Gt` and `Lt` compare integers strictly and
+    /// hold for no node when either side is not one or more than one value is given; a label not
+    /// known yet may match anything but is never absent. No Fargate label is a number today, so
+    /// `Gt` and `Lt` are judged here, on the label alone.
+    #[test]
+    fn operators_on_one_label() {
+        let known = |v: &str| Label::Known(v.into());
+        let cases: Vec<(Label, &str, &[&str], bool)> = vec![
+            (known("5"), "Gt", &["4"], true),
+            (known("5"), "Gt", &["5"], false),
+            (known("5"), "Gt", &["6"], false),
+            (known("5"), "Lt", &["6"], true),
+            (known("5"), "Lt", &["5"], false),
+            (known("5"), "Lt", &["4"], false),
+            (known("-1"), "Lt", &["0"], true),
+            (known("5"), "Gt", &["x"], false),
+            (known("5"), "Gt", &[], false),
+            (known("5"), "Gt", &["1", "2"], false),
+            (Label::Unknown, "Gt", &["1"], true),
+            (Label::Absent, "Gt", &["1"], false),
+            (Label::Fresh, "Lt", &["1"], false),
+            (known("a"), "In", &["b", "a"], true),
+            (known("c"), "In", &["a", "b"], false),
+            (Label::Unknown, "In", &["a"], true),
+            (Label::Unknown, "In", &[], false),
+            (Label::Absent, "In", &["a"], false),
+            (Label::Fresh, "In", &["a"], false),
+            (known("a"), "NotIn", &["b", "a"], false),
+            (known("c"), "NotIn", &["a", "b"], true),
+            (Label::Absent, "NotIn", &["a"], true),
+            (Label::Fresh, "NotIn", &["a"], true),
+            (Label::Fresh, "Exists", &[], true),
+            (Label::Unknown, "Exists", &[], true),
+            (Label::Absent, "Exists", &[], false),
+            (Label::Absent, "DoesNotExist", &[], true),
+            (Label::Unknown, "DoesNotExist", &[], false),
+            (known("a"), "Like", &["a"], false),
+        ];
+        for (label, operator, values, want) in cases {
+            assert_eq!(
+                holds(&label, operator, values.iter().copied()),
+                want,
+                "{label:?} {operator} {values:?}"
+            );
+        }
+    }
 }
