@@ -438,4 +438,31 @@ mod tests {
             assert!(serde_json::from_str::<PodSpec>(&text).is_err(), "{bad}");
         }
     }
+
+    /// A value of the wrong shape is refused with what was expected in the error: the text the
+    /// webhook logs for an unreadable pod and `explain` prints for a bad manifest.
+    #[test]
+    fn wrong_shapes_say_what_was_expected() {
+        let json_cases = [
+            (
+                r#"{"containers": [{"resources": {"requests": ["1"]}}]}"#,
+                "expected a map of resource quantities",
+            ),
+            (
+                r#"{"containers": [{"resources": {"limits": {"cpu": true}}}]}"#,
+                "expected a quantity (a string or a number)",
+            ),
+            (r#"{"volumes": [["a"]]}"#, "expected a volume object"),
+        ];
+        for (text, want) in json_cases {
+            let err = serde_json::from_str::<PodSpec>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let err = serde_json::from_str::<Pod>(r#"{"metadata": []}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected a JSON object"), "{err}");
+    }
 }
