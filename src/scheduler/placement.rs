@@ -742,4 +742,25 @@ mod tests {
         );
         assert!(choose_pool_node(&nodes, size(250, 9000)).is_none());
     }
+
+    /// A pod that has run to completion, Succeeded or Failed, takes no room on a pool node; one
+    /// that is pending, running or of unknown phase does.
+    #[test]
+    fn finished_means_succeeded_or_failed() {
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+        };
+        let cases = [
+            (json!({"phase": "Succeeded"}), true),
+            (json!({"phase": "Failed"}), true),
+            (json!({"phase": "Running"}), false),
+            (json!({"phase": "Pending"}), false),
+            (json!({"phase": "Unknown"}), false),
+            (json!({}), false),
+            (json!(null), false),
+        ];
+        for (status, want) in cases {
+            assert_eq!(finished(&pod(status.clone())), want, "{status}");
+        }
+    }
 }
