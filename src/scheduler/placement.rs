@@ -570,6 +570,10 @@ mod tests {
             pod_name: "web-1",
             pod_uid: "u-1",
         });
+        assert_eq!(
+            node.metadata.name.as_deref(),
+            Some("fargate-ip-10-1-2-3.us-west-2.compute.internal")
+        );
         let labels = node.metadata.labels.unwrap();
         assert_eq!(labels[COMPUTE_TYPE], "fargate");
         assert_eq!(
