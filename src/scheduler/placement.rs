@@ -611,8 +611,15 @@ mod tests {
         assert_eq!(capacity["memory"].0, "4037540Ki");
         assert_eq!(capacity["pods"].0, "1");
         assert_eq!(capacity["ephemeral-storage"].0, "30832548Ki");
+        // What node_capacity leaves allocatable is what the node reports.
+        assert_eq!(
+            status.allocatable,
+            Some(node_capacity(size(250, 512)).1),
+            "allocatable"
+        );
         let info = status.node_info.unwrap();
         assert_eq!(info.kubelet_version, "v1.18.8-eks-7c9bda");
+        assert_eq!(info.kube_proxy_version, info.kubelet_version);
         assert_eq!(info.os_image, "Amazon Linux 2");
         assert_eq!(info.kernel_version, "4.14.209-160.335.amzn2.x86_64");
         assert_eq!(info.container_runtime_version, "containerd://1.3.2");
