@@ -231,8 +231,11 @@ fn scaled(text: &str, unit: i32) -> Option<u64> {
     (value.is_finite() && value < u64::MAX as f64).then_some(value as u64)
 }
 
-/// A non-negative decimal, with an optional exponent (`1.5`, `1e3`); nothing else.
+/// A non-negative decimal, with an optional exponent (`1.5`, `1e3`) and, as Kubernetes' quantity
+/// grammar allows, a leading `+` (`+1`: the apiserver stores `1`, a manifest given to `explain` may
+/// still say `+1`); nothing else. A leading `-` is refused: no request or limit is negative.
 fn decimal(text: &str) -> Option<f64> {
+    let text = text.strip_prefix('+').unwrap_or(text);
     let ok = !text.is_empty()
         && text
             .chars()
@@ -372,6 +375,11 @@ mod tests {
         assert_eq!(millicores("2"), Some(2000));
         assert_eq!(millicores("0.0001"), Some(1));
         assert_eq!(millicores("-1"), None);
+        assert_eq!(millicores("+1"), Some(1000));
+        assert_eq!(bytes("+512Mi"), Some(512 * 1024 * 1024));
+        assert_eq!(millicores("+-1"), None);
+        assert_eq!(millicores("++1"), None);
+        assert_eq!(millicores("+"), None);
         assert_eq!(millicores("1x"), None);
         assert_eq!(millicores(""), None);
         assert_eq!(bytes("1Ki"), Some(1024));
