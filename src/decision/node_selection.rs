@@ -473,6 +473,19 @@ mod tests {
     /// hold for no node when either side is not one or more than one value is given; a label not
     /// known yet may match anything but is never absent. No Fargate label is a number today, so
     /// `Gt` and `Lt` are judged here, on the label alone.
+    /// Only `metadata.name` is a field of the node, and it is fresh (a surviving mutant showed the
+    /// field lookup untested).
+    #[test]
+    fn the_node_has_one_field_its_fresh_name() {
+        let node = FargateNode {
+            region: Some("us-west-2"),
+            zone: None,
+        };
+        assert_eq!(node.field("metadata.name"), Label::Fresh);
+        assert_eq!(node.field("spec.unschedulable"), Label::Absent);
+        assert_eq!(node.field("metadata.namespace"), Label::Absent);
+    }
+
     #[test]
     fn operators_on_one_label() {
         let known = |v: &str| Label::Known(v.into());

@@ -369,6 +369,23 @@ impl Pod {
 mod tests {
     use super::*;
 
+    /// A quantity written as a JSON float keeps its digits (a surviving mutant showed the float path
+    /// untested).
+    #[test]
+    fn a_float_quantity_reads_as_its_digits() {
+        let c: Container =
+            serde_json::from_str(r#"{"resources": {"requests": {"cpu": 0.5, "memory": 1.5e9}}}"#)
+                .unwrap();
+        assert_eq!(
+            c.resources.requests.get("cpu"),
+            Some(&Quantity("0.5".into()))
+        );
+        assert_eq!(
+            c.resources.requests.get("memory"),
+            Some(&Quantity("1500000000".into()))
+        );
+    }
+
     #[test]
     fn quantities_read_as_written() {
         let c: Container = serde_json::from_str(

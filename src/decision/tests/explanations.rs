@@ -162,6 +162,23 @@ fn a_glob_key_mismatch_reports_the_value_of_the_label_whose_key_matched() {
     );
 }
 
+/// No key matches the glob: the label is missing, whatever other labels the pod has (a surviving
+/// mutant showed this untested).
+#[test]
+fn a_glob_key_no_label_matches_is_a_missing_label() {
+    let snapshot = Snapshot::new(vec![active("fp", &[("apps", &[("app*", "web")])])]);
+    let profile = snapshot.get("fp").unwrap();
+    let labels: std::collections::BTreeMap<String, String> = [("a", "x"), ("tier", "web")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mismatch = index::selector_mismatch(&profile.selectors[0], "apps", &labels).unwrap();
+    assert!(
+        matches!(mismatch, index::Mismatch::MissingLabel(_)),
+        "{mismatch:?}"
+    );
+}
+
 #[test]
 fn explanation_says_whether_the_generated_condition_sends_the_pod() {
     let snapshot = Snapshot::new(vec![
