@@ -4,8 +4,8 @@
 //! webhook only for pods a CREATING or ACTIVE profile could select or that pin a profile.
 //!
 //! Level-based: each pass reads the configuration and the profiles as they are and writes only
-//! what differs, on every profile change, every [`RESYNC`] (a `helm upgrade` or a hand edit that
-//! removed the condition) and after a failed write. Every write names the `resourceVersion` it
+//! what differs, on every profile change, every [`RESYNC`] (a hand edit that removed the
+//! condition) and after a failed write. Every write names the `resourceVersion` it
 //! read (a configuration changed meanwhile is read again); the other conditions, and every other
 //! field, are kept as read. An expression the apiserver refuses (400/422: its CEL cost budget) is
 //! replaced by `true`, every pod being sent, and the fallback is logged and counted.
