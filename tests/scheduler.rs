@@ -674,6 +674,46 @@ async fn an_eviction_refused_is_tried_again_with_a_backoff_until_it_is_allowed()
     scheduler.stop().await;
 }
 
+/// The apiserver's eviction writes the pod twice: its `DisruptionTarget` condition, then its
+/// deletion. The first write triggers a reconcile that sees a bound pod of a deleted profile and no
+/// deletion yet; it must not evict (and count) that pod a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_evicted_is_evicted_once_while_its_deletion_is_on_the_way() {
+    let fake = Fake::new();
+    fake.with(|s| s.core.evictions_only_mark = true);
+    create(
+        &fake,
+        bound(fargate_pod("leaving", "gone"), "fargate-ip-10-0-0-9"),
+    );
+    let mut options = options(Placement::Virtual, "s");
+    options.evict = true;
+    let scheduler = Scheduler::start(&fake, vec![], options);
+    let evictions = || {
+        fake.log()
+            .iter()
+            .filter(|l| l.method == Method::POST && l.path.ends_with("/eviction"))
+            .count()
+    };
+    until("the pod is evicted", CAP, || evictions() >= 1).await;
+    until("the scheduler saw the eviction's condition", CAP, || {
+        let conditions = pod(&fake, "leaving").unwrap()["status"]["conditions"].clone();
+        conditions
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "DisruptionTarget"))
+    })
+    .await;
+    // Time for the reconcile the condition triggered (and a second or two of requeues).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(evictions(), 1, "evicted again before its deletion showed");
+    let removed = ("action", "evict");
+    assert_eq!(
+        scheduler.metric("fargate_webhook_scheduler_pods_removed_total", &[removed]),
+        1.0
+    );
+    fake.with(|s| s.core.delete_pod(&format!("{NS}/leaving")));
+    scheduler.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduler_that_loses_the_claim_stops_writing_and_the_standby_takes_over() {
     const DURATION: Duration = Duration::from_secs(2);

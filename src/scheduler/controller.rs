@@ -50,7 +50,7 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
         ctx: Arc::clone(&ctx),
         pods: pods.clone(),
         waiting: Mutex::new(HashMap::new()),
-        removed: Mutex::new(HashSet::new()),
+        removed: Mutex::new(HashMap::new()),
         due: Mutex::new(HashSet::new()),
         failures: Mutex::new(HashMap::new()),
     });
@@ -237,7 +237,7 @@ async fn feed_pods(
                 r.removed
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .retain(|uid| present.contains(uid));
+                    .retain(|uid, _| present.contains(uid));
                 for pod in pods {
                     push(&pod_keys, ObjectRef::from_obj(pod.as_ref())).await;
                 }

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// event, a pod store that lagged behind the trigger): reads of the caches only.
 pub const NODE_RESYNC: Duration = Duration::from_secs(30);
 
+/// How long a pod removed is taken as removed while the cache does not show its deletion.
+pub const REMOVAL_SHOWS: Duration = Duration::from_secs(30);
+
 /// An unbound pod the scheduler has seen: since when (bind latency counts the wait in the queue),
 /// and whether it was bound or refused already while the cache still shows it unbound.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +40,9 @@ pub struct Reconciler {
     pub waiting: Mutex<HashMap<String, Waiting>>,
     /// Pods removed (deleted or evicted) whose deletion the cache does not show yet, by UID: a
     /// second reconcile in between (an eviction writes the pod's status before deleting it) must not
-    /// remove it again. Kept by the pod feed.
-    pub removed: Mutex<HashSet<String>>,
+    /// remove it again. Kept by the pod feed; an entry older than [`REMOVAL_SHOWS`] is forgotten,
+    /// so a removal that never took effect is tried again.
+    pub removed: Mutex<HashMap<String, Instant>>,
     /// Pods triggered whose reconcile has not started: the queue depth.
     pub due: Mutex<HashSet<ObjectRef<Pod>>>,
     /// Failures in a row, per object, for [`backoff::delay`].
@@ -105,13 +109,21 @@ async fn pod_action(pod: &Pod, r: &Reconciler) -> Result<Action, ReconcileError>
         return Ok(Action::await_change());
     }
     if !unbound(pod) {
+        let uid = pod.uid().unwrap_or_default();
+        if let Some(at) = lock(&r.removed).get(&uid) {
+            // Removed a moment ago; the cache does not show the deletion yet.
+            let left = REMOVAL_SHOWS.saturating_sub(at.elapsed());
+            if !left.is_zero() {
+                return Ok(Action::requeue(left));
+            }
+        }
         let active = active_profiles(&r.ctx);
         if orphans::orphaned([pod], &active).is_empty() {
             return Ok(Action::await_change());
         }
-        return remove_pod(&r.ctx, pod)
-            .await
-            .map(|()| Action::await_change());
+        remove_pod(&r.ctx, pod).await?;
+        lock(&r.removed).insert(uid, Instant::now());
+        return Ok(Action::await_change());
     }
     if gated(pod) || refused_before(pod) {
         return Ok(Action::await_change());

@@ -40,6 +40,9 @@ pub struct Core {
     pub events: Vec<Value>,
     /// Answer evictions `429 TooManyRequests`, as a PodDisruptionBudget that allows none would.
     pub refuse_evictions: bool,
+    /// Evictions write the `DisruptionTarget` condition and stop there, as the apiserver does
+    /// between its two writes: the deletion is left to the test.
+    pub evictions_only_mark: bool,
     /// Watches that never send (ConfigMaps outside the store's namespace).
     idle: Vec<mpsc::UnboundedSender<Chunk>>,
 }
@@ -402,7 +405,9 @@ impl Core {
                     let reason = json!({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"});
                     set_condition(pod, reason);
                 });
-                self.remove(true, key);
+                if !self.evictions_only_mark {
+                    self.remove(true, key);
+                }
                 success()
             }
             (Method::POST, Some("binding")) => {
