@@ -73,6 +73,7 @@ pub struct Metrics {
     pub scheduler_pods_waiting: IntGaugeVec,
     /// The scheduler: removals of pods whose profile is not ACTIVE that failed (tried again), by `action`.
     pub scheduler_removal_errors: IntCounterVec,
+    pub scheduler_kubelet_refusals: prometheus::IntCounter,
     /// The logging ConfigMap as the scheduler's watch knows it: 1 exists, 0 absent, -1 not known.
     pub scheduler_logging_configmap: prometheus::IntGauge,
 }
@@ -335,6 +336,11 @@ impl Metrics {
             &["action"],
         )
         .expect("valid metric");
+        let scheduler_kubelet_refusals = prometheus::IntCounter::new(
+            "fargate_webhook_scheduler_kubelet_refusals_total",
+            "Pods of other schedulers bound to a virtual Fargate node (a DaemonSet pod tolerating every taint, on a node whose own pod finished) and refused as the Fargate kubelet refuses them: phase Failed, reason PodNotSupported. Counted by the leader.",
+        )
+        .expect("valid metric");
         let scheduler_logging_configmap = prometheus::IntGauge::new(
             "fargate_webhook_scheduler_logging_configmap",
             "1 while aws-observability/aws-logging exists (pods get LoggingEnabled if EKS would accept it), 0 while it does not, -1 while its watch has not listed or fails (it is then read per pod).",
@@ -393,6 +399,7 @@ impl Metrics {
             Box::new(scheduler_reconcile_errors.clone()),
             Box::new(scheduler_pods_waiting.clone()),
             Box::new(scheduler_removal_errors.clone()),
+            Box::new(scheduler_kubelet_refusals.clone()),
             Box::new(scheduler_logging_configmap.clone()),
             Box::new(build_info.clone()),
         ] {
@@ -469,6 +476,7 @@ impl Metrics {
             scheduler_reconcile_errors,
             scheduler_pods_waiting,
             scheduler_removal_errors,
+            scheduler_kubelet_refusals,
             scheduler_logging_configmap,
         }
     }

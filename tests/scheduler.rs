@@ -540,6 +540,71 @@ async fn virtual_nodes_are_kept_while_their_pod_needs_them_and_removed_otherwise
     scheduler.stop().await;
 }
 
+/// A pod of the default scheduler, tolerating every taint, owned by a DaemonSet.
+fn daemon_pod(name: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": NS,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent",
+                                 "uid": "ds-uid", "controller": true}]},
+           "spec": {"schedulerName": "default-scheduler",
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "agent", "image": "registry.example/agent:1"}]}})
+}
+
+/// The Fargate kubelet refuses what is not Fargate's (docs/eks-behaviour.md §5): a DaemonSet pod
+/// the default scheduler put on a virtual node whose own pod finished fails there with its text;
+/// the same pod on a node of the cluster, and the virtual node's own pod, are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_of_another_scheduler_bound_to_a_virtual_node_is_refused_as_its_kubelet_would() {
+    let fake = Fake::new();
+    fake.with(|s| {
+        s.core
+            .create_node(json!({"metadata": {"name": "worker-1"}}));
+    });
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        options(Placement::Virtual, "s"),
+    );
+    create(&fake, fargate_pod("job-1", "web"));
+    until("job-1 is bound", CAP, || node_of(&fake, "job-1").is_some()).await;
+    let node = node_of(&fake, "job-1").unwrap();
+    // Finished: the node stays (as on EKS) and has room for the default scheduler again.
+    fake.with(|s| {
+        s.core.modify_pod(&format!("{NS}/job-1"), |p| {
+            p["status"]["phase"] = json!("Succeeded")
+        })
+    });
+    create(&fake, bound(daemon_pod("agent-fargate"), &node));
+    create(&fake, bound(daemon_pod("agent-worker"), "worker-1"));
+    until("the DaemonSet pod on the Fargate node fails", CAP, || {
+        pod(&fake, "agent-fargate").is_some_and(|p| p["status"]["phase"] == "Failed")
+    })
+    .await;
+    let failed = pod(&fake, "agent-fargate").unwrap();
+    assert_eq!(failed["status"]["reason"], "PodNotSupported");
+    assert_eq!(
+        failed["status"]["message"],
+        "Pod not supported: SchedulerName is not fargate-scheduler, DaemonSet not supported"
+    );
+    until("a Warning event says it", CAP, || {
+        event_reasons(&fake, "agent-fargate") == ["PodNotSupported"]
+    })
+    .await;
+    until("counted", CAP, || {
+        scheduler.metric("fargate_webhook_scheduler_kubelet_refusals_total", &[]) == 1.0
+    })
+    .await;
+    // A second or two for anything else it would do.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(pod(&fake, "agent-worker").unwrap()["status"]["phase"].is_null());
+    assert_eq!(pod(&fake, "job-1").unwrap()["status"]["phase"], "Succeeded");
+    assert!(
+        nodes(&fake).contains_key(&node),
+        "the finished pod keeps its node"
+    );
+    scheduler.stop().await;
+}
+
 fn pool_node(name: &str, cpu: &str, memory: &str) -> Value {
     json!({
         "metadata": {"name": name, "labels": {"pool": "fargate"}},

@@ -7,6 +7,9 @@
 //! - the ACTIVE profiles changed: every pod;
 //! - room on the pool (pool placement): every pod waiting to be placed.
 //!
+//! Virtual placement also refuses pods of other schedulers bound to a virtual node
+//! ([`super::strangers`]).
+//!
 //! Nothing here waits on a reconcile: the feeds only push keys into channels the appliers always
 //! drain (their schedulers take new keys even while every slot is busy), so the class of deadlock of
 //! kube-rs issue 926 has no cycle to form. Everything stops when the claim is lost: dropping the
@@ -78,6 +81,9 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
         feeds.spawn(on_room(Arc::clone(&room), pods.clone(), pod_keys));
     } else {
         drop(pod_keys);
+        // Virtual nodes are Fargate's: their kubelet refuses what is not Fargate's. Pool nodes are
+        // the cluster's own, whose kubelets run what they run (docs/scheduler.md).
+        feeds.spawn(super::strangers::refuse(Arc::clone(&ctx), nodes.clone()));
     }
 
     let due = Arc::clone(&r);

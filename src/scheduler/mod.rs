@@ -2,7 +2,8 @@
 //! component does (docs/eks-behaviour.md §9), and removes the pods of profiles that are no longer
 //! ACTIVE. Pure parts: [`sizing`], [`verdict`], [`placement`], [`orphans`], [`claims`], [`pool`],
 //! [`backoff`]. I/O: [`bind`] (one pod), [`logging`] (a watch of the logging ConfigMap),
-//! [`reconcile`] (one pod, one virtual node) and [`controller`] (the caches and work queues that
+//! [`reconcile`] (one pod, one virtual node), [`strangers`] (pods of other schedulers on a virtual
+//! node, refused as its kubelet would) and [`controller`] (the caches and work queues that
 //! run the reconciles). It is level-based (docs/scheduler.md): what it does follows from the pods,
 //! nodes and profiles as they are, whatever changes it saw or missed. All of it runs only while this
 //! replica holds the scheduler's claim ([`crate::claim`]).
@@ -18,6 +19,7 @@ pub mod placement;
 pub mod pool;
 pub mod reconcile;
 pub mod sizing;
+pub mod strangers;
 pub mod verdict;
 
 use crate::claim::Claim;

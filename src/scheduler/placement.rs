@@ -30,9 +30,12 @@ pub fn dns_suffix(region: &str) -> String {
     }
 }
 
+/// How every Fargate node's name starts.
+pub const NODE_NAME_PREFIX: &str = "fargate-";
+
 /// `fargate-ip-10-0-1-2.us-west-2.compute.internal`, as EKS names a Fargate node.
 pub fn node_name(ip: Ipv4Addr, region: &str) -> String {
-    format!("fargate-{}", hostname(ip, region))
+    format!("{NODE_NAME_PREFIX}{}", hostname(ip, region))
 }
 
 /// `ip-10-0-1-2.us-west-2.compute.internal`: the node's `kubernetes.io/hostname`.

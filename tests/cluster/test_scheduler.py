@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -26,7 +27,7 @@ PROFILES = [
     {"fargateProfileName": "a-old", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-move"}]},
     {"fargateProfileName": "b-new", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-move"}]},
 ]
-NAMESPACES = ["sched-apps", "sched-move", "sched-bad", "sched-offline"] + [f"sched-five-{i}" for i in range(5)]
+NAMESPACES = ["sched-apps", "sched-move", "sched-bad", "sched-offline", "sched-daemon"] + [f"sched-five-{i}" for i in range(5)]
 PROFILES.append({"fargateProfileName": "bad", "podExecutionRoleArn": ROLE, "selectors": [{"namespace": "sched-bad"}]})
 
 
@@ -454,6 +455,78 @@ def test_deleting_a_profile_deletes_its_pods_and_they_land_on_another(setup):
     wait_until("the old pods' nodes removed", lambda: not old_nodes & {n["metadata"]["name"] for n in virtual_nodes()},
                timeout=30)
     assert sched.metric("fargate_webhook_scheduler_pods_removed_total", action="delete") >= 2
+
+
+def test_a_daemonset_pod_bound_to_a_fargate_node_is_refused_as_the_fargate_kubelet_does(setup):
+    """On EKS a DaemonSet pod that tolerates every taint can be put on a Fargate node whose own pod has
+    finished (the node stays; its one pod slot is free again), and the Fargate kubelet refuses it
+    (docs/eks-behaviour.md §5). The DaemonSet controller makes the pod; there is no kube-scheduler here, so
+    the test binds it as the default scheduler would."""
+    _, sched = setup
+    kubectl("create", "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "finisher", "namespace": "sched-apps"},
+         "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "image": "registry.example/app:1"}]}}))
+    daemonset = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "sched-daemon"},
+                 "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                          "template": {"metadata": {"labels": {"app": "agent"}},
+                                       "spec": {"tolerations": [{"operator": "Exists"}],
+                                                "containers": [{"name": "agent", "image": "registry.example/agent:1"}]}}}}
+    try:
+        finisher = wait_until("finisher Running", lambda: (lambda p: p if p["status"].get("phase") == "Running" else None)(
+            kjson("get", "pod", "finisher", "-n", "sched-apps")), timeout=60)
+        node_name = finisher["spec"]["nodeName"]
+        kubectl("patch", "pod", "finisher", "-n", "sched-apps", "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"phase": "Succeeded"}}))
+        apply(daemonset)
+
+        def daemon_pod_for_node():
+            for p in pods("sched-daemon", "app=agent"):
+                terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                names = [v for t in terms["nodeSelectorTerms"] for f in t.get("matchFields", []) for v in f["values"]]
+                if names == [node_name] and not p["spec"].get("nodeName"):
+                    return p
+            return None
+        daemon = wait_until(f"the DaemonSet's pod for {node_name}", daemon_pod_for_node, timeout=60)
+        name = daemon["metadata"]["name"]
+        # The DaemonSet controller deletes a failed pod of its own at once (and makes another, as on EKS):
+        # the pod's versions are read from a watch started before the binding.
+        watch = subprocess.Popen(
+            [os.path.join(ENV["CLUSTER_BIN"], "kubectl"), "--kubeconfig", ENV["KUBECONFIG"], "get", "pod", name,
+             "-n", "sched-daemon", "-o", "json", "--watch", "--output-watch-events"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            time.sleep(1)
+            kubectl("create", "--raw", f"/api/v1/namespaces/sched-daemon/pods/{name}/binding", "-f", "-",
+                    input=json.dumps({"apiVersion": "v1", "kind": "Binding",
+                                      "metadata": {"name": name, "namespace": "sched-daemon"},
+                                      "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}))
+            notes = wait_until("the Warning event", lambda: [e.get("note") for e in events_of("sched-daemon", name)
+                                                              if e["reason"] == "PodNotSupported"], timeout=30)
+            time.sleep(1)
+        finally:
+            watch.terminate()
+            out, _ = watch.communicate(timeout=10)
+        versions, at, decoder = [], 0, json.JSONDecoder()
+        while out[at:].strip():
+            event, at = decoder.raw_decode(out, at + len(out[at:]) - len(out[at:].lstrip()))
+            versions.append(event["object"])
+        phases = [v["status"].get("phase") for v in versions]
+        assert "Running" not in phases, phases
+        failed = [v for v in versions if v["status"].get("phase") == "Failed"]
+        assert failed, phases
+        assert failed[0]["spec"]["nodeName"] == node_name
+        assert failed[0]["status"]["reason"] == "PodNotSupported", failed[0]["status"]
+        assert failed[0]["status"]["message"] == \
+            "Pod not supported: SchedulerName is not fargate-scheduler, DaemonSet not supported", failed[0]["status"]
+        assert not failed[0]["status"].get("containerStatuses"), "it never ran"
+        assert notes == [failed[0]["status"]["message"]], notes
+        assert sched.metric("fargate_webhook_scheduler_kubelet_refusals_total") >= 1
+        # The finished pod keeps its node; the Fargate pods around are untouched.
+        assert kjson("get", "pod", "finisher", "-n", "sched-apps")["status"]["phase"] == "Succeeded"
+        assert kubectl("get", "node", node_name, check=False).code == 0
+    finally:
+        kubectl("delete", "daemonset", "agent", "-n", "sched-daemon", "--ignore-not-found")
+        kubectl("delete", "pod", "finisher", "-n", "sched-apps", "--ignore-not-found", "--wait=false")
 
 
 def create_profile(hook, name, namespace):

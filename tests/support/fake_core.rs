@@ -456,6 +456,11 @@ impl Core {
                     {
                         set_condition(pod, condition.clone());
                     }
+                    for field in ["phase", "reason", "message"] {
+                        if let Some(value) = body["status"][field].as_str() {
+                            pod["status"][field] = json!(value);
+                        }
+                    }
                 });
                 json_response(200, &patched)
             }
