@@ -483,6 +483,47 @@ async fn a_pod_is_bound_to_a_node_of_its_own_and_loses_both_when_its_profile_goe
     scheduler.stop().await;
 }
 
+/// Ephemeral storage is provisioned from the pod's requests (docs/eks-behaviour.md §9): its node
+/// reports the disk that goes with it; above 175 GiB asked the pod is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_asking_for_ephemeral_storage_gets_a_node_with_that_disk_or_a_refusal() {
+    let fake = Fake::new();
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        options(Placement::Virtual, "s"),
+    );
+    let storage = |name: &str, quantity: &str| {
+        let mut pod = fargate_pod(name, "web");
+        pod["spec"]["containers"][0]["resources"]["requests"]["ephemeral-storage"] =
+            json!(quantity);
+        pod
+    };
+    create(&fake, storage("data", "100Gi"));
+    create(&fake, storage("huge", "176Gi"));
+    until("data is bound", CAP, || node_of(&fake, "data").is_some()).await;
+    let node = &nodes(&fake)[&node_of(&fake, "data").unwrap()];
+    assert_eq!(
+        node["status"]["capacity"]["ephemeral-storage"],
+        "130447268Ki"
+    );
+    assert_eq!(
+        node["status"]["allocatable"]["ephemeral-storage"],
+        "120220202187"
+    );
+    until("huge is refused", CAP, || {
+        event_reasons(&fake, "huge").contains(&"FailedScheduling".to_string())
+    })
+    .await;
+    assert!(node_of(&fake, "huge").is_none());
+    let refused = ("reason", "storage_too_large");
+    assert_eq!(
+        scheduler.metric("fargate_webhook_scheduler_pods_refused_total", &[refused]),
+        1.0
+    );
+    scheduler.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_nodes_are_kept_while_their_pod_needs_them_and_removed_otherwise() {
     let fake = Fake::new();

@@ -148,13 +148,15 @@ pub struct Resources {
     pub limits: ResourceList,
 }
 
-/// A container's `requests` or `limits` as far as Fargate reads them: the CPU and memory quantities
-/// (sizing) and the names of the other resources (a GPU is refused). Not a map: no key is copied
+/// A container's `requests` or `limits` as far as Fargate reads them: the CPU, memory and
+/// ephemeral-storage quantities (sizing) and the names of the other resources (a GPU is refused). Not a map: no key is copied
 /// unless it is unusual, which keeps the review path's allocations down.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResourceList {
     pub cpu: Option<Quantity>,
     pub memory: Option<Quantity>,
+    /// `ephemeral-storage` (Fargate provisions storage from it, docs/eks-behaviour.md §9).
+    pub ephemeral_storage: Option<Quantity>,
     /// The other resource names, as written (`nvidia.com/gpu`, `ephemeral-storage`, …).
     pub others: Vec<String>,
 }
@@ -164,16 +166,19 @@ impl ResourceList {
         match name {
             "cpu" => self.cpu.as_ref(),
             "memory" => self.memory.as_ref(),
+            "ephemeral-storage" => self.ephemeral_storage.as_ref(),
             _ => None,
         }
     }
 
-    /// Every resource named, CPU and memory first.
+    /// Every resource named, CPU, memory and ephemeral storage first.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         let cpu = self.cpu.as_ref().map(|_| "cpu");
         let memory = self.memory.as_ref().map(|_| "memory");
+        let storage = self.ephemeral_storage.as_ref().map(|_| "ephemeral-storage");
         cpu.into_iter()
             .chain(memory)
+            .chain(storage)
             .chain(self.others.iter().map(String::as_str))
     }
 }
@@ -197,6 +202,7 @@ impl<'de> Deserialize<'de> for ResourceList {
                         // A repeated key: the last one wins, as in a map.
                         "cpu" => list.cpu = Some(quantity),
                         "memory" => list.memory = Some(quantity),
+                        "ephemeral-storage" => list.ephemeral_storage = Some(quantity),
                         _ => list.others.push(key.0.into_owned()),
                     }
                 }
@@ -389,17 +395,25 @@ mod tests {
     #[test]
     fn quantities_read_as_written() {
         let c: Container = serde_json::from_str(
-            r#"{"resources": {"requests": {"cpu": 1, "memory": "1Gi", "x/y": 0.5, "big": 18446744073709551615}}}"#,
+            r#"{"resources": {"requests": {"x/y": 0.5, "ephemeral-storage": "30Gi", "cpu": 1, "memory": "1Gi", "big": 18446744073709551615}}}"#,
         )
         .unwrap();
         let requests = &c.resources.requests;
         assert_eq!(requests.get("cpu"), Some(&Quantity("1".into())));
         assert_eq!(requests.get("memory"), Some(&Quantity("1Gi".into())));
-        assert_eq!(requests.get("x/y"), None, "only CPU and memory are kept");
+        assert_eq!(
+            requests.get("ephemeral-storage"),
+            Some(&Quantity("30Gi".into()))
+        );
+        assert_eq!(
+            requests.get("x/y"),
+            None,
+            "only CPU, memory and storage are kept"
+        );
         assert_eq!(requests.others, ["x/y", "big"]);
         assert_eq!(
             requests.names().collect::<Vec<_>>(),
-            ["cpu", "memory", "x/y", "big"]
+            ["cpu", "memory", "ephemeral-storage", "x/y", "big"]
         );
         // Quantities of other resources must still be quantities; a repeated key: the last wins.
         let c: Container = serde_json::from_str(

@@ -24,8 +24,11 @@ use std::fmt;
     tag = "verdict"
 )]
 pub enum SchedulerView {
-    /// Runs it at this size (`CapacityProvisioned`).
-    Run { capacity_provisioned: String },
+    /// Runs it at this size (`CapacityProvisioned`), with this much ephemeral storage (`20GiB`).
+    Run {
+        capacity_provisioned: String,
+        ephemeral_storage: String,
+    },
     /// Refuses it: the `FailedScheduling` event's reason label and text.
     Refuse { reason: String, message: String },
 }
@@ -90,8 +93,11 @@ pub fn answer(
     let scheduler = explanation.chosen.as_ref().map(|profile| {
         let mutated = as_mutated(&template.pod, profile);
         match verdict::judge(&mutated, &namespace, snapshot, &|_| Claim::Unknown) {
-            Verdict::Place { size, .. } => SchedulerView::Run {
+            Verdict::Place {
+                size, storage_gib, ..
+            } => SchedulerView::Run {
                 capacity_provisioned: size.to_string(),
+                ephemeral_storage: format!("{storage_gib}GiB"),
             },
             Verdict::Refuse(r) => SchedulerView::Refuse {
                 reason: r.reason.into(),
@@ -116,7 +122,11 @@ impl fmt::Display for Answer {
         match &self.scheduler {
             Some(SchedulerView::Run {
                 capacity_provisioned,
-            }) => writeln!(f, "fargate-scheduler: runs it as {capacity_provisioned}"),
+                ephemeral_storage,
+            }) => writeln!(
+                f,
+                "fargate-scheduler: runs it as {capacity_provisioned}, {ephemeral_storage} of ephemeral storage"
+            ),
             Some(SchedulerView::Refuse { message, .. }) => {
                 writeln!(
                     f,
@@ -260,7 +270,7 @@ mod tests {
         let options = Options::default();
         let run = answer(
             &template(
-                "kind: Deployment\nmetadata: {name: web, namespace: apps}\nspec:\n  template:\n    spec:\n      containers: [{name: a, resources: {requests: {cpu: 1, memory: 8Gi}}}]\n",
+                "kind: Deployment\nmetadata: {name: web, namespace: apps}\nspec:\n  template:\n    spec:\n      containers: [{name: a, resources: {requests: {cpu: 1, memory: 8Gi, ephemeral-storage: 100Gi}}}]\n",
             ),
             "default",
             &snapshot,
@@ -270,13 +280,14 @@ mod tests {
         assert_eq!(
             run.scheduler,
             Some(SchedulerView::Run {
-                capacity_provisioned: "2vCPU 9GB".into()
+                capacity_provisioned: "2vCPU 9GB".into(),
+                ephemeral_storage: "115GiB".into(),
             })
         );
         assert!(run.on_fargate);
         assert!(
             run.to_string()
-                .contains("fargate-scheduler: runs it as 2vCPU 9GB")
+                .contains("fargate-scheduler: runs it as 2vCPU 9GB, 115GiB of ephemeral storage")
         );
 
         let refused = answer(

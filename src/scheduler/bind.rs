@@ -418,9 +418,13 @@ impl Context {
                 Some(&self.options.region),
             )
         };
-        let (profile, size) = match verdict {
+        let (profile, size, storage_gib) = match verdict {
             Verdict::Refuse(refusal) => return self.refuse(pod, &namespace, &refusal).await,
-            Verdict::Place { profile, size } => (profile, size),
+            Verdict::Place {
+                profile,
+                size,
+                storage_gib,
+            } => (profile, size, storage_gib),
         };
         let logging = self.logging().await;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
@@ -470,7 +474,7 @@ impl Context {
         let place = async {
             match self.options.placement {
                 Placement::Virtual => self
-                    .virtual_node(pod, &lean, &namespace, &profile, size)
+                    .virtual_node(pod, &lean, &namespace, &profile, (size, storage_gib))
                     .await
                     .map_err(|e| e.to_string()),
                 Placement::Pool => self.pool_node(&uid, size).await,
@@ -603,7 +607,7 @@ impl Context {
         lean: &crate::decision::Pod,
         namespace: &str,
         profile: &str,
-        size: Size,
+        (size, storage_gib): (Size, u64),
     ) -> Result<Option<String>, kube::Error> {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let uid = pod.uid().unwrap_or_default();
@@ -627,6 +631,7 @@ impl Context {
                     region: &self.options.region,
                     zone: &zone,
                     size,
+                    storage_gib,
                     pod_namespace: namespace,
                     pod_name: &pod.name_any(),
                     pod_uid: &uid,

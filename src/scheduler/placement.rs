@@ -87,6 +87,8 @@ pub struct VirtualNode<'a> {
     pub region: &'a str,
     pub zone: &'a str,
     pub size: Size,
+    /// Ephemeral storage provisioned, GiB ([`super::sizing::storage_gib`]).
+    pub storage_gib: u64,
     pub pod_namespace: &'a str,
     pub pod_name: &'a str,
     pub pod_uid: &'a str,
@@ -131,10 +133,24 @@ pub fn kubelet_version(git_version: &str) -> String {
 
 /// The size a Fargate node reports, unrelated to its pod's but never smaller ([D], the smallest
 /// captured VM: 2 vCPU, 4037540Ki), and what it leaves allocatable (the capture's 100Mi of memory
-/// less); ephemeral storage as captured (docs/eks-behaviour.md §9, item 5).
-pub fn node_capacity(size: Size) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
+/// less); ephemeral storage as captured for the default 20 GiB, and [D] that disk grown by what is
+/// provisioned above 20 GiB, a tenth of it not allocatable, as in the capture (docs/eks-behaviour.md
+/// §9, item 5).
+pub fn node_capacity(
+    size: Size,
+    storage_gib: u64,
+) -> (BTreeMap<String, Quantity>, BTreeMap<String, Quantity>) {
     const MEMORY_KI: u64 = 4_037_540;
     const RESERVED_KI: u64 = 100 * 1024;
+    const STORAGE_KI: u64 = 30_832_548;
+    const STORAGE_ALLOCATABLE: u64 = 28_415_276_190;
+    let extra_gib = storage_gib.saturating_sub(super::sizing::STORAGE_DEFAULT_GIB);
+    let (storage, storage_allocatable) = if extra_gib == 0 {
+        (format!("{STORAGE_KI}Ki"), STORAGE_ALLOCATABLE.to_string())
+    } else {
+        let ki = STORAGE_KI + extra_gib * 1024 * 1024;
+        (format!("{ki}Ki"), (ki * 1024 / 10 * 9).to_string())
+    };
     let millicpu = size.millicpu.max(2000);
     let cpu = if millicpu.is_multiple_of(1000) {
         (millicpu / 1000).to_string()
@@ -156,8 +172,8 @@ pub fn node_capacity(size: Size) -> (BTreeMap<String, Quantity>, BTreeMap<String
         .collect()
     };
     (
-        make(memory_ki, "30832548Ki"),
-        make(memory_ki - RESERVED_KI, "28415276190"),
+        make(memory_ki, &storage),
+        make(memory_ki - RESERVED_KI, &storage_allocatable),
     )
 }
 
@@ -211,7 +227,7 @@ pub fn virtual_node_with(v: &VirtualNode<'_>, info: &NodeInfo<'_>) -> Node {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let (capacity, allocatable) = node_capacity(v.size);
+    let (capacity, allocatable) = node_capacity(v.size, v.storage_gib);
     // A UUID's 8-4-4-4-12 groups of 32 hex digits derived from the pod's UID.
     let uuid = |seed: u32| {
         let hex = format!(
@@ -569,6 +585,7 @@ mod tests {
             region: "us-west-2",
             zone: "us-west-2b",
             size: size(250, 512),
+            storage_gib: 20,
             pod_namespace: "apps",
             pod_name: "web-1",
             pod_uid: "u-1",
@@ -617,7 +634,7 @@ mod tests {
         // What node_capacity leaves allocatable is what the node reports.
         assert_eq!(
             status.allocatable,
-            Some(node_capacity(size(250, 512)).1),
+            Some(node_capacity(size(250, 512), 20).1),
             "allocatable"
         );
         let info = status.node_info.unwrap();
@@ -669,6 +686,7 @@ mod tests {
             region: "us-west-2",
             zone: "us-west-2b",
             size: size(250, 512),
+            storage_gib: 20,
             pod_namespace: "apps",
             pod_name: "web-1",
             pod_uid: "0b9c1f0e-6a4f-4a55-9d1e-2f6c1b7a9e10",
@@ -724,13 +742,30 @@ mod tests {
             (size(2500, 8192), "2500m", "8388608Ki", "8286208Ki"),
         ];
         for (pod, cpu, memory, allocatable_memory) in cases {
-            let (capacity, allocatable) = node_capacity(pod);
+            let (capacity, allocatable) = node_capacity(pod, 20);
             assert_eq!(capacity["cpu"].0, cpu, "{pod}");
             assert_eq!(capacity["memory"].0, memory, "{pod}");
             assert_eq!(allocatable["cpu"].0, cpu, "{pod}");
             assert_eq!(allocatable["memory"].0, allocatable_memory, "{pod}");
             assert_eq!(capacity["pods"].0, "1");
+            assert_eq!(capacity["ephemeral-storage"].0, "30832548Ki");
             assert_eq!(allocatable["ephemeral-storage"].0, "28415276190");
+        }
+    }
+
+    #[test]
+    fn the_reported_disk_grows_with_the_storage_provisioned_above_the_default() {
+        // (GiB provisioned, capacity, allocatable: nine tenths of it)
+        let cases = [
+            (20, "30832548Ki", "28415276190"),
+            (21, "31881124Ki", "29381643873"),
+            (115, "130447268Ki", "120220202187"),
+            (198, "217479076Ki", "200428716438"),
+        ];
+        for (gib, capacity, allocatable) in cases {
+            let (c, a) = node_capacity(size(250, 512), gib);
+            assert_eq!(c["ephemeral-storage"].0, capacity, "{gib} GiB");
+            assert_eq!(a["ephemeral-storage"].0, allocatable, "{gib} GiB");
         }
     }
 

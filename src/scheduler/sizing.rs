@@ -1,7 +1,9 @@
 //! How Fargate sizes a pod (docs/eks-behaviour.md §9): the larger of the biggest init-container
 //! request and the sum of the long-running containers' requests, plus 256 MB of memory for the
 //! Kubernetes components, rounded up to the first vCPU/memory combination of the documented table
-//! that holds both. Pure: quantities in, a [`Size`] or a refusal out.
+//! that holds both. Ephemeral storage by the same rule of requests: 20 GiB by default, the request
+//! plus 10 % plus 5 GiB above that, at most 175 GiB asked ([`storage_gib`]). Pure: quantities in, a
+//! [`Size`] or a refusal out.
 
 use crate::decision::pod::{Container, Pod, Quantity};
 use std::fmt;
@@ -75,7 +77,35 @@ pub fn table() -> Vec<Size> {
 pub struct Request {
     pub millicpu: u64,
     pub memory_mib: u64,
+    pub storage_bytes: u64,
 }
+
+impl Request {
+    fn add(&mut self, other: Request) {
+        self.millicpu += other.millicpu;
+        self.memory_mib += other.memory_mib;
+        self.storage_bytes += other.storage_bytes;
+    }
+
+    fn max(self, other: Request) -> Request {
+        Request {
+            millicpu: self.millicpu.max(other.millicpu),
+            memory_mib: self.memory_mib.max(other.memory_mib),
+            storage_bytes: self.storage_bytes.max(other.storage_bytes),
+        }
+    }
+}
+
+const GIB: u64 = 1 << 30;
+/// Ephemeral storage every Fargate pod gets, in GiB.
+pub const STORAGE_DEFAULT_GIB: u64 = 20;
+/// The most ephemeral storage a pod's containers may ask for, in GiB.
+pub const STORAGE_MAX_GIB: u64 = 175;
+/// Storage Fargate adds to what is asked: 10 % for the file system, 5 GiB for the system.
+pub const STORAGE_SYSTEM_GIB: u64 = 5;
+/// [D] The refusal of a pod asking for more than [`STORAGE_MAX_GIB`]: no capture shows EKS's.
+pub const STORAGE_TOO_LARGE_MESSAGE: &str =
+    "Your pod's ephemeral-storage requirements exceed the max Fargate configuration";
 
 /// Why a pod cannot be sized.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +114,8 @@ pub enum SizingError {
     Quantity { container: String, value: String },
     /// More than the largest combination (EKS: `POD_CPU_MEM_EXCEEDS_MAX_FARGATE_SIZE`).
     TooLarge(Request),
+    /// More ephemeral storage asked than [`STORAGE_MAX_GIB`], in bytes.
+    StorageTooLarge(u64),
 }
 
 /// EKS's reason and message for a pod over the largest size (docs/eks-behaviour.md §9).
@@ -99,6 +131,7 @@ impl fmt::Display for SizingError {
                 "container {container}: '{value}' is not a Kubernetes quantity"
             ),
             SizingError::TooLarge(_) => f.write_str(TOO_LARGE_MESSAGE),
+            SizingError::StorageTooLarge(_) => f.write_str(STORAGE_TOO_LARGE_MESSAGE),
         }
     }
 }
@@ -125,9 +158,14 @@ fn container(c: &Container) -> Result<Request, SizingError> {
         Some(q) => bytes(&q.0).ok_or_else(|| bad(q))?.div_ceil(1024 * 1024),
         None => 0,
     };
+    let storage_bytes = match container_request(c, "ephemeral-storage") {
+        Some(q) => bytes(&q.0).ok_or_else(|| bad(q))?,
+        None => 0,
+    };
     Ok(Request {
         millicpu,
         memory_mib,
+        storage_bytes,
     })
 }
 
@@ -140,22 +178,27 @@ pub fn request(pod: &Pod) -> Result<Request, SizingError> {
     for c in &pod.spec.init_containers {
         let r = container(c)?;
         if c.restart_policy.as_deref() == Some("Always") {
-            sum.millicpu += r.millicpu;
-            sum.memory_mib += r.memory_mib;
+            sum.add(r);
         } else {
-            init.millicpu = init.millicpu.max(r.millicpu);
-            init.memory_mib = init.memory_mib.max(r.memory_mib);
+            init = init.max(r);
         }
     }
     for c in &pod.spec.containers {
-        let r = container(c)?;
-        sum.millicpu += r.millicpu;
-        sum.memory_mib += r.memory_mib;
+        sum.add(container(c)?);
     }
-    Ok(Request {
-        millicpu: sum.millicpu.max(init.millicpu),
-        memory_mib: sum.memory_mib.max(init.memory_mib),
-    })
+    Ok(sum.max(init))
+}
+
+/// The ephemeral storage Fargate provisions for `pod`, in GiB: [`STORAGE_DEFAULT_GIB`], or what is
+/// asked plus 10 % plus [`STORAGE_SYSTEM_GIB`] when that is more (100 GiB asked: 115 GiB), rounded
+/// up to a whole GiB; refused when more than [`STORAGE_MAX_GIB`] is asked (docs/eks-behaviour.md §9).
+pub fn storage_gib(pod: &Pod) -> Result<u64, SizingError> {
+    let asked = request(pod)?.storage_bytes;
+    if asked > STORAGE_MAX_GIB * GIB {
+        return Err(SizingError::StorageTooLarge(asked));
+    }
+    let provisioned = asked + asked.div_ceil(10) + STORAGE_SYSTEM_GIB * GIB;
+    Ok(provisioned.div_ceil(GIB).max(STORAGE_DEFAULT_GIB))
 }
 
 /// The combination Fargate provisions for `pod`.
@@ -346,6 +389,49 @@ mod tests {
                 Ok(s) => s.to_string(),
                 Err(SizingError::TooLarge(_)) => "too large".into(),
                 Err(SizingError::Quantity { .. }) => "bad quantity".into(),
+                Err(SizingError::StorageTooLarge(_)) => unreachable!("size() reads no storage"),
+            };
+            assert_eq!(got, expected, "containers {containers:?} init {init:?}");
+        }
+    }
+
+    /// Ephemeral storage (docs/eks-behaviour.md §9): 20 GiB by default; what is asked plus 10 % plus
+    /// 5 GiB above that (AWS's example: two containers of 50 GiB get 115 GiB); at most 175 GiB asked.
+    #[test]
+    fn ephemeral_storage_table() {
+        let s = |q: &str| json!({"name": "c", "resources": {"requests": {"ephemeral-storage": q}}});
+        let limit =
+            |q: &str| json!({"name": "l", "resources": {"limits": {"ephemeral-storage": q}}});
+        let sidecar = |q: &str| json!({"name": "s", "restartPolicy": "Always", "resources": {"requests": {"ephemeral-storage": q}}});
+        let none = json!({"name": "n"});
+        let cases: Vec<(Vec<serde_json::Value>, Vec<serde_json::Value>, &str)> = vec![
+            (vec![none.clone()], vec![], "20"),
+            // Up to 13.63 GiB asked, the default holds it.
+            (vec![s("13Gi")], vec![], "20"),
+            (vec![s("14Gi")], vec![], "21"),
+            (vec![s("50Gi"), s("50Gi")], vec![], "115"),
+            (vec![s("100Gi")], vec![], "115"),
+            // Decimal units, rounded up to a whole GiB: 100 GB is 93.13 GiB.
+            (vec![s("100G")], vec![], "108"),
+            // A limit stands in for a missing request.
+            (vec![limit("30Gi")], vec![], "38"),
+            // Init containers: the largest one, against the sum of the others; sidecars are summed.
+            (vec![s("10Gi")], vec![s("40Gi")], "49"),
+            (vec![s("30Gi")], vec![s("20Gi"), s("25Gi")], "38"),
+            (vec![s("30Gi")], vec![sidecar("20Gi")], "60"),
+            // The most that may be asked, and one byte more.
+            (vec![s("175Gi")], vec![], "198"),
+            (vec![s("175Gi"), s("1")], vec![], "too large"),
+            (vec![s("100Gi"), s("76Gi")], vec![], "too large"),
+            (vec![s("lots")], vec![], "bad quantity"),
+        ];
+        for (containers, init, expected) in cases {
+            let p = pod(json!({"containers": containers, "initContainers": init}));
+            let got = match storage_gib(&p) {
+                Ok(gib) => gib.to_string(),
+                Err(SizingError::StorageTooLarge(_)) => "too large".into(),
+                Err(SizingError::Quantity { .. }) => "bad quantity".into(),
+                Err(SizingError::TooLarge(_)) => unreachable!("storage_gib() reads no size"),
             };
             assert_eq!(got, expected, "containers {containers:?} init {init:?}");
         }
@@ -362,7 +448,8 @@ mod tests {
             request(&p).unwrap(),
             Request {
                 millicpu: 2000,
-                memory_mib: 2048
+                memory_mib: 2048,
+                storage_bytes: 0,
             }
         );
         assert_eq!(size(&p).unwrap().to_string(), "2vCPU 4GB");

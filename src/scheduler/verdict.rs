@@ -14,7 +14,13 @@ use crate::profile::{PROFILE_LABEL, ProfileStatus};
 /// Where the pod goes, or why it does not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Place { profile: String, size: Size },
+    /// Runs on Fargate: its profile, its vCPU/memory combination and the ephemeral storage
+    /// provisioned for it, in GiB.
+    Place {
+        profile: String,
+        size: Size,
+        storage_gib: u64,
+    },
     Refuse(Refusal),
 }
 
@@ -27,7 +33,7 @@ pub struct Refusal {
 
 impl Refusal {
     /// The reasons, for metrics that list every series up front.
-    pub const REASONS: [&'static str; 8] = [
+    pub const REASONS: [&'static str; 9] = [
         "profile_missing",
         "profile_not_active",
         "profile_not_matching",
@@ -35,6 +41,7 @@ impl Refusal {
         "unsupported",
         "node_selector",
         "too_large",
+        "storage_too_large",
         "bad_quantity",
     ];
 
@@ -138,12 +145,17 @@ pub fn judge_in(
     if !node_selection::satisfiable(pod, region, profile.profile.subnets.len()) {
         return refuse("node_selector", node_selection::refusal(name));
     }
-    match sizing::size(pod) {
-        Ok(size) => Verdict::Place {
+    match sizing::size(pod).and_then(|size| Ok((size, sizing::storage_gib(pod)?))) {
+        Ok((size, storage_gib)) => Verdict::Place {
             profile: name.to_string(),
             size,
+            storage_gib,
         },
         Err(SizingError::TooLarge(_)) => refuse("too_large", sizing::TOO_LARGE_MESSAGE.into()),
+        Err(SizingError::StorageTooLarge(_)) => refuse(
+            "storage_too_large",
+            sizing::STORAGE_TOO_LARGE_MESSAGE.into(),
+        ),
         Err(error) => refuse(
             "bad_quantity",
             format!("Pod not supported on Fargate: {error}"),
@@ -189,6 +201,12 @@ mod tests {
         );
         let cases: Vec<Case> = vec![
             (Some("fp"), "apps", plain.clone(), Ok("0.25vCPU 0.5GB")),
+            (
+                Some("fp"),
+                "apps",
+                json!({"containers": [{"name": "a", "resources": {"requests": {"cpu": "1", "ephemeral-storage": "100Gi"}}}]}),
+                Ok("1vCPU 2GB, 115GiB"),
+            ),
             (
                 None,
                 "apps",
@@ -246,6 +264,24 @@ mod tests {
             (
                 Some("fp"),
                 "apps",
+                json!({"containers": [{"name": "a", "resources": {"requests": {"ephemeral-storage": "176Gi"}}}]}),
+                Err((
+                    "storage_too_large",
+                    "Your pod's ephemeral-storage requirements exceed the max Fargate configuration",
+                )),
+            ),
+            (
+                Some("fp"),
+                "apps",
+                json!({"containers": [{"name": "a", "resources": {"requests": {"ephemeral-storage": "a lot"}}}]}),
+                Err((
+                    "bad_quantity",
+                    "Pod not supported on Fargate: container a: 'a lot' is not a Kubernetes quantity",
+                )),
+            ),
+            (
+                Some("fp"),
+                "apps",
                 json!({"containers": [{"name": "a", "resources": {"requests": {"memory": "a lot"}}}]}),
                 Err((
                     "bad_quantity",
@@ -261,10 +297,17 @@ mod tests {
                         matches!(&got, Verdict::Place { profile, .. } if profile == "fp"),
                         "{got:?}"
                     );
-                    let Verdict::Place { size: s, .. } = &got else {
+                    let Verdict::Place {
+                        size: s,
+                        storage_gib,
+                        ..
+                    } = &got
+                    else {
                         unreachable!()
                     };
+                    let (size, storage) = size.split_once(", ").unwrap_or((size, "20GiB"));
                     assert_eq!(s.to_string(), size);
+                    assert_eq!(format!("{storage_gib}GiB"), storage);
                     continue;
                 }
                 Err((reason, message)) => Verdict::Refuse(Refusal {

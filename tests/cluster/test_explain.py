@@ -73,7 +73,7 @@ def test_kubectl_fargate_explain_reads_the_clusters_profiles(profiles):
     r = wait_until("the plugin answers with the cluster's profile", answered, timeout=30, interval=0.5)
     [answer] = json.loads(r.stdout)
     assert answer["object"] == "Deployment/api"
-    assert answer["scheduler"] == {"verdict": "run", "capacityProvisioned": "1vCPU 3GB"}
+    assert answer["scheduler"] == {"verdict": "run", "capacityProvisioned": "1vCPU 3GB", "ephemeralStorage": "20GiB"}
     # Text, and the CI switch: a namespace no profile selects fails it.
     text = plugin("explain", "-f", str(profiles / "api.yaml"))
     assert "fargate-scheduler: runs it as 1vCPU 3GB" in text.stdout, text.stdout + text.stderr
