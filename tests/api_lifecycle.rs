@@ -174,12 +174,18 @@ async fn one_profile_creating_or_deleting_at_a_time() {
         "Cannot create Fargate Profile second because cluster fargate currently has Fargate profile first in status CREATING",
     );
     server.delete("first").await.expect_error(
-        409,
-        "ResourceInUseException",
-        "Cannot Delete Fargate Profile first because cluster fargate currently has Fargate profile first in status CREATING",
+        400,
+        "InvalidRequestException",
+        "Fargate Profile is currently not in Active State.",
     );
     server.wait_status("first", "ACTIVE").await;
     server.create(&api_profile("second")).await.expect_ok();
+    // Another profile CREATING: the cluster has an update in progress (docs/eks-api.md "Errors").
+    server.delete("first").await.expect_error(
+        409,
+        "ResourceInUseException",
+        "Cannot Delete Fargate Profile first because cluster fargate currently has an update in progress",
+    );
     server.wait_status("second", "ACTIVE").await;
 
     server.delete("first").await.expect_ok();

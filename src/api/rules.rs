@@ -122,8 +122,9 @@ pub(crate) fn profile_not_found(cluster: &str, name: &str) -> ApiError {
 }
 
 /// DeleteFargateProfile: the profile goes DELETING (or, with a zero delay, away with its tokens),
-/// unless it does not exist, is itself DELETING (400, docs/eks-api.md "Errors"), or another
-/// profile is CREATING or DELETING (409). Returns the profile as answered (status DELETING).
+/// unless it does not exist, is itself CREATING or DELETING (400, "not in Active State"), or
+/// another profile is DELETING (409, EKS's text) or CREATING (409, the cluster's update in progress)
+/// (docs/eks-api.md "Errors"). Returns the profile as answered (status DELETING).
 pub(crate) fn delete(
     state: &mut ProfileState,
     name: &str,
@@ -138,18 +139,26 @@ pub(crate) fn delete(
     else {
         return Err(Refusal::Error(profile_not_found(cluster, name)));
     };
-    if state.fargate_profiles[index].status == ProfileStatus::Deleting {
+    if is_busy(state.fargate_profiles[index].status) {
         return Err(Refusal::Error(
             ApiError::invalid_request("Fargate Profile is currently not in Active State.")
                 .with_cluster(cluster)
                 .with_profile(name),
         ));
     }
-    if let Some(busy) = state.fargate_profiles.iter().find(|p| is_busy(p.status)) {
+    let busy = |status| state.fargate_profiles.iter().find(|p| p.status == status);
+    let why = match (busy(ProfileStatus::Deleting), busy(ProfileStatus::Creating)) {
+        (Some(deleting), _) => Some(format!(
+            "currently has Fargate profile {} in status DELETING",
+            deleting.fargate_profile_name
+        )),
+        (None, Some(_)) => Some("currently has an update in progress".to_string()),
+        (None, None) => None,
+    };
+    if let Some(why) = why {
         return Err(Refusal::Error(
             ApiError::resource_in_use(format!(
-                "Cannot Delete Fargate Profile {name} because cluster {cluster} currently has Fargate profile {} in status {}",
-                busy.fargate_profile_name, busy.status
+                "Cannot Delete Fargate Profile {name} because cluster {cluster} {why}"
             ))
             .with_cluster(cluster)
             .with_profile(name),
@@ -455,8 +464,34 @@ mod tests {
             panic!("deleted while c is CREATING")
         };
         assert_eq!(
+            (e.status.as_u16(), e.code, e.message.as_str()),
+            (
+                409,
+                "ResourceInUseException",
+                "Cannot Delete Fargate Profile a because cluster fargate currently has an update in progress"
+            )
+        );
+        // The CREATING profile itself: 400, as for one that is DELETING.
+        let Err(Refusal::Error(e)) = delete(&mut busy, "c", CLUSTER, false, arn) else {
+            panic!("deleted c while CREATING")
+        };
+        assert_eq!(
+            (e.status.as_u16(), e.code, e.message.as_str()),
+            (
+                400,
+                "InvalidRequestException",
+                "Fargate Profile is currently not in Active State."
+            )
+        );
+        // A DELETING profile is named, also when another is CREATING (hand-written states).
+        busy.fargate_profiles
+            .push(profile("d", ProfileStatus::Deleting));
+        let Err(Refusal::Error(e)) = delete(&mut busy, "a", CLUSTER, false, arn) else {
+            panic!("deleted while d is DELETING")
+        };
+        assert_eq!(
             e.message,
-            "Cannot Delete Fargate Profile a because cluster fargate currently has Fargate profile c in status CREATING"
+            "Cannot Delete Fargate Profile a because cluster fargate currently has Fargate profile d in status DELETING"
         );
         let answered = delete(&mut s, "a", CLUSTER, false, arn).unwrap();
         assert_eq!(answered.status, ProfileStatus::Deleting);

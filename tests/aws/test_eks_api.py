@@ -373,9 +373,9 @@ def test_conflicts_quota_and_token_reuse(fresh_server):
         boto=("create_fargate_profile", create_boto("second", selectors=[{"namespace": "b"}])), status=409)
     expect_cli_error(
         server, ["delete-fargate-profile", "--cluster-name", CLUSTER, "--fargate-profile-name", "first"],
-        "DeleteFargateProfile", "ResourceInUseException",
-        "Cannot Delete Fargate Profile first because cluster fargate currently has Fargate profile first in status CREATING",
-        boto=("delete_fargate_profile", dict(clusterName=CLUSTER, fargateProfileName="first")), status=409)
+        "DeleteFargateProfile", "InvalidRequestException",
+        "Fargate Profile is currently not in Active State.",
+        boto=("delete_fargate_profile", dict(clusterName=CLUSTER, fargateProfileName="first")), status=400)
     # The same token with a different request: 400, nothing created.
     expect_cli_error(
         server, create_cli("other", "--selectors", "namespace=a", "--client-request-token", "tok-1"),
