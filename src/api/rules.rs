@@ -305,6 +305,8 @@ mod tests {
             s
         };
         let active = |n: &str| profile(n, ProfileStatus::Active);
+        let mut remade = active("new");
+        remade.fargate_profile_arn = Some("arn/new-2".into());
         let cases: Vec<CreateCase> = vec![
             ("empty cluster", state(vec![]), None, 10, "ok", 1),
             (
@@ -379,6 +381,14 @@ mod tests {
                 "ok",
                 1,
             ),
+            (
+                "stale token (a profile of its name made again: another ARN)",
+                with_token(state(vec![remade.clone()]), "d"),
+                Some("tok"),
+                10,
+                "ResourceInUseException",
+                1,
+            ),
         ];
         for (what, mut s, token, max, want, after) in cases {
             let request = CreateRequest {
@@ -439,6 +449,31 @@ mod tests {
         assert_eq!(
             e.message,
             "Cannot create Fargate Profile new because cluster fargate currently has Fargate profile a in status DELETING"
+        );
+    }
+
+    #[test]
+    fn drop_tokens_forgets_only_the_removed_profiles_own() {
+        let record = |name: &str, arn: &str| TokenRecord {
+            fargate_profile_name: name.into(),
+            fargate_profile_arn: arn.into(),
+            request_digest: "d".into(),
+        };
+        let mut s = state(vec![]);
+        for (token, name, arn) in [
+            ("mine", "a", "arn/a"),
+            ("same-name-other-arn", "a", "arn/a-2"),
+            ("other-name-same-arn", "b", "arn/a"),
+            ("other", "b", "arn/b"),
+        ] {
+            s.client_request_tokens
+                .insert(token.into(), record(name, arn));
+        }
+        drop_tokens(&mut s, "a", "arn/a");
+        let left: Vec<&str> = s.client_request_tokens.keys().map(String::as_str).collect();
+        assert_eq!(
+            left,
+            ["other", "other-name-same-arn", "same-name-other-arn"]
         );
     }
 

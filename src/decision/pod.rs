@@ -422,6 +422,18 @@ mod tests {
         .unwrap();
         assert_eq!(c.resources.limits.get("cpu"), Some(&Quantity("2".into())));
         assert_eq!(c.resources.limits.others, ["nvidia.com/gpu"]);
+        // A negative number is read as written (sizing then refuses it, never a silent zero).
+        let negative: Container =
+            serde_json::from_str(r#"{"resources": {"requests": {"cpu": -1, "memory": 2.5}}}"#)
+                .unwrap();
+        assert_eq!(
+            negative.resources.requests.get("cpu"),
+            Some(&Quantity("-1".into()))
+        );
+        assert_eq!(
+            negative.resources.requests.get("memory"),
+            Some(&Quantity("2.5".into()))
+        );
         assert_eq!(c.resources.requests, ResourceList::default());
         for bad in [
             r#"{"cpu": true}"#,
