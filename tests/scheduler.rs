@@ -741,17 +741,30 @@ async fn five_thousand_waiting_pods_are_all_bound_once_the_pool_gets_room() {
     scheduler.stop().await;
 }
 
+/// A bound pod `name` of the deleted profile `gone`, and a scheduler that evicts (`--evict`).
+fn evicting(fake: &Arc<Fake>, name: &str) -> Scheduler {
+    create(
+        fake,
+        bound(fargate_pod(name, "gone"), "fargate-ip-10-0-0-9"),
+    );
+    let mut options = options(Placement::Virtual, "s");
+    options.evict = true;
+    Scheduler::start(fake, vec![], options)
+}
+
+/// The Eviction requests the fake apiserver received.
+fn evictions(fake: &Fake) -> usize {
+    fake.log()
+        .iter()
+        .filter(|l| l.method == Method::POST && l.path.ends_with("/eviction"))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eviction_refused_is_tried_again_with_a_backoff_until_it_is_allowed() {
     let fake = Fake::new();
     fake.with(|s| s.core.refuse_evictions = true);
-    create(
-        &fake,
-        bound(fargate_pod("guarded", "gone"), "fargate-ip-10-0-0-9"),
-    );
-    let mut options = options(Placement::Virtual, "s");
-    options.evict = true;
-    let scheduler = Scheduler::start(&fake, vec![], options);
+    let scheduler = evicting(&fake, "guarded");
     until("three evictions were refused", CAP, || {
         scheduler.metric(
             "fargate_webhook_scheduler_reconcile_errors_total",
@@ -759,15 +772,9 @@ async fn an_eviction_refused_is_tried_again_with_a_backoff_until_it_is_allowed()
         ) >= 3.0
     })
     .await;
-    let evictions = || {
-        fake.log()
-            .iter()
-            .filter(|l| l.method == Method::POST && l.path.ends_with("/eviction"))
-            .count()
-    };
     // Backoff: 0.5 s, 1 s, 2 s, ... so a few seconds see a handful of tries, not hundreds.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let tried = evictions();
+    let tried = evictions(&fake);
     assert!((3..=6).contains(&tried), "{tried} evictions in about 3.5 s");
     assert!(pod(&fake, "guarded").is_some());
     fake.with(|s| s.core.refuse_evictions = false);
@@ -787,20 +794,8 @@ async fn an_eviction_refused_is_tried_again_with_a_backoff_until_it_is_allowed()
 async fn a_pod_evicted_is_evicted_once_while_its_deletion_is_on_the_way() {
     let fake = Fake::new();
     fake.with(|s| s.core.evictions_only_mark = true);
-    create(
-        &fake,
-        bound(fargate_pod("leaving", "gone"), "fargate-ip-10-0-0-9"),
-    );
-    let mut options = options(Placement::Virtual, "s");
-    options.evict = true;
-    let scheduler = Scheduler::start(&fake, vec![], options);
-    let evictions = || {
-        fake.log()
-            .iter()
-            .filter(|l| l.method == Method::POST && l.path.ends_with("/eviction"))
-            .count()
-    };
-    until("the pod is evicted", CAP, || evictions() >= 1).await;
+    let scheduler = evicting(&fake, "leaving");
+    until("the pod is evicted", CAP, || evictions(&fake) >= 1).await;
     until("the scheduler saw the eviction's condition", CAP, || {
         let conditions = pod(&fake, "leaving").unwrap()["status"]["conditions"].clone();
         conditions
@@ -810,7 +805,11 @@ async fn a_pod_evicted_is_evicted_once_while_its_deletion_is_on_the_way() {
     .await;
     // Time for the reconcile the condition triggered (and a second or two of requeues).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(evictions(), 1, "evicted again before its deletion showed");
+    assert_eq!(
+        evictions(&fake),
+        1,
+        "evicted again before its deletion showed"
+    );
     let removed = ("action", "evict");
     assert_eq!(
         scheduler.metric("fargate_webhook_scheduler_pods_removed_total", &[removed]),
