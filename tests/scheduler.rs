@@ -152,6 +152,11 @@ fn create(fake: &Fake, pod: Value) {
     fake.with(|s| s.core.create_pod(pod));
 }
 
+/// A scheduler with virtual placement and one ACTIVE profile, `web`.
+fn virtual_web(fake: &Arc<Fake>) -> Scheduler {
+    Scheduler::start(fake, vec![profile("web")], options(Placement::Virtual, "s"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_a_profile_deleted_while_no_scheduler_ran_are_removed_when_one_starts() {
     let fake = Fake::new();
@@ -271,11 +276,7 @@ async fn a_placed_pod_is_annotated_while_pending_and_bound_after_the_provisionin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_delay_the_logging_event_still_comes_before_scheduled() {
     let fake = Fake::new();
-    let scheduler = Scheduler::start(
-        &fake,
-        vec![profile("web")],
-        options(Placement::Virtual, "s"),
-    );
+    let scheduler = virtual_web(&fake);
     for i in 0..5 {
         create(&fake, fargate_pod(&format!("quick-{i}"), "web"));
     }
@@ -314,11 +315,7 @@ fn failures(fake: &Fake, name: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_launch_failures_are_reported_as_eks_does_and_retried_with_backoff() {
     let fake = Fake::new();
-    let scheduler = Scheduler::start(
-        &fake,
-        vec![profile("web")],
-        options(Placement::Virtual, "s"),
-    );
+    let scheduler = virtual_web(&fake);
     create(&fake, faulty_pod("flaky", "provisioning-timeout:2"));
     create(&fake, faulty_pod("never", "capacity-unavailable:always"));
     until("flaky bound after two failed launches", CAP, || {
@@ -449,11 +446,7 @@ async fn the_launch_rate_lets_a_burst_through_then_one_launch_per_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_is_bound_to_a_node_of_its_own_and_loses_both_when_its_profile_goes() {
     let fake = Fake::new();
-    let scheduler = Scheduler::start(
-        &fake,
-        vec![profile("web")],
-        options(Placement::Virtual, "s"),
-    );
+    let scheduler = virtual_web(&fake);
     create(&fake, fargate_pod("web-1", "web"));
     until("the pod is bound", CAP, || {
         node_of(&fake, "web-1").is_some()
@@ -488,11 +481,7 @@ async fn a_pod_is_bound_to_a_node_of_its_own_and_loses_both_when_its_profile_goe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_asking_for_ephemeral_storage_gets_a_node_with_that_disk_or_a_refusal() {
     let fake = Fake::new();
-    let scheduler = Scheduler::start(
-        &fake,
-        vec![profile("web")],
-        options(Placement::Virtual, "s"),
-    );
+    let scheduler = virtual_web(&fake);
     let storage = |name: &str, quantity: &str| {
         let mut pod = fargate_pod(name, "web");
         pod["spec"]["containers"][0]["resources"]["requests"]["ephemeral-storage"] =
@@ -551,11 +540,7 @@ async fn virtual_nodes_are_kept_while_their_pod_needs_them_and_removed_otherwise
         s.core
             .create_node(json!({"metadata": {"name": "worker-1"}}));
     });
-    let scheduler = Scheduler::start(
-        &fake,
-        vec![profile("web")],
-        options(Placement::Virtual, "s"),
-    );
+    let scheduler = virtual_web(&fake);
     create(&fake, fargate_pod("web-1", "web"));
     until("web-1 is bound", CAP, || node_of(&fake, "web-1").is_some()).await;
     until("the stale nodes are removed", CAP, || {
@@ -601,11 +586,7 @@ async fn a_pod_of_another_scheduler_bound_to_a_virtual_node_is_refused_as_its_ku
         s.core
             .create_node(json!({"metadata": {"name": "worker-1"}}));
     });
-    let scheduler = Scheduler::start(
-        &fake,
-        vec![profile("web")],
-        options(Placement::Virtual, "s"),
-    );
+    let scheduler = virtual_web(&fake);
     create(&fake, fargate_pod("job-1", "web"));
     until("job-1 is bound", CAP, || node_of(&fake, "job-1").is_some()).await;
     let node = node_of(&fake, "job-1").unwrap();

@@ -375,21 +375,22 @@ impl Pod {
 mod tests {
     use super::*;
 
-    /// A quantity written as a JSON float keeps its digits (a surviving mutant showed the float path
-    /// untested).
+    /// A quantity written as a JSON number keeps its digits: a float (a surviving mutant showed the
+    /// float path untested) or a negative integer (sizing then refuses it, never a silent zero).
     #[test]
-    fn a_float_quantity_reads_as_its_digits() {
-        let c: Container =
-            serde_json::from_str(r#"{"resources": {"requests": {"cpu": 0.5, "memory": 1.5e9}}}"#)
-                .unwrap();
-        assert_eq!(
-            c.resources.requests.get("cpu"),
-            Some(&Quantity("0.5".into()))
-        );
-        assert_eq!(
-            c.resources.requests.get("memory"),
-            Some(&Quantity("1500000000".into()))
-        );
+    fn a_number_quantity_reads_as_its_digits() {
+        for (json, cpu, memory) in [
+            (r#"{"cpu": 0.5, "memory": 1.5e9}"#, "0.5", "1500000000"),
+            (r#"{"cpu": -1, "memory": 2.5}"#, "-1", "2.5"),
+        ] {
+            let requests: ResourceList = serde_json::from_str(json).unwrap();
+            assert_eq!(requests.get("cpu"), Some(&Quantity(cpu.into())), "{json}");
+            assert_eq!(
+                requests.get("memory"),
+                Some(&Quantity(memory.into())),
+                "{json}"
+            );
+        }
     }
 
     #[test]
@@ -422,18 +423,6 @@ mod tests {
         .unwrap();
         assert_eq!(c.resources.limits.get("cpu"), Some(&Quantity("2".into())));
         assert_eq!(c.resources.limits.others, ["nvidia.com/gpu"]);
-        // A negative number is read as written (sizing then refuses it, never a silent zero).
-        let negative: Container =
-            serde_json::from_str(r#"{"resources": {"requests": {"cpu": -1, "memory": 2.5}}}"#)
-                .unwrap();
-        assert_eq!(
-            negative.resources.requests.get("cpu"),
-            Some(&Quantity("-1".into()))
-        );
-        assert_eq!(
-            negative.resources.requests.get("memory"),
-            Some(&Quantity("2.5".into()))
-        );
         assert_eq!(c.resources.requests, ResourceList::default());
         for bad in [
             r#"{"cpu": true}"#,
