@@ -112,6 +112,11 @@ fn pool_node_of(node: &Node) -> PoolNode {
     }
 }
 
+/// The pod as the pure rules read it ([`crate::decision::Pod`]).
+pub fn lean(pod: &Pod) -> serde_json::Result<crate::decision::Pod> {
+    serde_json::to_value(pod).and_then(serde_json::from_value)
+}
+
 /// Where a pod sits and what it takes on its node, for the [`PoolIndex`]: its provisioned size when
 /// the scheduler placed it, else what it requests; `None` when not bound or finished.
 pub fn placed(pod: &Pod) -> pool::Placed {
@@ -119,9 +124,7 @@ pub fn placed(pod: &Pod) -> pool::Placed {
     if node.is_empty() || placement::finished(pod) {
         return None;
     }
-    let lean: crate::decision::Pod = serde_json::to_value(pod)
-        .and_then(serde_json::from_value)
-        .unwrap_or_default();
+    let lean = lean(pod).unwrap_or_default();
     let provisioned = pod
         .annotations()
         .get(CAPACITY_ANNOTATION)
@@ -399,14 +402,13 @@ impl Context {
     /// Schedule `pod` once.
     pub async fn schedule(&self, pod: &Pod) -> Outcome {
         let namespace = pod.namespace().unwrap_or_default();
-        let lean: crate::decision::Pod =
-            match serde_json::to_value(pod).and_then(serde_json::from_value) {
-                Ok(lean) => lean,
-                Err(error) => {
-                    tracing::warn!(%error, pod = %pod.name_any(), "pod does not decode");
-                    return Outcome::Skipped;
-                }
-            };
+        let lean = match lean(pod) {
+            Ok(lean) => lean,
+            Err(error) => {
+                tracing::warn!(%error, pod = %pod.name_any(), "pod does not decode");
+                return Outcome::Skipped;
+            }
+        };
         let claims = self.claims(pod, &namespace).await;
         let verdict = {
             let snapshot = self.snapshot.load();

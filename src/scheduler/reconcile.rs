@@ -49,7 +49,7 @@ pub struct Reconciler {
     pub failures: Mutex<HashMap<String, u32>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -191,18 +191,35 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     error: &ReconcileError,
     r: Arc<Reconciler>,
 ) -> Action {
+    retry_later(
+        &r.failures,
+        key(object.as_ref()),
+        error,
+        error.kind(),
+        &r.ctx.metrics,
+    )
+}
+
+/// One more failure in a row of the object under `key`: logged, counted by `kind`, and tried
+/// again after [`backoff::delay`] of the failures so far. Every reconcile's error policy.
+pub fn retry_later(
+    failures: &Mutex<HashMap<String, u32>>,
+    key: String,
+    error: &dyn std::fmt::Display,
+    kind: &str,
+    metrics: &crate::metrics::Metrics,
+) -> Action {
     let failures = {
-        let mut failures = lock(&r.failures);
-        let n = failures.entry(key(object.as_ref())).or_insert(0);
+        let mut failures = lock(failures);
+        let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
         *n
     };
     let delay = backoff::delay(failures);
     tracing::warn!(%error, failures, retry_in = ?delay, "reconcile failed");
-    r.ctx
-        .metrics
+    metrics
         .scheduler_reconcile_errors
-        .with_label_values(&[error.kind()])
+        .with_label_values(&[kind])
         .inc();
     Action::requeue(delay)
 }

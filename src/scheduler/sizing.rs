@@ -193,7 +193,10 @@ pub fn request(pod: &Pod) -> Result<Request, SizingError> {
 /// asked plus 10 % plus [`STORAGE_SYSTEM_GIB`] when that is more (100 GiB asked: 115 GiB), rounded
 /// up to a whole GiB; refused when more than [`STORAGE_MAX_GIB`] is asked (docs/eks-behaviour.md §9).
 pub fn storage_gib(pod: &Pod) -> Result<u64, SizingError> {
-    let asked = request(pod)?.storage_bytes;
+    storage_for(request(pod)?.storage_bytes)
+}
+
+fn storage_for(asked: u64) -> Result<u64, SizingError> {
     if asked > STORAGE_MAX_GIB * GIB {
         return Err(SizingError::StorageTooLarge(asked));
     }
@@ -203,7 +206,17 @@ pub fn storage_gib(pod: &Pod) -> Result<u64, SizingError> {
 
 /// The combination Fargate provisions for `pod`.
 pub fn size(pod: &Pod) -> Result<Size, SizingError> {
+    size_for(request(pod)?)
+}
+
+/// What Fargate provisions for `pod`: its combination and its ephemeral storage in GiB, from one
+/// reading of its requests.
+pub fn provision(pod: &Pod) -> Result<(Size, u64), SizingError> {
     let wanted = request(pod)?;
+    Ok((size_for(wanted)?, storage_for(wanted.storage_bytes)?))
+}
+
+fn size_for(wanted: Request) -> Result<Size, SizingError> {
     let memory_mib = wanted.memory_mib + OVERHEAD_MIB;
     table()
         .into_iter()

@@ -11,7 +11,8 @@
 //! reconciled on every change and after each (re-)list, with backoff on a failed write.
 
 use super::bind::Context;
-use super::{SCHEDULER_NAME, backoff, placement};
+use super::reconcile::{self, lock};
+use super::{SCHEDULER_NAME, bind, placement};
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams};
@@ -44,7 +45,7 @@ struct Strangers {
     ctx: Arc<Context>,
     /// The virtual nodes (the controller's reflector).
     nodes: Store<Node>,
-    /// Failures in a row, by pod UID, for [`backoff::delay`].
+    /// Failures in a row, by pod UID ([`reconcile::retry_later`]).
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -64,10 +65,6 @@ impl Strangers {
                 == Some("true")
         }))
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Refuses, until the future is dropped (the claim is lost), every pod of another scheduler bound
@@ -121,10 +118,9 @@ struct RefusalError {
 
 async fn reconcile(pod: Arc<Pod>, s: Arc<Strangers>) -> Result<Action, RefusalError> {
     let uid = pod.uid().unwrap_or_default();
-    let lean: Option<crate::decision::Pod> = serde_json::to_value(pod.as_ref())
-        .and_then(serde_json::from_value)
-        .ok();
-    let refusal = lean.as_ref().and_then(placement::kubelet_refusal);
+    let refusal = bind::lean(&pod)
+        .ok()
+        .and_then(|lean| placement::kubelet_refusal(&lean));
     let namespace = pod.namespace().unwrap_or_default();
     let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let ours = match (&refusal, node) {
@@ -180,18 +176,6 @@ async fn reconcile(pod: Arc<Pod>, s: Arc<Strangers>) -> Result<Action, RefusalEr
 }
 
 fn error_policy(pod: Arc<Pod>, error: &RefusalError, s: Arc<Strangers>) -> Action {
-    let failures = {
-        let mut failures = lock(&s.failures);
-        let n = failures.entry(pod.uid().unwrap_or_default()).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = backoff::delay(failures);
-    tracing::warn!(%error, failures, retry_in = ?delay, "reconcile failed");
-    s.ctx
-        .metrics
-        .scheduler_reconcile_errors
-        .with_label_values(&["pod"])
-        .inc();
-    Action::requeue(delay)
+    let uid = pod.uid().unwrap_or_default();
+    reconcile::retry_later(&s.failures, uid, error, "pod", &s.ctx.metrics)
 }

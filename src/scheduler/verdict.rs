@@ -145,7 +145,7 @@ pub fn judge_in(
     if !node_selection::satisfiable(pod, region, profile.profile.subnets.len()) {
         return refuse("node_selector", node_selection::refusal(name));
     }
-    match sizing::size(pod).and_then(|size| Ok((size, sizing::storage_gib(pod)?))) {
+    match sizing::provision(pod) {
         Ok((size, storage_gib)) => Verdict::Place {
             profile: name.to_string(),
             size,
