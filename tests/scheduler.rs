@@ -722,6 +722,48 @@ async fn five_thousand_waiting_pods_are_all_bound_once_the_pool_gets_room() {
     scheduler.stop().await;
 }
 
+/// Regression: pods reconciled before the pool's nodes have listed all wait for that list, not only
+/// the last one that began waiting (kube-runtime's `Store::wait_until_ready` wakes one waiter; the
+/// others sat out a 10 s timeout and a retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_waiting_for_the_pools_first_list_are_all_placed_when_it_comes() {
+    const PODS: usize = 8;
+    let fake = Fake::new();
+    fake.with(|s| {
+        s.core.create_node(pool_node("big", "100", "400Gi"));
+        for i in 0..PODS {
+            s.core
+                .create_pod(fargate_pod(&format!("early-{i}"), "batch"));
+        }
+        // The pool's first list fails: the watcher lists again after its backoff (about 1 s),
+        // while every pod's reconcile is already waiting for it.
+        s.core.fail_node_lists = Some(("pool=fargate".into(), 1));
+    });
+    let mut options = options(Placement::Pool, "s");
+    options.workers = PODS;
+    // Long: a pod bound here was placed by the list, not by a retry.
+    options.retry = Duration::from_secs(600);
+    let started = Instant::now();
+    let scheduler = Scheduler::start(&fake, vec![profile("batch")], options);
+    until("every pod is bound", Duration::from_secs(6), || {
+        fake.with(|s| {
+            s.core
+                .pods
+                .items
+                .values()
+                .all(|p| p["spec"]["nodeName"] == "big")
+        })
+    })
+    .await;
+    assert_eq!(
+        fake.with(|s| s.core.fail_node_lists.clone()),
+        Some(("pool=fargate".to_string(), 0)),
+        "the first list did fail"
+    );
+    eprintln!("{PODS} pods bound {:?} after the start", started.elapsed());
+    scheduler.stop().await;
+}
+
 /// A bound pod `name` of the deleted profile `gone`, and a scheduler that evicts (`--evict`).
 fn evicting(fake: &Arc<Fake>, name: &str) -> Scheduler {
     create(

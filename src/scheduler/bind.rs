@@ -60,6 +60,8 @@ pub struct Context {
 /// bound pods fed by a watch (mod.rs), plus the pods assumed here.
 pub struct PoolCache {
     pub nodes: reflector::Store<Node>,
+    /// Marked when `nodes` has listed (not the store's own readiness: see [`super::listed`]).
+    pub nodes_listed: super::listed::Listed,
     pub index: std::sync::Mutex<PoolIndex>,
 }
 
@@ -672,7 +674,7 @@ impl Context {
     async fn pool_node(&self, uid: &str, size: Size) -> Result<Option<String>, String> {
         let cache = self.pool_cache().ok_or("not leading")?;
         let ready = tokio::time::timeout(POOL_CACHE_WAIT, async {
-            cache.nodes.wait_until_ready().await.ok();
+            cache.nodes_listed.wait().await;
             while !cache.lock_index().is_listed() {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }

@@ -16,6 +16,7 @@
 //! appliers aborts the reconciles in flight.
 
 use super::bind::{self, Context, PoolCache};
+use super::listed::Listed;
 use super::reconcile::{self, Reconciler, Waiting};
 use super::{
     Placement, SCHEDULER_NAME, active_profiles, gated, placement, pool, refused_before, unbound,
@@ -52,6 +53,7 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
     let r = Arc::new(Reconciler {
         ctx: Arc::clone(&ctx),
         pods: pods.clone(),
+        pods_listed: Listed::default(),
         waiting: Mutex::new(HashMap::new()),
         removed: Mutex::new(HashMap::new()),
         due: Mutex::new(HashSet::new()),
@@ -106,9 +108,9 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
     )
     .for_each(|result| log("pod", result));
     // A node is judged against the pods: not before the pods' first list is in.
-    let ready = pods.clone();
+    let ready = r.pods_listed.clone();
     let node_queue = futures::stream::once(async move {
-        let _ = ready.wait_until_ready().await;
+        ready.wait().await;
         keys(node_queue)
     })
     .flatten()
@@ -236,6 +238,7 @@ async fn feed_pods(
                 }
             }
             Ok(watcher::Event::InitDone) => {
+                r.pods_listed.mark();
                 let pods = r.pods.state();
                 let present: HashSet<String> = pods.iter().filter_map(|p| p.uid()).collect();
                 lock().retain(|uid, _| present.contains(uid));
@@ -340,6 +343,7 @@ fn watch_pool(
     let (nodes, writer) = reflector::store::<Node>();
     let cache = Arc::new(PoolCache {
         nodes,
+        nodes_listed: Listed::default(),
         index: Mutex::new(pool::PoolIndex::default()),
     });
     *ctx.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&cache));
@@ -349,11 +353,16 @@ fn watch_pool(
             .default_backoff()
             .reflect(writer);
         let room = Arc::clone(room);
+        let listed = cache.nodes_listed.clone();
         async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(watcher::Event::Apply(_) | watcher::Event::InitDone) => room.notify_one(),
+                    Ok(watcher::Event::InitDone) => {
+                        listed.mark();
+                        room.notify_one();
+                    }
+                    Ok(watcher::Event::Apply(_)) => room.notify_one(),
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "watching the pool's nodes"),
                 }

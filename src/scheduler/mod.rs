@@ -2,7 +2,8 @@
 //! component does (docs/eks-behaviour.md §9), and removes the pods of profiles that are no longer
 //! ACTIVE. Pure parts: [`sizing`], [`verdict`], [`placement`], [`orphans`], [`claims`], [`pool`],
 //! [`backoff`]. I/O: [`bind`] (one pod), [`logging`] (a watch of the logging ConfigMap),
-//! [`reconcile`] (one pod, one virtual node), [`strangers`] (pods of other schedulers on a virtual
+//! [`reconcile`] (one pod, one virtual node), [`listed`] (a cache's first list, for any number of
+//! waiters), [`strangers`] (pods of other schedulers on a virtual
 //! node, refused as its kubelet would) and [`controller`] (the caches and work queues that
 //! run the reconciles). It is level-based (docs/scheduler.md): what it does follows from the pods,
 //! nodes and profiles as they are, whatever changes it saw or missed. All of it runs only while this
@@ -13,6 +14,7 @@ pub mod bind;
 pub mod claims;
 pub mod controller;
 pub mod faults;
+pub mod listed;
 pub mod logging;
 pub mod orphans;
 pub mod placement;

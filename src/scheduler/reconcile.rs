@@ -35,6 +35,8 @@ pub struct Reconciler {
     pub ctx: Arc<Context>,
     /// Every pod of `fargate-scheduler`, as the reflector has it.
     pub pods: Store<Pod>,
+    /// Marked when `pods` has listed ([`super::listed`]).
+    pub pods_listed: super::listed::Listed,
     /// Unbound pods by UID (kept by the pod feed: added when seen unbound, dropped when bound or
     /// gone).
     pub waiting: Mutex<HashMap<String, Waiting>>,

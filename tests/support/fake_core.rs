@@ -43,6 +43,9 @@ pub struct Core {
     /// Evictions write the `DisruptionTarget` condition and stop there, as the apiserver does
     /// between its two writes: the deletion is left to the test.
     pub evictions_only_mark: bool,
+    /// Answer `500` to this many lists of Nodes whose label selector contains the string: a cache
+    /// whose first list comes late (the watcher lists again after its backoff).
+    pub fail_node_lists: Option<(String, u32)>,
     /// Watches that never send (ConfigMaps outside the store's namespace).
     idle: Vec<mpsc::UnboundedSender<Chunk>>,
 }
@@ -249,6 +252,17 @@ impl Core {
     }
 
     /// The answer to a request under one of the core paths; `None` when the path is not one.
+    fn node_list_fails(&mut self, query: &str) -> bool {
+        let selector = param(query, "labelSelector").unwrap_or_default();
+        match &mut self.fail_node_lists {
+            Some((wanted, left)) if *left > 0 && selector.contains(wanted.as_str()) => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn handle(
         &mut self,
         method: &Method,
@@ -292,6 +306,9 @@ impl Core {
                 body,
             ),
             (Method::GET, ["api", "v1", "nodes"]) if watch => self.nodes.watch(None, query),
+            (Method::GET, ["api", "v1", "nodes"]) if self.node_list_fails(query) => {
+                answer(500, "InternalError", "node list failed (injected)".into())
+            }
             (Method::GET, ["api", "v1", "nodes"]) => {
                 json_response(200, &self.nodes.list("NodeList", self.version, None, query))
             }
