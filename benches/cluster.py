@@ -26,6 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
 import conftest as c  # noqa: E402  (the suite's helpers: kubectl, serve processes, registration)
+from pysupport import control_plane_pid, cpu_seconds  # noqa: E402
 
 
 class ApiClient:
@@ -46,22 +47,6 @@ class ApiClient:
         if r.status >= 300:
             raise RuntimeError(f"{method} {path}: {r.status} {payload[:300]!r}")
         return json.loads(payload)
-
-
-def cpu_seconds(pid):
-    """utime + stime of a process, in seconds (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def control_plane_pid(name):
-    with open(os.path.join(os.environ["FW_CLUSTER_DIR"], "pids")) as f:
-        for line in f:
-            n, pid = line.split()
-            if n == name:
-                return int(pid)
-    raise SystemExit(f"no {name} in the cluster's pids")
 
 
 def percentile(values, p):

@@ -5,8 +5,13 @@ Pods are created at a steady rate (default 100 per second) through kube-apiserve
 registered (so each pod is mutated first, as on EKS) by the compiled load generator (examples/loadgen.rs;
 the Python client of earlier runs stopped near 60-80 creations/s here); its watch records when each pod is
 first seen with a `nodeName`. Bind latency = that moment minus the moment its create call returned (the
-generator's clock for both). Prints the achieved creation rate, binds per second over the run, and
-p50/p90/p99 bind latency, plus the scheduler's own histogram (seen-to-bound, excluding the watch delay).
+generator's clock for both). With --baseline, a null scheduler (examples/null_scheduler.rs: one binding
+per pod to one existing node, nothing else) gets the same load first, in its own namespace on the same
+control plane: the floor any scheduler stands on here. For each round it prints the achieved creation rate, binds per second over the run, and
+p50/p90/p99 bind latency, plus what that chain is made of: the create call itself (one pod write through
+the apiserver and the webhook at this load), the watch delay (create returned -> first seen by a watch)
+and the scheduler's own histogram (seen-to-bound); and the CPU each process used during the run, against
+the machine's (how busy the cores the whole chain shares were).
 """
 
 import argparse
@@ -14,13 +19,124 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
 import conftest as c  # noqa: E402  (it puts tests/ on the path for pysupport)
-from pysupport import Process, buckets, http_ok, http_text  # noqa: E402
+from pysupport import Process, buckets, control_plane_pid, cpu_seconds, http_ok, http_text, samples  # noqa: E402
 
 NS = "bench-sched"
+NULL_NS = "bench-null"
+NULL_NODE = "bench-null-node"
+
+
+WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"}
+
+
+def apiserver_requests():
+    """kube-apiserver's requests so far by "verb resource/subresource"."""
+    out = {}
+    for name, labels, value in samples(c.kubectl("get", "--raw", "/metrics").stdout):
+        if name == "apiserver_request_total":
+            key = labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+            key = f"{labels['verb']} {key}"
+            out[key] = out.get(key, 0) + value
+    return out
+
+
+def machine_cpu_seconds():
+    """Busy CPU seconds of the whole machine so far (/proc/stat: every state but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(args, namespace, processes):
+    """Creates the pods of one round in `namespace` with the load generator; returns its results, the CPU
+    each process used (of `processes` and the control plane), the machine's, and the apiserver's requests."""
+    pids = {name: control_plane_pid(name) for name in ("kube-apiserver", "etcd", "kwok", "kube-controller-manager")}
+    pids.update({name: p.proc.pid for name, p in processes.items()})
+    requests_before = apiserver_requests()
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    machine_before, wall_before = machine_cpu_seconds(), time.monotonic()
+    gen = subprocess.Popen([os.environ["LOADGEN_BIN"], "--namespace", namespace, "--rate", str(args.rate),
+                            "--seconds", str(args.seconds), "--in-flight", str(args.in_flight)],
+                           env=dict(os.environ, KUBECONFIG=c.ENV["KUBECONFIG"]), stdout=subprocess.PIPE, text=True)
+    used = {}
+    while gen.poll() is None:
+        # The generator's own CPU is read while it still runs; the others' at the end.
+        try:
+            used["loadgen"] = cpu_seconds(gen.pid)
+        except OSError:
+            pass
+        time.sleep(0.2)
+    out = gen.stdout.read()
+    if gen.returncode != 0:
+        raise SystemExit(f"the load generator failed ({gen.returncode})")
+    wall = time.monotonic() - wall_before
+    machine = machine_cpu_seconds() - machine_before
+    for name, pid in pids.items():
+        used[name] = cpu_seconds(pid) - before[name]
+    requests = {k: v - requests_before.get(k, 0) for k, v in apiserver_requests().items()}
+    return dict(line.split(" ", 1) for line in out.splitlines()), used, machine, wall, requests
+
+
+def report(title, args, load):
+    result, used, machine, wall, requests = load
+    print(f"-- {title}")
+    print(f"pods: {result['created']} created ({result['create_errors']} errors, {result['unbound']} never "
+          f"bound) = {result['creations_per_second']} creations/s (target {args.rate:.0f}/s)")
+    print(f"binds: {result['binds_per_second']} binds/s from the first creation to the last binding")
+    print(f"bind latency (create returned -> nodeName seen by a watch): p50 {result['bind_latency_p50_ms']} ms, "
+          f"p90 {result['bind_latency_p90_ms']} ms, p99 {result['bind_latency_p99_ms']} ms, "
+          f"max {result['bind_latency_max_ms']} ms")
+    print(f"the chain's parts: create call p50 {result['create_call_p50_ms']} ms, p99 "
+          f"{result['create_call_p99_ms']} ms; watch delay p50 {result['watch_delay_p50_ms']} ms, p99 "
+          f"{result['watch_delay_p99_ms']} ms")
+    cores = os.cpu_count() or 1
+    share = " ".join(f"{name} {v / wall * 100:.0f}%" for name, v in sorted(used.items(), key=lambda kv: -kv[1]))
+    print(f"CPU over {wall:.1f} s ({cores} cores = {cores * 100}%): machine {machine / wall * 100:.0f}%; {share}")
+    created = int(result["created"]) or 1
+    for kind, verbs in (("writes", lambda v: v in WRITES), ("reads", lambda v: v not in WRITES)):
+        some = {k: v for k, v in requests.items() if verbs(k.split(" ")[0])}
+        mix = ", ".join(f"{k} {v / created:.2f}" for k, v in sorted(some.items(), key=lambda kv: -kv[1])
+                        if v / created >= 0.05)
+        print(f"apiserver {kind} per pod created: {sum(some.values()) / created:.1f} ({mix})")
+    if "first_error" in result:
+        print("first error:", result["first_error"])
+
+
+def settle(quiet=25.0, longest=90.0):
+    """Until the machine is quiet (below `quiet` % of one core over a second), so that one round's
+    aftermath (a namespace of 500 pods being deleted) does not weigh on the next."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        before = machine_cpu_seconds()
+        time.sleep(1.0)
+        if (machine_cpu_seconds() - before) * 100 < quiet:
+            return
+    print(f"(the machine did not settle below {quiet:.0f}% within {longest:.0f} s)")
+
+
+def null_round(args, hook):
+    """The baseline: the same load, bound by the null scheduler to one kwok node."""
+    room = {"cpu": "1000", "memory": "4000Gi", "pods": "10000"}
+    c.kubectl("create", "-f", "-", input=json.dumps({
+        # kwok (the kubelet here) takes only nodes with a label.
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": NULL_NODE, "labels": {"fargate-webhook.io/bench": "null"}},
+        "status": {"capacity": room, "allocatable": room}}))
+    null = Process([os.environ["NULL_SCHEDULER_BIN"], NULL_NS, NULL_NODE], os.path.join(hook.base, "null.log"),
+                   env={"KUBECONFIG": c.ENV["KUBECONFIG"]}, name="the null scheduler").start()
+    try:
+        null.wait_ready("the null scheduler watching", lambda: "ready" in null.log(), timeout=30)
+        report("baseline: the null scheduler (one binding per pod)", args, run_load(args, NULL_NS, {"webhook": hook, "null": null}))
+    finally:
+        null.stop()
+        # Its pods and node go before the measured round, so that they cost it nothing.
+        c.kubectl("delete", "pods", "--all", "-n", NULL_NS, "--force", "--grace-period=0", check=False)
+        c.kubectl("delete", "namespace", NULL_NS, "--timeout=60s", check=False)
+        c.kubectl("delete", "node", NULL_NODE, "--timeout=60s", check=False)
 
 
 def main():
@@ -30,9 +146,28 @@ def main():
     ap.add_argument("--in-flight", type=int, default=64, help="creations in flight at once")
     ap.add_argument("--pool", type=int, default=0,
                     help="N > 0: placement pool over N kwok nodes (the chart's default placement); else virtual")
+    ap.add_argument("--baseline", action="store_true",
+                    help="first the same load bound by a null scheduler (one binding per pod), for comparison")
     args = ap.parse_args()
 
-    c.ensure_namespace(NS)
+    namespaces = [NS, NULL_NS] if args.baseline else [NS]
+    for ns in namespaces:
+        c.ensure_namespace(ns)
+    hook = c.start_webhook(profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
+                                      "selectors": [{"namespace": ns} for ns in namespaces]}])
+    c.register(hook, "fargate-webhook-sched-bench")
+    try:
+        if args.baseline:
+            null_round(args, hook)
+            settle()
+        scheduler_round(args, hook)
+    finally:
+        c.unregister("fargate-webhook-sched-bench")
+        hook.stop()
+        c.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+
+
+def scheduler_round(args, hook):
     pool = [f"bench-pool-{i}" for i in range(args.pool)]
     for name in pool:
         room = {"cpu": "1000", "memory": "4000Gi", "pods": "1000"}
@@ -41,9 +176,6 @@ def main():
             "metadata": {"name": name, "labels": {"fargate-webhook.io/pool": "bench"}},
             "status": {"capacity": room, "allocatable": room}}))
     placement = ["--placement", "pool", "--pool-selector", "fargate-webhook.io/pool=bench"] if pool else []
-    hook = c.start_webhook(profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
-                                      "selectors": [{"namespace": NS}]}])
-    c.register(hook, "fargate-webhook-sched-bench")
     port = c.free_port()
     sched = Process([os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir",
                      os.path.join(hook.base, "state"), "--metrics-addr", f"127.0.0.1:{port}",
@@ -51,30 +183,17 @@ def main():
                     env={"KUBECONFIG": c.ENV["KUBECONFIG"], "RUST_LOG": "warn"}, name="the scheduler").start()
     try:
         sched.wait_ready("the scheduler ready", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=30)
-        run = subprocess.run([os.environ["LOADGEN_BIN"], "--namespace", NS, "--rate", str(args.rate),
-                              "--seconds", str(args.seconds), "--in-flight", str(args.in_flight)],
-                             env=dict(os.environ, KUBECONFIG=c.ENV["KUBECONFIG"]), capture_output=True,
-                             text=True, check=True)
-        result = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+        load = run_load(args, NS, {"webhook": hook, "scheduler": sched})
+        where = f"pool of {len(pool)} nodes" if pool else "virtual"
+        report(f"the fargate-scheduler, {where} placement", args, load)
         hist = buckets(http_text(f"http://127.0.0.1:{port}/metrics", timeout=5),
                        "fargate_webhook_scheduler_bind_latency_seconds")
-        print(f"placement: {'pool of ' + str(len(pool)) + ' nodes' if pool else 'virtual'}")
-        print(f"pods: {result['created']} created ({result['create_errors']} errors, {result['unbound']} never "
-              f"bound) = {result['creations_per_second']} creations/s (target {args.rate:.0f}/s)")
-        print(f"binds: {result['binds_per_second']} binds/s from the first creation to the last binding")
-        print(f"bind latency (create returned -> nodeName seen by a watch): p50 {result['bind_latency_p50_ms']} ms, "
-              f"p90 {result['bind_latency_p90_ms']} ms, p99 {result['bind_latency_p99_ms']} ms, "
-              f"max {result['bind_latency_max_ms']} ms")
         n = hist.get("+Inf", 0)
-        cumulative = " ".join(f"<={le}s:{v / n * 100:.0f}%" for le, v in hist.items() if le in ("0.01", "0.025", "0.05", "0.1", "0.25"))
+        cumulative = " ".join(f"<={le}s:{v / n * 100:.0f}%" for le, v in hist.items()
+                              if le in ("0.01", "0.025", "0.05", "0.1", "0.25"))
         print(f"scheduler histogram (seen -> bound), {n:.0f} binds: {cumulative}")
-        if "first_error" in result:
-            print("first error:", result["first_error"])
     finally:
         sched.stop()
-        c.unregister("fargate-webhook-sched-bench")
-        hook.stop()
-        c.kubectl("delete", "namespace", NS, "--wait=false", check=False)
         if pool:
             c.kubectl("delete", "node", *pool, "--wait=false", check=False)
 

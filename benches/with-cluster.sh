@@ -10,11 +10,13 @@ shift 3
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.tools/venv"
 bash "$root/tests/aws/venv.sh" "$venv" >/dev/null
-(cd "$root" && cargo build --release --locked --bin fargate-webhook --example loadgen --example null_webhook)
+(cd "$root" && cargo build --release --locked --bin fargate-webhook --example loadgen --example null_webhook \
+  --example null_scheduler)
 [ -x "$root/.tools/bin/helm" ] || bash "$root/tests/chart/install-helm.sh" "$root/.tools/bin"
 export HELM="${HELM:-$root/.tools/bin/helm}"   # the chart renders the webhook configuration
 export FARGATE_WEBHOOK_BIN="${CARGO_TARGET_DIR:-$root/target}/release/fargate-webhook"
 export LOADGEN_BIN="${CARGO_TARGET_DIR:-$root/target}/release/examples/loadgen"   # benches/scheduler.py
+export NULL_SCHEDULER_BIN="${CARGO_TARGET_DIR:-$root/target}/release/examples/null_scheduler"   # benches/scheduler.py
 export NULL_WEBHOOK_BIN="${CARGO_TARGET_DIR:-$root/target}/release/examples/null_webhook"   # benches/cluster.py
 export FW_CLUSTER_DIR="${CARGO_TARGET_DIR:-$root/target}/$dir"
 [ ! -f "$FW_CLUSTER_DIR/pids" ] || bash "$root/tests/cluster/down.sh" "$FW_CLUSTER_DIR"

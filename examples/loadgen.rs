@@ -1,9 +1,11 @@
 //! A compiled pod load generator for `benches/scheduler.sh` (the Python client stops near 60-80
 //! creations/s on two cores). Creates `--rate` pods per second for `--seconds` in `--namespace` through
 //! the apiserver of `KUBECONFIG`, each create on its own task (at most `--in-flight` at once), and
-//! watches the namespace's bound pods (`spec.nodeName!=`). Bind latency of a pod = the moment a watch
-//! first sees it bound minus the moment its create call returned, both on this process's monotonic
-//! clock. Prints one `key value` line per result.
+//! watches the namespace's pods. Bind latency of a pod = the moment the watch first sees it bound minus
+//! the moment its create call returned, both on this process's monotonic clock. Beside it, what the
+//! chain is made of: the create call itself (one pod write through the apiserver and the webhook at
+//! this load) and the watch delay (create returned -> the watch first sees the pod, clamped at zero:
+//! the same hop the scheduler's own watch makes). Prints one `key value` line per result.
 //!
 //! cargo run --release --example loadgen -- --namespace bench --rate 100 --seconds 5
 
@@ -65,12 +67,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
     let pods: Api<Pod> = Api::namespaced(client, &args.namespace);
 
-    // When each pod was first seen bound; the watch is listening before the first create.
+    // When each pod was first seen, and first seen bound; the watch is listening before the first
+    // create.
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let bound: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let (listed_tx, listed_rx) = tokio::sync::oneshot::channel::<()>();
     let watch = {
-        let bound = Arc::clone(&bound);
-        let config = watcher::Config::default().fields("spec.nodeName!=");
+        let (seen, bound) = (Arc::clone(&seen), Arc::clone(&bound));
+        let config = watcher::Config::default();
         let stream = watcher(pods.clone(), config).default_backoff();
         tokio::spawn(async move {
             let mut listed = Some(listed_tx);
@@ -79,8 +83,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let now = Instant::now();
                 match event {
                     Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                        let placed = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
                         if let Some(name) = pod.metadata.name {
-                            bound.lock().unwrap().entry(name).or_insert(now);
+                            if placed {
+                                bound.lock().unwrap().entry(name.clone()).or_insert(now);
+                            }
+                            seen.lock().unwrap().entry(name).or_insert(now);
                         }
                     }
                     Ok(watcher::Event::InitDone) => {
@@ -99,6 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total = (args.rate * args.seconds).round() as usize;
     let slots = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let create_calls: Arc<Mutex<Vec<f64>>> = Arc::default();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let start = Instant::now();
     let mut creates = tokio::task::JoinSet::new();
@@ -107,15 +116,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
         let slot = Arc::clone(&slots).acquire_owned().await?;
         let (pods, created, errors) = (pods.clone(), Arc::clone(&created), Arc::clone(&errors));
+        let calls = Arc::clone(&create_calls);
         let pod: Pod = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("p-{i}")},
             "spec": {"containers": [{"name": "app", "image": args.image}]},
         }))?;
         creates.spawn(async move {
+            let sent = Instant::now();
             match pods.create(&PostParams::default(), &pod).await {
                 Ok(made) => {
                     let name = made.metadata.name.unwrap_or_default();
-                    created.lock().unwrap().insert(name, Instant::now());
+                    let returned = Instant::now();
+                    created.lock().unwrap().insert(name, returned);
+                    let call = returned.duration_since(sent).as_secs_f64() * 1000.0;
+                    calls.lock().unwrap().push(call);
                 }
                 Err(error) => errors.lock().unwrap().push(error.to_string()),
             }
@@ -139,6 +153,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     watch.abort();
     let bound = bound.lock().unwrap().clone();
+    let seen = seen.lock().unwrap().clone();
+    let mut watch_delays: Vec<f64> = created
+        .iter()
+        .filter_map(|(n, c)| {
+            seen.get(n)
+                .map(|s| s.saturating_duration_since(*c).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    watch_delays.sort_by(f64::total_cmp);
+    let mut calls = create_calls.lock().unwrap().clone();
+    calls.sort_by(f64::total_cmp);
     let mut latencies: Vec<f64> = created
         .iter()
         .filter_map(|(n, c)| {
@@ -174,6 +199,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "bind_latency_max_ms {:.1}",
         latencies.last().copied().unwrap_or(f64::NAN)
     );
+    for p in [50.0, 99.0] {
+        println!("create_call_p{p:.0}_ms {:.1}", percentile(&calls, p));
+        println!("watch_delay_p{p:.0}_ms {:.1}", percentile(&watch_delays, p));
+    }
     if let Some(first) = errors.first() {
         println!("first_error {first}");
     }

@@ -172,8 +172,10 @@ pub struct SchedulerArgs {
     /// Plain-HTTP ops port: /healthz, /readyz, /metrics.
     #[arg(long, env = "FARGATE_METRICS_ADDR", default_value = "127.0.0.1:9091")]
     pub metrics_addr: SocketAddr,
-    /// Pods scheduled at once.
-    #[arg(long, env = "FARGATE_SCHEDULER_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    /// Pods scheduled at once. A pod's reconcile mostly waits on the apiserver (two writes in a row
+    /// for virtual placement), so this bounds writes in flight rather than CPU: with too few, a
+    /// loaded apiserver's slower writes put the workers behind the creation rate (docs/scheduler.md).
+    #[arg(long, env = "FARGATE_SCHEDULER_WORKERS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: u32,
     /// How often a pod that could not be placed yet (no room in the pool, an API error) is tried
     /// again. Refused pods are not retried, as on EKS.

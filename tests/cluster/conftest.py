@@ -181,7 +181,10 @@ def start_webhook(*extra, profiles=None, env=None):
     binary = os.environ.get("FARGATE_WEBHOOK_BIN")
     if not binary:
         pytest.fail("FARGATE_WEBHOOK_BIN is not set: run this suite through tests/cluster/run.sh")
-    base = tempfile.mkdtemp(prefix="fw-cluster-")
+    # Beside the control plane: kept for a look after a failure, removed with it by the next run.
+    work = os.path.join(os.environ["FW_CLUSTER_DIR"], "work")
+    os.makedirs(work, exist_ok=True)
+    base = tempfile.mkdtemp(prefix="fw-cluster-", dir=work)
     certs = os.path.join(base, "certs")
     subprocess.run([binary, "certs", "generate", "--ip", "127.0.0.1", "--dns", "localhost", "--out", certs],
                    check=True, capture_output=True)

@@ -1,6 +1,6 @@
 """What the Python suites and benches share (tests/aws, tests/cluster, benches): a process whose output
-goes to a log file, started, waited for and stopped as the suites need, and a reader of the Prometheus
-text format the servers' /metrics answer in.
+goes to a log file, started, waited for and stopped as the suites need, a reader of the Prometheus
+text format the servers' /metrics answer in, and the CPU time of the processes a bench measures.
 
 Import it with `tests/` on `sys.path` (the suites' conftest.py files put it there).
 """
@@ -105,3 +105,20 @@ def metric_sum(text, metric, /, **labels):
 def buckets(text, histogram):
     """The cumulative buckets of a histogram: {le: count}, in the exposition's order ("+Inf" last)."""
     return {have["le"]: value for n, have, value in samples(text) if n == histogram + "_bucket"}
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def control_plane_pid(name):
+    """The pid tests/cluster/up.sh recorded for `name` in $FW_CLUSTER_DIR/pids."""
+    with open(os.path.join(os.environ["FW_CLUSTER_DIR"], "pids")) as f:
+        for line in f:
+            n, pid = line.split()
+            if n == name:
+                return int(pid)
+    raise SystemExit(f"no {name} in the cluster's pids")
