@@ -348,6 +348,13 @@ pub struct ClaimSource {
 }
 
 impl Pod {
+    /// The lean view of a pod object held in another type that serializes as the API's JSON (the
+    /// scheduler's and `explain --cluster`'s k8s-openapi pods): written out, then read the same way
+    /// as an AdmissionReview's pod.
+    pub fn from_api<T: serde::Serialize>(pod: &T) -> serde_json::Result<Pod> {
+        serde_json::to_value(pod).and_then(serde_json::from_value)
+    }
+
     pub fn label(&self, key: &str) -> Option<&str> {
         self.metadata.labels.as_ref()?.get(key).map(String::as_str)
     }
@@ -496,5 +503,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected a JSON object"), "{err}");
+    }
+
+    /// A pod held as k8s-openapi's type reads as the same pod in its API JSON would.
+    #[test]
+    fn a_typed_pod_reads_as_its_json() {
+        let json = serde_json::json!({
+            "metadata": {"name": "web", "namespace": "apps", "labels": {"app": "web"}},
+            "spec": {
+                "schedulerName": "fargate-scheduler",
+                "containers": [{"name": "app", "image": "nginx",
+                                "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}}],
+            },
+        });
+        let typed: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json.clone()).unwrap();
+        let lean = Pod::from_api(&typed).unwrap();
+        let direct: Pod = serde_json::from_value(json).unwrap();
+        assert_eq!(lean.label("app"), Some("web"));
+        assert_eq!(
+            lean.spec.scheduler_name.as_deref(),
+            Some("fargate-scheduler")
+        );
+        assert_eq!(format!("{lean:?}"), format!("{direct:?}"));
     }
 }

@@ -117,9 +117,7 @@ pub async fn cluster_pods(
     let mut out = Vec::new();
     for pod in list.items {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-        let lean: Pod = serde_json::to_value(&pod)
-            .and_then(serde_json::from_value)
-            .context("a pod of the cluster does not decode")?;
+        let lean = Pod::from_api(&pod).context("a pod of the cluster does not decode")?;
         out.push((namespace, lean));
     }
     Ok(out)

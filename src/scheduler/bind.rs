@@ -114,11 +114,6 @@ fn pool_node_of(node: &Node) -> PoolNode {
     }
 }
 
-/// The pod as the pure rules read it ([`crate::decision::Pod`]).
-pub fn lean(pod: &Pod) -> serde_json::Result<crate::decision::Pod> {
-    serde_json::to_value(pod).and_then(serde_json::from_value)
-}
-
 /// Where a pod sits and what it takes on its node, for the [`PoolIndex`]: its provisioned size when
 /// the scheduler placed it, else what it requests; `None` when not bound or finished.
 pub fn placed(pod: &Pod) -> pool::Placed {
@@ -126,7 +121,7 @@ pub fn placed(pod: &Pod) -> pool::Placed {
     if node.is_empty() || placement::finished(pod) {
         return None;
     }
-    let lean = lean(pod).unwrap_or_default();
+    let lean = crate::decision::Pod::from_api(pod).unwrap_or_default();
     let provisioned = pod
         .annotations()
         .get(CAPACITY_ANNOTATION)
@@ -404,7 +399,7 @@ impl Context {
     /// Schedule `pod` once.
     pub async fn schedule(&self, pod: &Pod) -> Outcome {
         let namespace = pod.namespace().unwrap_or_default();
-        let lean = match lean(pod) {
+        let lean = match crate::decision::Pod::from_api(pod) {
             Ok(lean) => lean,
             Err(error) => {
                 tracing::warn!(%error, pod = %pod.name_any(), "pod does not decode");

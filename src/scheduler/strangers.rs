@@ -12,7 +12,7 @@
 
 use super::bind::Context;
 use super::reconcile::{self, lock};
-use super::{SCHEDULER_NAME, bind, placement};
+use super::{SCHEDULER_NAME, placement};
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams};
@@ -118,7 +118,7 @@ struct RefusalError {
 
 async fn reconcile(pod: Arc<Pod>, s: Arc<Strangers>) -> Result<Action, RefusalError> {
     let uid = pod.uid().unwrap_or_default();
-    let refusal = bind::lean(&pod)
+    let refusal = crate::decision::Pod::from_api(pod.as_ref())
         .ok()
         .and_then(|lean| placement::kubelet_refusal(&lean));
     let namespace = pod.namespace().unwrap_or_default();
