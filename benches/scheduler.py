@@ -5,12 +5,12 @@ Pods are created at a steady rate (default 100 per second) through kube-apiserve
 registered (so each pod is mutated first, as on EKS) by the compiled load generator (examples/loadgen.rs;
 the Python client of earlier runs stopped near 60-80 creations/s here); its watch records when each pod is
 first seen with a `nodeName`. Bind latency = that moment minus the moment its create call returned (the
-generator's clock for both). With --baseline, a null scheduler (examples/null_scheduler.rs: one binding
-per pod to one existing node, nothing else) gets the same load first, in its own namespace on the same
-control plane: the floor any scheduler stands on here. For each round it prints the achieved creation rate, binds per second over the run, and
+generator's clock for both). With --null, a null scheduler (examples/null_scheduler.rs: one binding per pod
+to one existing node, nothing else) gets the load instead: the floor any scheduler stands on here.
+benches/scheduler.sh --baseline runs that round first, each round on a fresh control plane. For each round it prints the achieved creation rate, binds per second over the run, and
 p50/p90/p99 bind latency, plus what that chain is made of: the create call itself (one pod write through
-the apiserver and the webhook at this load), the watch delay (create returned -> first seen by a watch)
-and the scheduler's own histogram (seen-to-bound); and the CPU each process used during the run, against
+the apiserver and the webhook at this load), with --watch-delay the watch delay (create returned -> first
+seen by a watch), and the scheduler's own histogram (seen-to-bound); and the CPU each process used during the run, against
 the machine's (how busy the cores the whole chain shares were).
 """
 
@@ -61,7 +61,8 @@ def run_load(args, namespace, processes):
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     machine_before, wall_before = machine_cpu_seconds(), time.monotonic()
     gen = subprocess.Popen([os.environ["LOADGEN_BIN"], "--namespace", namespace, "--rate", str(args.rate),
-                            "--seconds", str(args.seconds), "--in-flight", str(args.in_flight)],
+                            "--seconds", str(args.seconds), "--in-flight", str(args.in_flight),
+                            "--watch-all", "true" if args.watch_delay else "false"],
                            env=dict(os.environ, KUBECONFIG=c.ENV["KUBECONFIG"]), stdout=subprocess.PIPE, text=True)
     used = {}
     while gen.poll() is None:
@@ -91,9 +92,10 @@ def report(title, args, load):
     print(f"bind latency (create returned -> nodeName seen by a watch): p50 {result['bind_latency_p50_ms']} ms, "
           f"p90 {result['bind_latency_p90_ms']} ms, p99 {result['bind_latency_p99_ms']} ms, "
           f"max {result['bind_latency_max_ms']} ms")
-    print(f"the chain's parts: create call p50 {result['create_call_p50_ms']} ms, p99 "
-          f"{result['create_call_p99_ms']} ms; watch delay p50 {result['watch_delay_p50_ms']} ms, p99 "
-          f"{result['watch_delay_p99_ms']} ms")
+    watch = (f"; watch delay p50 {result['watch_delay_p50_ms']} ms, p99 {result['watch_delay_p99_ms']} ms"
+             if "watch_delay_p50_ms" in result else "")
+    print(f"the pods' own create call: p50 {result['create_call_p50_ms']} ms, p99 {result['create_call_p99_ms']} ms"
+          f"{watch}")
     cores = os.cpu_count() or 1
     share = " ".join(f"{name} {v / wall * 100:.0f}%" for name, v in sorted(used.items(), key=lambda kv: -kv[1]))
     print(f"CPU over {wall:.1f} s ({cores} cores = {cores * 100}%): machine {machine / wall * 100:.0f}%; {share}")
@@ -107,36 +109,22 @@ def report(title, args, load):
         print("first error:", result["first_error"])
 
 
-def settle(quiet=25.0, longest=90.0):
-    """Until the machine is quiet (below `quiet` % of one core over a second), so that one round's
-    aftermath (a namespace of 500 pods being deleted) does not weigh on the next."""
-    deadline = time.monotonic() + longest
-    while time.monotonic() < deadline:
-        before = machine_cpu_seconds()
-        time.sleep(1.0)
-        if (machine_cpu_seconds() - before) * 100 < quiet:
-            return
-    print(f"(the machine did not settle below {quiet:.0f}% within {longest:.0f} s)")
-
-
 def null_round(args, hook):
     """The baseline: the same load, bound by the null scheduler to one kwok node."""
     room = {"cpu": "1000", "memory": "4000Gi", "pods": "10000"}
     c.kubectl("create", "-f", "-", input=json.dumps({
         # kwok (the kubelet here) takes only nodes with a label.
-        "apiVersion": "v1", "kind": "Node", "metadata": {"name": NULL_NODE, "labels": {"fargate-webhook.io/bench": "null"}},
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NULL_NODE, "labels": {"fargate-webhook.io/bench": "null"}},
         "status": {"capacity": room, "allocatable": room}}))
     null = Process([os.environ["NULL_SCHEDULER_BIN"], NULL_NS, NULL_NODE], os.path.join(hook.base, "null.log"),
                    env={"KUBECONFIG": c.ENV["KUBECONFIG"]}, name="the null scheduler").start()
     try:
         null.wait_ready("the null scheduler watching", lambda: "ready" in null.log(), timeout=30)
-        report("baseline: the null scheduler (one binding per pod)", args, run_load(args, NULL_NS, {"webhook": hook, "null": null}))
+        report("baseline: the null scheduler (one binding per pod)", args,
+               run_load(args, NULL_NS, {"webhook": hook, "null": null}))
     finally:
         null.stop()
-        # Its pods and node go before the measured round, so that they cost it nothing.
-        c.kubectl("delete", "pods", "--all", "-n", NULL_NS, "--force", "--grace-period=0", check=False)
-        c.kubectl("delete", "namespace", NULL_NS, "--timeout=60s", check=False)
-        c.kubectl("delete", "node", NULL_NODE, "--timeout=60s", check=False)
 
 
 def main():
@@ -146,25 +134,28 @@ def main():
     ap.add_argument("--in-flight", type=int, default=64, help="creations in flight at once")
     ap.add_argument("--pool", type=int, default=0,
                     help="N > 0: placement pool over N kwok nodes (the chart's default placement); else virtual")
-    ap.add_argument("--baseline", action="store_true",
-                    help="first the same load bound by a null scheduler (one binding per pod), for comparison")
+    ap.add_argument("--watch-delay", action="store_true",
+                    help="also the watch delay: the load generator watches every pod, not only bound ones "
+                         "(about twice the watch events for the apiserver)")
+    ap.add_argument("--null", action="store_true",
+                    help="the null scheduler's round instead (scheduler.sh --baseline runs it first, on a control "
+                         "plane of its own)")
     args = ap.parse_args()
 
-    namespaces = [NS, NULL_NS] if args.baseline else [NS]
-    for ns in namespaces:
-        c.ensure_namespace(ns)
+    ns = NULL_NS if args.null else NS
+    c.ensure_namespace(ns)
     hook = c.start_webhook(profiles=[{"fargateProfileName": "bench", "podExecutionRoleArn": c.ROLE,
-                                      "selectors": [{"namespace": ns} for ns in namespaces]}])
+                                      "selectors": [{"namespace": ns}]}])
     c.register(hook, "fargate-webhook-sched-bench")
     try:
-        if args.baseline:
+        if args.null:
             null_round(args, hook)
-            settle()
-        scheduler_round(args, hook)
+        else:
+            scheduler_round(args, hook)
     finally:
         c.unregister("fargate-webhook-sched-bench")
         hook.stop()
-        c.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+        c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def scheduler_round(args, hook):
