@@ -63,6 +63,8 @@ pub struct PoolCache {
     /// Marked when `nodes` has listed (not the store's own readiness: see [`super::listed`]).
     pub nodes_listed: super::listed::Listed,
     pub index: std::sync::Mutex<PoolIndex>,
+    /// Marked when `index` holds the first list of the bound pods.
+    pub index_listed: super::listed::Listed,
 }
 
 impl PoolCache {
@@ -670,9 +672,7 @@ impl Context {
         let cache = self.pool_cache().ok_or("not leading")?;
         let ready = tokio::time::timeout(POOL_CACHE_WAIT, async {
             cache.nodes_listed.wait().await;
-            while !cache.lock_index().is_listed() {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            cache.index_listed.wait().await;
         })
         .await;
         if ready.is_err() {

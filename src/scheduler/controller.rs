@@ -345,6 +345,7 @@ fn watch_pool(
         nodes,
         nodes_listed: Listed::default(),
         index: Mutex::new(pool::PoolIndex::default()),
+        index_listed: Listed::default(),
     });
     *ctx.pool.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&cache));
     let node_feed = {
@@ -389,6 +390,7 @@ fn watch_pool(
                     }
                     Ok(watcher::Event::InitDone) => {
                         lock().init_done();
+                        cache.index_listed.mark();
                         room.notify_one();
                     }
                     Ok(watcher::Event::Apply(pod)) => {
