@@ -29,9 +29,8 @@ from pysupport import Process, buckets, control_plane_pid, cpu_seconds, http_ok,
 NS = "bench-sched"
 NULL_NS = "bench-null"
 NULL_NODE = "bench-null-node"
-
-
-WRITES = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"}
+# The verbs of apiserver_request_total that write; the others (GET, LIST, WATCH) read.
+WRITES = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 
 
 def apiserver_requests():
