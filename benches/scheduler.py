@@ -51,6 +51,14 @@ def machine_cpu_seconds():
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def kwok_node(name, labels, pods):
+    """A Node with room for `pods` pods that kwok (the kubelet here) takes: it takes only nodes with a label."""
+    room = {"cpu": "1000", "memory": "4000Gi", "pods": str(pods)}
+    c.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
+        "status": {"capacity": room, "allocatable": room}}))
+
+
 def run_load(args, namespace, processes):
     """Creates the pods of one round in `namespace` with the load generator; returns its results, the CPU
     each process used (of `processes` and the control plane), the machine's, and the apiserver's requests."""
@@ -110,12 +118,7 @@ def report(title, args, load):
 
 def null_round(args, hook):
     """The baseline: the same load, bound by the null scheduler to one kwok node."""
-    room = {"cpu": "1000", "memory": "4000Gi", "pods": "10000"}
-    c.kubectl("create", "-f", "-", input=json.dumps({
-        # kwok (the kubelet here) takes only nodes with a label.
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": NULL_NODE, "labels": {"fargate-webhook.io/bench": "null"}},
-        "status": {"capacity": room, "allocatable": room}}))
+    kwok_node(NULL_NODE, {"fargate-webhook.io/bench": "null"}, 10000)
     null = Process([os.environ["NULL_SCHEDULER_BIN"], NULL_NS, NULL_NODE], os.path.join(hook.base, "null.log"),
                    env={"KUBECONFIG": c.ENV["KUBECONFIG"]}, name="the null scheduler").start()
     try:
@@ -160,11 +163,7 @@ def main():
 def scheduler_round(args, hook):
     pool = [f"bench-pool-{i}" for i in range(args.pool)]
     for name in pool:
-        room = {"cpu": "1000", "memory": "4000Gi", "pods": "1000"}
-        c.kubectl("create", "-f", "-", input=json.dumps({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"fargate-webhook.io/pool": "bench"}},
-            "status": {"capacity": room, "allocatable": room}}))
+        kwok_node(name, {"fargate-webhook.io/pool": "bench"}, 1000)
     placement = ["--placement", "pool", "--pool-selector", "fargate-webhook.io/pool=bench"] if pool else []
     port = c.free_port()
     sched = Process([os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir",

@@ -251,7 +251,7 @@ impl Core {
         self.put(false, &name, node)
     }
 
-    /// The answer to a request under one of the core paths; `None` when the path is not one.
+    /// Whether this list of Nodes is one [`Core::fail_node_lists`] fails (counted down).
     fn node_list_fails(&mut self, query: &str) -> bool {
         let selector = param(query, "labelSelector").unwrap_or_default();
         match &mut self.fail_node_lists {
@@ -263,6 +263,7 @@ impl Core {
         }
     }
 
+    /// The answer to a request under one of the core paths; `None` when the path is not one.
     pub fn handle(
         &mut self,
         method: &Method,
