@@ -88,10 +88,11 @@ def wait_until(what, predicate, timeout=30.0, interval=0.1):
         time.sleep(interval)
 
 
-def ensure_namespace(name):
+def ensure_namespace(name, timeout=30.0):
     apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
-    wait_until(f"serviceaccount default in {name}", lambda: kubectl("get", "sa", "default", "-n", name, check=False).code == 0)
+    wait_until(f"serviceaccount default in {name}", lambda: kubectl("get", "sa", "default", "-n", name, check=False).code == 0,
+               timeout=timeout)
 
 
 def delete_pods(namespace):
