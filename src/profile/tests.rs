@@ -81,6 +81,11 @@ fn selectors() {
         labels: (0..labels).map(|i| (format!("k{i}"), "v".into())).collect(),
     };
     assert_eq!(validate_selectors(&[sel(Some("a"), 5)], &limits), Ok(()));
+    // Identical selectors are not refused (docs/eks-behaviour.md §6).
+    assert_eq!(
+        validate_selectors(&[sel(Some("a"), 1), sel(Some("a"), 1)], &limits),
+        Ok(())
+    );
     assert_eq!(
         validate_selectors(&[], &limits).unwrap_err().0,
         "Fargate Profile requires at least one selector."
