@@ -235,6 +235,42 @@ async fn a_holder_cut_off_from_the_lease_stops_writing_before_another_may_take_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_whose_renewal_hangs_stops_writing_before_another_may_take_it() {
+    let fake = Fake::new();
+    let a = Replica::start(&fake, "a").loaded().await;
+    let holder = one_holder(&[&a]).await.name;
+    assert_eq!(holder, "a");
+    let b = Replica::start(&fake, "b").loaded().await;
+
+    // A renewal that is never answered (a dead connection, no read timeout) must not keep the claim:
+    // `a` lets it go at its renew deadline, one renewal period before `b` may take the Lease.
+    let hung = Instant::now();
+    fake.with(|s| s.hang_leases_of = Some("a".into()));
+    until("a losing the claim", DURATION * 2, || !a.claim.is_held()).await;
+    let lost = hung.elapsed();
+    assert!(
+        lost < DURATION,
+        "still held {lost:?} after the last renewal"
+    );
+    one_holder(&[&a, &b]).await;
+    assert!(b.claim.is_held());
+
+    fake.clear_log();
+    fake.apply(kubectl_object("after-hang", None));
+    status_becomes(&fake, "after-hang", "ACTIVE").await;
+    assert_eq!(status_writers(&fake, "after-hang"), vec!["b".to_owned()]);
+    // A replica whose Lease requests hang still stops campaigning at once.
+    a.shutdown.cancel();
+    let mut tasks = a.tasks.into_iter();
+    let campaign = tasks.next().unwrap();
+    within("a's campaign stopping", CAP, campaign)
+        .await
+        .unwrap();
+    tasks.for_each(|task| task.abort());
+    b.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_holder_that_stops_gives_the_lease_up_at_once() {
     let fake = Fake::new();
     let a = Replica::start(&fake, "a").loaded().await;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -156,34 +157,41 @@ impl Drop for EndOnDrop {
 async fn campaign(elector: lease::Elector, claim: Claim, shutdown: CancellationToken) {
     let _end = EndOnDrop(claim.clone());
     let every = elector.renew_every();
+    // A take must be answered while it can still be held for a while (see [`hold`]).
+    let answer_within = elector.duration().saturating_sub(every);
     loop {
+        let asked = Instant::now();
         let won = tokio::select! {
             _ = shutdown.cancelled() => break,
-            won = elector.try_lead() => won,
+            won = tokio::time::timeout(answer_within, elector.try_lead()) => won,
         };
         match won {
-            Ok(true) => {
+            Ok(Ok(true)) => {
                 let term = claim.begin(&shutdown);
                 tracing::info!(
                     lease = elector.name(),
                     identity = elector.identity(),
                     "claim taken: this replica writes"
                 );
-                hold(&elector, &shutdown, every).await;
+                hold(&elector, &shutdown, every, asked).await;
                 claim.end(&term);
                 if shutdown.is_cancelled() {
                     // Give the Lease up only when the term's work has returned: the next holder
                     // must not overlap with it.
                     let _ = tokio::time::timeout(RELEASE_WAIT, term.work.wait()).await;
-                    elector.release().await;
+                    let _ = tokio::time::timeout(RELEASE_WAIT, elector.release()).await;
                     break;
                 }
                 tracing::warn!(lease = elector.name(), "claim lost: standing by");
             }
-            Ok(false) => {}
-            Err(error) => {
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
                 tracing::warn!(lease = elector.name(), %error, "reading the Lease failed")
             }
+            Err(_) => tracing::warn!(
+                lease = elector.name(),
+                "the Lease did not answer in time; trying again"
+            ),
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -192,23 +200,47 @@ async fn campaign(elector: lease::Elector, claim: Claim, shutdown: CancellationT
     }
 }
 
-/// Renew until the Lease is lost or `shutdown`. A renewal that fails is retried; the claim counts as
-/// lost one renewal period before another replica may take the Lease over.
-async fn hold(elector: &lease::Elector, shutdown: &CancellationToken, every: Duration) {
-    let mut renewed = tokio::time::Instant::now();
+/// Renew until the Lease is lost or `shutdown`; `renewed` is when the take that won was asked.
+///
+/// The claim counts as lost one renewal period before another replica may take the Lease over
+/// (client-go's renew deadline). That deadline runs from when the last successful renewal was
+/// *asked*: its write landed later, and a standby's wait starts when it sees that write, so it
+/// cannot take over before the deadline plus one period. A renewal that fails is retried while the
+/// deadline allows; one still unanswered at the deadline, a request hanging on a dead connection,
+/// ends the claim then, so nothing writes under a Lease another replica may already hold.
+async fn hold(
+    elector: &lease::Elector,
+    shutdown: &CancellationToken,
+    every: Duration,
+    mut renewed: Instant,
+) {
     loop {
+        let deadline = renewed + elector.duration().saturating_sub(every);
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep_until((Instant::now() + every).min(deadline)) => {}
         }
-        match elector.try_lead().await {
-            Ok(true) => renewed = tokio::time::Instant::now(),
-            Ok(false) => return,
-            Err(error) => {
+        if Instant::now() >= deadline {
+            tracing::warn!(lease = elector.name(), "the Lease was not renewed in time");
+            return;
+        }
+        let asked = Instant::now();
+        let answer = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            answer = tokio::time::timeout_at(deadline, elector.try_lead()) => answer,
+        };
+        match answer {
+            Ok(Ok(true)) => renewed = asked,
+            Ok(Ok(false)) => return,
+            Ok(Err(error)) => {
                 tracing::warn!(lease = elector.name(), %error, "renewing the Lease failed");
-                if renewed.elapsed() + every >= elector.duration() {
-                    return;
-                }
+            }
+            Err(_) => {
+                tracing::warn!(
+                    lease = elector.name(),
+                    "renewing the Lease did not finish before its deadline"
+                );
+                return;
             }
         }
     }

@@ -75,6 +75,9 @@ pub struct FakeState {
     pub refuse_creates_of: Option<String>,
     /// Answer every Lease request of the client of this name with `503`, as a partition would.
     pub cut_off_leases_of: Option<String>,
+    /// Never answer a Lease request of the client of this name (a request stuck on a dead
+    /// connection); its other requests are answered.
+    pub hang_leases_of: Option<String>,
     /// Pods, Nodes, Events and the other core objects the scheduler works on.
     pub core: super::fake_core::Core,
     /// Secrets and MutatingWebhookConfigurations (the managed TLS mode).
@@ -543,12 +546,20 @@ impl Fake {
             tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
         let fake = Arc::clone(self);
         tokio::spawn(async move {
+            // Requests left unanswered (`hang_leases_of`): kept, so that their callers wait.
+            let mut hanging = Vec::new();
             while let Some((request, respond)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
                 let bytes = body.collect_bytes().await.unwrap_or_default();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let path = parts.uri.path().to_owned();
                 let query = parts.uri.query().unwrap_or("").to_owned();
+                if path.contains("/leases")
+                    && fake.with(|s| s.hang_leases_of.as_deref() == Some(name.as_str()))
+                {
+                    hanging.push(respond);
+                    continue;
+                }
                 let response = fake.with(|state| {
                     let cut_off = path.contains("/leases")
                         && state.cut_off_leases_of.as_deref() == Some(name.as_str());
