@@ -513,6 +513,46 @@ async fn a_pod_asking_for_ephemeral_storage_gets_a_node_with_that_disk_or_a_refu
     scheduler.stop().await;
 }
 
+/// A refusal stands once its `PodScheduled=False` condition is written; one whose write failed is
+/// not final: the pod is judged again, and counted and given its event once, when the write goes
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_whose_condition_could_not_be_written_is_written_on_a_retry() {
+    let fake = Fake::new();
+    fake.with(|s| s.core.fail_status_patches = 1);
+    let scheduler = virtual_web(&fake);
+    let mut huge = fargate_pod("huge", "web");
+    huge["spec"]["containers"][0]["resources"]["requests"]["ephemeral-storage"] = json!("176Gi");
+    create(&fake, huge);
+    let refused_condition = || {
+        pod(&fake, "huge").is_some_and(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+        })
+    };
+    until("huge has PodScheduled=False", CAP, refused_condition).await;
+    assert_eq!(
+        fake.with(|s| s.core.fail_status_patches),
+        0,
+        "the first write failed"
+    );
+    until("huge's event", CAP, || {
+        !event_reasons(&fake, "huge").is_empty()
+    })
+    .await;
+    let refused = ("reason", "storage_too_large");
+    assert_eq!(
+        scheduler.metric("fargate_webhook_scheduler_pods_refused_total", &[refused]),
+        1.0
+    );
+    assert_eq!(event_reasons(&fake, "huge"), vec!["FailedScheduling"]);
+    assert!(node_of(&fake, "huge").is_none());
+    scheduler.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_nodes_are_kept_while_their_pod_needs_them_and_removed_otherwise() {
     let fake = Fake::new();

@@ -368,18 +368,16 @@ impl Context {
     }
 
     async fn refuse(&self, pod: &Pod, namespace: &str, refusal: &Refusal) -> Outcome {
-        tracing::info!(pod = %pod.name_any(), namespace, reason = refusal.reason, message = %refusal.message, "refused");
-        self.metrics
-            .scheduler_refused
-            .with_label_values(&[refusal.reason])
-            .inc();
+        // The condition is what keeps the pod refused (`refused_before`): until it is written the
+        // pod is judged again, and counted, logged and given its event only once it is. The UID is
+        // a precondition: a pod made again under the same name is judged on its own.
         let condition_reason = refusal.condition_reason();
-        let status = serde_json::json!({"status": {"conditions": [{
+        let status = serde_json::json!({"metadata": {"uid": pod.uid()}, "status": {"conditions": [{
             "type": "PodScheduled", "status": "False",
             "reason": condition_reason, "message": refusal.message,
         }]}});
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        if let Err(error) = pods
+        match pods
             .patch_status(
                 &pod.name_any(),
                 &PatchParams::default(),
@@ -387,8 +385,21 @@ impl Context {
             )
             .await
         {
-            tracing::warn!(%error, pod = %pod.name_any(), "could not set the PodScheduled condition");
+            Ok(_) => {}
+            // Gone, or another pod under its name now: nothing to do for this one.
+            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {
+                return Outcome::Skipped;
+            }
+            Err(error) => {
+                tracing::warn!(%error, pod = %pod.name_any(), "could not set the PodScheduled condition; will retry");
+                return Outcome::Skipped;
+            }
         }
+        tracing::info!(pod = %pod.name_any(), namespace, reason = refusal.reason, message = %refusal.message, "refused");
+        self.metrics
+            .scheduler_refused
+            .with_label_values(&[refusal.reason])
+            .inc();
         let failed = event(
             EventType::Warning,
             "FailedScheduling",

@@ -46,6 +46,8 @@ pub struct Core {
     /// Answer `500` to this many lists of Nodes whose label selector contains the string: a cache
     /// whose first list comes late (the watcher lists again after its backoff).
     pub fail_node_lists: Option<(String, u32)>,
+    /// Answer `500` to this many pods/status PATCHes (an apiserver that fails a write now and then).
+    pub fail_status_patches: u32,
     /// Watches that never send (ConfigMaps outside the store's namespace).
     idle: Vec<mpsc::UnboundedSender<Chunk>>,
 }
@@ -453,6 +455,10 @@ impl Core {
                 success()
             }
             (Method::PATCH, Some("status")) => {
+                if self.fail_status_patches > 0 {
+                    self.fail_status_patches -= 1;
+                    return answer(500, "InternalError", "injected".into());
+                }
                 // As kube-apiserver: the pod status strategy keeps annotations written through
                 // pods/status, and a uid in the patch must be the pod's (metadata.uid is immutable).
                 if let Some(uid) = body["metadata"]["uid"].as_str()
