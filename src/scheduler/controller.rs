@@ -16,7 +16,7 @@
 //! appliers aborts the reconciles in flight.
 
 use super::bind::{self, Context, PoolCache};
-use super::listed::Listed;
+use super::listed::{Listed, cached_keys};
 use super::reconcile::{self, Reconciler, Waiting};
 use super::{
     Placement, SCHEDULER_NAME, active_profiles, gated, placement, pool, refused_before, unbound,
@@ -69,7 +69,12 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
         pod_keys.clone(),
         node_keys.clone(),
     ));
-    feeds.spawn(feed_nodes(Arc::clone(&ctx), node_writer, node_keys));
+    feeds.spawn(feed_nodes(
+        Arc::clone(&ctx),
+        node_writer,
+        nodes.clone(),
+        node_keys,
+    ));
     feeds.spawn(on_profile_changes(
         Arc::clone(&ctx),
         changes,
@@ -270,25 +275,20 @@ fn seen(waiting: &mut HashMap<String, Waiting>, pod: &Pod) {
     }
 }
 
-/// The virtual nodes into their cache, and their keys into the node queue.
+/// The virtual nodes into their cache, and their keys into the node queue once the cache holds them.
 async fn feed_nodes(
     ctx: Arc<Context>,
     writer: reflector::store::Writer<Node>,
+    cache: Store<Node>,
     node_keys: mpsc::Sender<ObjectRef<Node>>,
 ) {
     let api: Api<Node> = Api::all(ctx.client.clone());
     let config =
         watcher::Config::default().labels(&format!("{}=true", placement::VIRTUAL_NODE_LABEL));
-    let stream = watcher(api, config)
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
-    let mut stream = std::pin::pin!(stream);
-    while let Some(node) = stream.next().await {
-        match node {
-            Ok(node) => push(&node_keys, ObjectRef::from_obj(&node)).await,
-            Err(error) => tracing::warn!(%error, "watching the virtual nodes"),
-        }
+    let events = watcher(api, config).default_backoff().reflect(writer);
+    let mut keys = std::pin::pin!(cached_keys(events, cache, "the virtual nodes"));
+    while let Some(key) = keys.next().await {
+        push(&node_keys, key).await;
     }
 }
 

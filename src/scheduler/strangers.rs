@@ -11,6 +11,7 @@
 //! reconciled on every change and after each (re-)list, with backoff on a failed write.
 
 use super::bind::Context;
+use super::listed::cached_keys;
 use super::reconcile::{self, lock};
 use super::{SCHEDULER_NAME, placement};
 use futures::{StreamExt, future};
@@ -75,7 +76,7 @@ pub async fn refuse(ctx: Arc<Context>, nodes: Store<Node>) {
     let fields = format!(
         "spec.schedulerName!={SCHEDULER_NAME},spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
     );
-    let keys = watcher(api, watcher::Config::default().fields(&fields))
+    let events = watcher(api, watcher::Config::default().fields(&fields))
         .default_backoff()
         .filter(|event| {
             future::ready(match event {
@@ -89,9 +90,13 @@ pub async fn refuse(ctx: Arc<Context>, nodes: Store<Node>) {
                 }
             })
         })
-        .reflect(writer)
-        .touched_objects()
-        .filter_map(|pod| future::ready(pod.ok().map(|p| Ok::<_, Infallible>(ObjectRef::from_obj(&p)))));
+        .reflect(writer);
+    let keys = cached_keys(
+        events,
+        store.clone(),
+        "the pods of other schedulers on Fargate nodes",
+    )
+    .map(Ok::<_, Infallible>);
     let strangers = Arc::new(Strangers {
         ctx,
         nodes,
