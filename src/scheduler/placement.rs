@@ -316,8 +316,8 @@ pub fn choose_pool_node(nodes: &[PoolNode], size: Size) -> Option<&PoolNode> {
         .iter()
         .filter(|n| n.schedulable)
         .filter(|n| {
-            n.used.millicpu + size.millicpu <= n.allocatable.millicpu
-                && n.used.memory_mib + size.memory_mib <= n.allocatable.memory_mib
+            n.used.millicpu.saturating_add(size.millicpu) <= n.allocatable.millicpu
+                && n.used.memory_mib.saturating_add(size.memory_mib) <= n.allocatable.memory_mib
         })
         .max_by(|a, b| {
             let room = |n: &PoolNode| {

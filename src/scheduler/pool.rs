@@ -83,8 +83,8 @@ impl PoolIndex {
             .chain(self.assumed.values().map(|(n, size, _)| (n, size)))
             .filter(|(n, _)| n.as_str() == node);
         for (_, size) in on_node {
-            used.millicpu += size.millicpu;
-            used.memory_mib += size.memory_mib;
+            used.millicpu = used.millicpu.saturating_add(size.millicpu);
+            used.memory_mib = used.memory_mib.saturating_add(size.memory_mib);
         }
         used
     }

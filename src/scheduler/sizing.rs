@@ -81,10 +81,12 @@ pub struct Request {
 }
 
 impl Request {
+    /// Saturating: quantities the apiserver accepts can sum past `u64` (two containers of
+    /// `cpu: 1e16`), and such a pod is simply too large.
     fn add(&mut self, other: Request) {
-        self.millicpu += other.millicpu;
-        self.memory_mib += other.memory_mib;
-        self.storage_bytes += other.storage_bytes;
+        self.millicpu = self.millicpu.saturating_add(other.millicpu);
+        self.memory_mib = self.memory_mib.saturating_add(other.memory_mib);
+        self.storage_bytes = self.storage_bytes.saturating_add(other.storage_bytes);
     }
 
     fn max(self, other: Request) -> Request {
@@ -217,7 +219,7 @@ pub fn provision(pod: &Pod) -> Result<(Size, u64), SizingError> {
 }
 
 fn size_for(wanted: Request) -> Result<Size, SizingError> {
-    let memory_mib = wanted.memory_mib + OVERHEAD_MIB;
+    let memory_mib = wanted.memory_mib.saturating_add(OVERHEAD_MIB);
     table()
         .into_iter()
         .find(|s| s.millicpu >= wanted.millicpu && s.memory_mib >= memory_mib)
@@ -395,6 +397,21 @@ mod tests {
             (vec![c(Some("16"), Some("120Gi"))], vec![], "too large"),
             // A quantity that is not one.
             (vec![c(Some("lots"), None)], vec![], "bad quantity"),
+            // Sums past u64, no overflow: 1e19 millicores twice is too large; 21 × 9e17 bytes
+            // of storage (size() does not judge storage) sizes as nothing asked.
+            (
+                vec![c(Some("1e16"), None), c(Some("1e16"), None)],
+                vec![],
+                "too large",
+            ),
+            (
+                vec![
+                    json!({"name": "c", "resources": {"requests": {"ephemeral-storage": "9e17"}}});
+                    21
+                ],
+                vec![],
+                "0.25vCPU 0.5GB",
+            ),
         ];
         for (containers, init, expected) in cases {
             let p = pod(json!({"containers": containers, "initContainers": init}));
