@@ -57,7 +57,7 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
         waiting: Mutex::new(HashMap::new()),
         removed: Mutex::new(HashMap::new()),
         due: Mutex::new(HashSet::new()),
-        failures: Mutex::new(HashMap::new()),
+        failures: reconcile::Failures::default(),
     });
     let (pod_keys, pod_queue) = mpsc::channel::<ObjectRef<Pod>>(KEYS_BUFFER);
     let (node_keys, node_queue) = mpsc::channel::<ObjectRef<Node>>(KEYS_BUFFER);

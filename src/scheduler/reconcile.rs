@@ -22,6 +22,42 @@ pub const NODE_RESYNC: Duration = Duration::from_secs(30);
 /// How long a pod removed is taken as removed while the cache does not show its deletion.
 pub const REMOVAL_SHOWS: Duration = Duration::from_secs(30);
 
+/// A failure entry not renewed for this long is forgotten: a live object that keeps failing is
+/// tried again within [`backoff::LONGEST`], so such an entry is most likely of an object deleted
+/// while it failed, which no success will ever clear.
+pub const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(300);
+
+/// Failures in a row per object (by key), for [`backoff::delay`], with when the last one was. A
+/// success clears an object's entry; each new failure drops the entries older than
+/// [`FORGET_FAILURES_AFTER`], so the map holds only objects that failed lately.
+#[derive(Debug, Default)]
+pub struct Failures(Mutex<HashMap<String, (u32, Instant)>>);
+
+impl Failures {
+    pub fn clear(&self, key: &str) {
+        lock(&self.0).remove(key);
+    }
+
+    /// One more failure of `key` at `now`: the failures in a row so far.
+    pub fn add(&self, key: String, now: Instant) -> u32 {
+        let mut failures = lock(&self.0);
+        failures
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) < FORGET_FAILURES_AFTER);
+        let (count, last) = failures.entry(key).or_insert((0, now));
+        *count = count.saturating_add(1);
+        *last = now;
+        *count
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// An unbound pod the scheduler has seen: since when (bind latency counts the wait in the queue),
 /// and whether it was bound or refused already while the cache still shows it unbound.
 #[derive(Clone, Copy, Debug)]
@@ -48,7 +84,7 @@ pub struct Reconciler {
     /// Pods triggered whose reconcile has not started: the queue depth.
     pub due: Mutex<HashSet<ObjectRef<Pod>>>,
     /// Failures in a row, per object, for [`backoff::delay`].
-    pub failures: Mutex<HashMap<String, u32>>,
+    pub failures: Failures,
 }
 
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,7 +119,7 @@ fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
 
 impl Reconciler {
     fn succeeded<K: Resource<DynamicType = ()>>(&self, object: &K) {
-        lock(&self.failures).remove(&key(object));
+        self.failures.clear(&key(object));
     }
 
     fn mark_done(&self, uid: &str) -> Option<Instant> {
@@ -124,7 +160,11 @@ async fn pod_action(pod: &Pod, r: &Reconciler) -> Result<Action, ReconcileError>
             return Ok(Action::await_change());
         }
         remove_pod(&r.ctx, pod).await?;
-        lock(&r.removed).insert(uid, Instant::now());
+        let mut removed = lock(&r.removed);
+        // The feed may have dropped this pod's entry before it is made (its deletion seen first):
+        // entries past their use go here, so none outlives it.
+        removed.retain(|_, at| at.elapsed() < REMOVAL_SHOWS);
+        removed.insert(uid, Instant::now());
         return Ok(Action::await_change());
     }
     if gated(pod) || refused_before(pod) {
@@ -205,18 +245,13 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
 /// One more failure in a row of the object under `key`: logged, counted by `kind`, and tried
 /// again after [`backoff::delay`] of the failures so far. Every reconcile's error policy.
 pub fn retry_later(
-    failures: &Mutex<HashMap<String, u32>>,
+    failures: &Failures,
     key: String,
     error: &dyn std::fmt::Display,
     kind: &str,
     metrics: &crate::metrics::Metrics,
 ) -> Action {
-    let failures = {
-        let mut failures = lock(failures);
-        let n = failures.entry(key).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
+    let failures = failures.add(key, Instant::now());
     let delay = backoff::delay(failures);
     tracing::warn!(%error, failures, retry_in = ?delay, "reconcile failed");
     metrics
@@ -277,5 +312,34 @@ async fn remove_pod(ctx: &Context, pod: &Pod) -> Result<(), ReconcileError> {
             failed(format!("eviction refused for now: {}", e.message))
         }
         Err(error) => failed(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FORGET_FAILURES_AFTER, Failures};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn failures_count_in_a_row_and_entries_of_objects_gone_do_not_stay() {
+        let failures = Failures::default();
+        let t0 = Instant::now();
+        assert_eq!(failures.add("Pod/a".into(), t0), 1);
+        assert_eq!(failures.add("Pod/a".into(), t0 + Duration::from_secs(1)), 2);
+        assert_eq!(
+            failures.add("Pod/gone".into(), t0 + Duration::from_secs(2)),
+            1
+        );
+        failures.clear("Pod/a");
+        assert_eq!(
+            failures.add("Pod/a".into(), t0 + Duration::from_secs(3)),
+            1,
+            "a success resets"
+        );
+        // `gone` was deleted while failing: nothing clears it, but the next failure after the
+        // forget time drops it, while `a`, failing again within it, keeps its count.
+        let later = t0 + Duration::from_secs(3) + FORGET_FAILURES_AFTER - Duration::from_secs(1);
+        assert_eq!(failures.add("Pod/a".into(), later), 2);
+        assert_eq!(failures.len(), 1, "only a is left");
     }
 }

@@ -12,7 +12,7 @@
 
 use super::bind::Context;
 use super::listed::cached_keys;
-use super::reconcile::{self, lock};
+use super::reconcile;
 use super::{SCHEDULER_NAME, placement};
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -23,9 +23,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, applier, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The reason of the refused pod's status and event ([D]: no public capture shows the Fargate
 /// kubelet's; its message is quoted, docs/eks-behaviour.md §5).
@@ -47,7 +46,7 @@ struct Strangers {
     /// The virtual nodes (the controller's reflector).
     nodes: Store<Node>,
     /// Failures in a row, by pod UID ([`reconcile::retry_later`]).
-    failures: Mutex<HashMap<String, u32>>,
+    failures: reconcile::Failures,
 }
 
 impl Strangers {
@@ -100,7 +99,7 @@ pub async fn refuse(ctx: Arc<Context>, nodes: Store<Node>) {
     let strangers = Arc::new(Strangers {
         ctx,
         nodes,
-        failures: Mutex::new(HashMap::new()),
+        failures: reconcile::Failures::default(),
     });
     applier(
         |pod, s| Box::pin(reconcile(pod, s)),
@@ -136,7 +135,7 @@ async fn reconcile(pod: Arc<Pod>, s: Arc<Strangers>) -> Result<Action, RefusalEr
         _ => false,
     };
     let (Some(message), true) = (refusal, ours) else {
-        lock(&s.failures).remove(&uid);
+        s.failures.clear(&uid);
         return Ok(Action::await_change());
     };
     let api: Api<Pod> = Api::namespaced(s.ctx.client.clone(), &namespace);
@@ -176,7 +175,7 @@ async fn reconcile(pod: Arc<Pod>, s: Arc<Strangers>) -> Result<Action, RefusalEr
             });
         }
     }
-    lock(&s.failures).remove(&uid);
+    s.failures.clear(&uid);
     Ok(Action::await_change())
 }
 
