@@ -24,6 +24,9 @@ use tokio_util::task::TaskTracker;
 /// (the Lease then expires on its own, which is safe, only slower).
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a holder waits before starting again work that ended while the claim is held.
+const RESTART_WAIT: Duration = Duration::from_secs(1);
+
 /// One holding of the claim: `lost` is cancelled when it ends; the work done under it is tracked.
 #[derive(Clone, Debug)]
 pub struct Term {
@@ -105,7 +108,9 @@ impl Claim {
     }
 
     /// Run `work` for each term of the claim until `shutdown`. `work` gets the term's `lost` token and
-    /// must return soon after it is cancelled; a new term starts a new `work`.
+    /// must return soon after it is cancelled; a new term starts a new `work`. A `work` that returns
+    /// while the claim is still held (a part of it failed) is started again after [`RESTART_WAIT`]:
+    /// the holder must not renew the claim while nothing does the work it claims.
     pub async fn while_held<F, Fut>(&self, shutdown: &CancellationToken, mut work: F)
     where
         F: FnMut(CancellationToken) -> Fut,
@@ -116,9 +121,22 @@ impl Claim {
                 _ = shutdown.cancelled() => return,
                 term = self.acquired() => term,
             };
-            term.work.track_future(work(term.lost.clone())).await;
-            if shutdown.is_cancelled() {
-                return;
+            loop {
+                term.work.track_future(work(term.lost.clone())).await;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                if term.lost.is_cancelled() {
+                    break;
+                }
+                tracing::error!(
+                    claim = %self.name,
+                    "the claim holder's work ended while the claim is held; starting it again"
+                );
+                tokio::select! {
+                    _ = term.lost.cancelled() => break,
+                    _ = tokio::time::sleep(RESTART_WAIT) => {}
+                }
             }
             // Lost: wait for the end of the term to be published before looking again.
             term.lost.cancelled().await;
@@ -260,6 +278,41 @@ mod tests {
         shutdown.cancel();
         assert!(term.lost().is_cancelled());
         assert!(!claim.is_held());
+    }
+
+    #[tokio::test]
+    async fn work_that_ends_while_the_claim_is_held_is_started_again() {
+        let shutdown = CancellationToken::new();
+        let claim = Claim::local(&shutdown);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let runner = {
+            let (claim, shutdown, runs) = (claim.clone(), shutdown.clone(), Arc::clone(&runs));
+            tokio::spawn(async move {
+                claim
+                    .while_held(&shutdown, |lost| {
+                        let runs = Arc::clone(&runs);
+                        async move {
+                            // The first run fails at once (a feed that died); the second works.
+                            if runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                                lost.cancelled().await;
+                            }
+                        }
+                    })
+                    .await
+            })
+        };
+        let count = || runs.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(RESTART_WAIT * 3, async {
+            while count() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the work is started again while the claim is held");
+        tokio::time::sleep(RESTART_WAIT * 2).await;
+        assert_eq!(count(), 2, "a work that keeps running is not started twice");
+        shutdown.cancel();
+        runner.await.unwrap();
     }
 
     #[tokio::test]

@@ -130,10 +130,14 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
     )
     .for_each(|result| log("node", result));
     let gauges = set_gauges(Arc::clone(&r), nodes);
+    // The feeds run as long as the term: one that ends (a panic) would leave the caches or the
+    // queues without their source while the Lease is still renewed, so the term's work ends with it
+    // and starts again (`Claim::while_held`).
     tokio::select! {
         _ = work.cancelled() => {}
-        _ = pod_applier => tracing::warn!("the pod work queue ended"),
-        _ = node_applier => tracing::warn!("the node work queue ended"),
+        _ = pod_applier => tracing::error!("the pod work queue ended"),
+        _ = node_applier => tracing::error!("the node work queue ended"),
+        Some(ended) = feeds.join_next() => tracing::error!(?ended, "a feed of the scheduler ended"),
         _ = gauges => {}
     }
     feeds.abort_all();
