@@ -170,6 +170,9 @@ fn object_ref(pod: &Pod) -> ObjectReference {
 
 /// Pods whose events may be on their way at once (see [`Context::record`]).
 pub const EVENT_SLOTS: usize = 64;
+/// How long one pod's events may take to be recorded before they are given up: a request that
+/// hangs (a dead connection; the client sets no read timeout) must not hold its slot for good.
+pub const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Virtual nodes reconciled (and so removed) at once.
 pub const NODE_REMOVALS: usize = 16;
 /// How long a pool placement waits for the first lists of the pool's nodes and pods.
@@ -214,7 +217,8 @@ impl Context {
     }
 
     /// Record `events` of `pod`, in order, beside the work: the worker goes on to the next pod. At
-    /// most [`EVENT_SLOTS`] pods' events are in flight; past that the worker waits for a slot.
+    /// most [`EVENT_SLOTS`] pods' events are in flight; past that the worker waits for a slot. Events
+    /// not recorded within [`EVENT_WAIT`] are given up.
     async fn record(&self, pod: &Pod, events: Vec<Event>) {
         let Ok(slot) = Arc::clone(&self.event_slots).acquire_owned().await else {
             return;
@@ -232,6 +236,9 @@ impl Context {
             tokio::select! {
                 _ = term.cancelled() => {}
                 _ = publish => {}
+                _ = tokio::time::sleep(EVENT_WAIT) => {
+                    tracing::warn!(pod = ?reference.name, "recording events took too long; given up");
+                }
             }
             drop(slot);
         });

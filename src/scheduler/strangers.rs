@@ -162,8 +162,20 @@ async fn reconcile(pod: Arc<Pod>, s: Arc<Strangers>) -> Result<Action, RefusalEr
                 action: "Admission".into(),
                 secondary: None,
             };
-            if let Err(error) = s.ctx.recorder.publish(&event, &pod.object_ref(&())).await {
-                tracing::warn!(%error, pod = %pod.name_any(), "could not record an event");
+            let reference = pod.object_ref(&());
+            match tokio::time::timeout(
+                super::bind::EVENT_WAIT,
+                s.ctx.recorder.publish(&event, &reference),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, pod = %pod.name_any(), "could not record an event")
+                }
+                Err(_) => {
+                    tracing::warn!(pod = %pod.name_any(), "recording an event took too long; given up")
+                }
             }
         }
         // Gone, or another pod has the name now.
