@@ -245,7 +245,8 @@ async fn a_holder_whose_renewal_hangs_stops_writing_before_another_may_take_it()
     // A renewal that is never answered (a dead connection, no read timeout) must not keep the claim:
     // `a` lets it go at its renew deadline, one renewal period before `b` may take the Lease.
     let hung = Instant::now();
-    fake.with(|s| s.hang_leases_of = Some("a".into()));
+    // A renewal starts with a read of the Lease.
+    fake.with(|s| s.hang = Some(("a".into(), Method::GET, "/leases".into())));
     until("a losing the claim", DURATION * 2, || !a.claim.is_held()).await;
     let lost = hung.elapsed();
     assert!(

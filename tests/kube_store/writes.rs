@@ -493,3 +493,61 @@ async fn a_removal_whose_object_is_already_gone_succeeds() {
         "the journal is cleared"
     );
 }
+
+/// A write whose request hangs (a dead connection: the kube client sets no read timeout) fails at the
+/// commit deadline and releases the replica's writer lock; the next write completes what it left
+/// half done and goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_request_hangs_fails_at_the_deadline_and_the_next_one_goes_through() {
+    use fargate_webhook::decision::{SharedSnapshot, Snapshot};
+    use fargate_webhook::metrics::Metrics;
+    use fargate_webhook::profile::Limits;
+    use fargate_webhook::store::kubernetes::{KubeStore, KubeStoreOptions};
+
+    let fake = Fake::new();
+    let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::default()));
+    let mut options = KubeStoreOptions::new(NAMESPACE);
+    options.retry_backoff = Duration::from_millis(5);
+    options.commit_deadline = Duration::from_millis(500);
+    let store = KubeStore::new(
+        fake.client(),
+        snapshot,
+        Arc::new(Metrics::new()),
+        Limits::default(),
+        options,
+    );
+    // The create is journalled, then its POST of the resource never comes back.
+    fake.with(|s| s.hang = Some((String::new(), Method::POST, PROFILES.into())));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let cut = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.apply_change(create_change(
+            eks_profile("web", ProfileStatus::Creating),
+            Some("tok-1"),
+            runs,
+            None,
+        )),
+    )
+    .await
+    .expect("the hung write returns at its deadline");
+    assert!(
+        matches!(cut, Err(Failed::Store(_))),
+        "the hung write fails as a storage error"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "at the deadline"
+    );
+    assert!(fake.profile("web").is_none());
+
+    fake.with(|s| s.hang = None);
+    let next = store
+        .apply_change(set_status("web", ProfileStatus::Active))
+        .await;
+    assert!(next.is_ok(), "the next write goes through");
+    let web = fake
+        .profile("web")
+        .expect("the journalled create was completed");
+    assert_eq!(web["status"]["status"], "ACTIVE");
+}

@@ -75,9 +75,9 @@ pub struct FakeState {
     pub refuse_creates_of: Option<String>,
     /// Answer every Lease request of the client of this name with `503`, as a partition would.
     pub cut_off_leases_of: Option<String>,
-    /// Never answer a Lease request of the client of this name (a request stuck on a dead
-    /// connection); its other requests are answered.
-    pub hang_leases_of: Option<String>,
+    /// Never answer the requests of this client (by name), method and path fragment: requests
+    /// stuck on a dead connection. The client's other requests are answered.
+    pub hang: Option<(String, Method, String)>,
     /// Pods, Nodes, Events and the other core objects the scheduler works on.
     pub core: super::fake_core::Core,
     /// Secrets and MutatingWebhookConfigurations (the managed TLS mode).
@@ -546,7 +546,7 @@ impl Fake {
             tower_test::mock::pair::<Request<kube::client::Body>, Response<Body>>();
         let fake = Arc::clone(self);
         tokio::spawn(async move {
-            // Requests left unanswered (`hang_leases_of`): kept, so that their callers wait.
+            // Requests left unanswered (`hang`): kept, so that their callers wait.
             let mut hanging = Vec::new();
             while let Some((request, respond)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
@@ -554,9 +554,14 @@ impl Fake {
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let path = parts.uri.path().to_owned();
                 let query = parts.uri.query().unwrap_or("").to_owned();
-                if path.contains("/leases")
-                    && fake.with(|s| s.hang_leases_of.as_deref() == Some(name.as_str()))
-                {
+                let hangs = fake.with(|s| {
+                    s.hang.as_ref().is_some_and(|(client, method, fragment)| {
+                        *client == name
+                            && *method == parts.method
+                            && path.contains(fragment.as_str())
+                    })
+                });
+                if hangs {
                     hanging.push(respond);
                     continue;
                 }

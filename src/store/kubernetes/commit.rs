@@ -75,6 +75,18 @@ impl KubeStore {
         change: &mut Change<'_>,
     ) -> Result<Updated, UpdateError> {
         let _writer = self.writer.lock().await;
+        let deadline = self.options.commit_deadline;
+        match tokio::time::timeout(deadline, self.attempts(change)).await {
+            Ok(result) => result,
+            Err(_) => Err(UpdateError::storage_context(format!(
+                "the Kubernetes API did not finish the FargateProfile update within {deadline:?}; \
+                 a write it left half done is completed by the next one"
+            ))),
+        }
+    }
+
+    /// Attempts of one update, under the writer lock.
+    async fn attempts(&self, change: &mut Change<'_>) -> Result<Updated, UpdateError> {
         let mut pause = self.options.retry_backoff;
         let attempts = self.options.max_attempts.max(1);
         let mut last = String::new();

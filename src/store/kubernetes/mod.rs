@@ -165,6 +165,12 @@ pub struct KubeStoreOptions {
     pub max_attempts: u32,
     /// First pause between attempts; doubled up to 1 s, with jitter.
     pub retry_backoff: Duration,
+    /// The longest one update may take, all attempts included. The kube client sets no read
+    /// timeout, and an update holds this replica's writer lock: a request hanging on a dead
+    /// connection would otherwise stop every later write here (on the claim holder, the lifecycle
+    /// steps, and with them every create and delete of the cluster). An update cut off is like a
+    /// crash of its commit: a journal it wrote is rolled forward by the next one.
+    pub commit_deadline: Duration,
     /// Write `status: ACTIVE` on resources created without status (kubectl), and drop the
     /// finalizer of resources deleted with kubectl. Needs write access; turn off on replicas
     /// that only read.
@@ -181,6 +187,7 @@ impl KubeStoreOptions {
             lock_name: DEFAULT_LOCK_NAME.into(),
             max_attempts: 10,
             retry_backoff: Duration::from_millis(20),
+            commit_deadline: Duration::from_secs(30),
             housekeeping: true,
             claim: None,
         }
