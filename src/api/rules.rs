@@ -22,6 +22,18 @@ pub(crate) fn drop_tokens(state: &mut ProfileState, name: &str, arn: &str) {
         .retain(|_, r| !(r.fargate_profile_name == name && r.fargate_profile_arn == arn));
 }
 
+/// Forget the tokens whose profile is gone: they are free again (`create`), and nothing but this
+/// drops those of profiles removed outside the API (kubectl), so without it the tokens kept in the
+/// store would grow with every such removal.
+fn drop_stale_tokens(state: &mut ProfileState, arn_of: impl Fn(&FargateProfile) -> String) {
+    let profiles = &state.fargate_profiles;
+    state.client_request_tokens.retain(|_, r| {
+        profiles.iter().any(|p| {
+            p.fargate_profile_name == r.fargate_profile_name && arn_of(p) == r.fargate_profile_arn
+        })
+    });
+}
+
 /// Why a change closure refused to change the state.
 #[derive(Debug)]
 pub(crate) enum Refusal {
@@ -101,6 +113,7 @@ pub(crate) fn create(
     }
     let arn = arn_of(&stored);
     state.fargate_profiles.push(stored);
+    drop_stale_tokens(state, &arn_of);
     if let Some(token) = request.token {
         state.client_request_tokens.insert(
             token.to_owned(),
@@ -401,6 +414,31 @@ mod tests {
             assert_eq!(code(&result), want, "{what}");
             assert_eq!(s.fargate_profiles.len(), after, "{what}");
         }
+    }
+
+    #[test]
+    fn a_create_forgets_the_tokens_of_profiles_that_are_gone() {
+        let record = |name: &str, arn: &str| TokenRecord {
+            fargate_profile_name: name.into(),
+            fargate_profile_arn: arn.into(),
+            request_digest: "d".into(),
+        };
+        // `gone` was removed with kubectl: nothing dropped its token.
+        let mut s = state(vec![profile("kept", ProfileStatus::Active)]);
+        s.client_request_tokens
+            .insert("kept-tok".into(), record("kept", "arn/kept"));
+        s.client_request_tokens
+            .insert("gone-tok".into(), record("gone", "arn/gone"));
+        let new = profile("new", ProfileStatus::Creating);
+        let request = CreateRequest {
+            profile: &new,
+            token: None,
+            digest: "d",
+            activate_now: false,
+        };
+        create(&mut s, &request, &Limits::default(), CLUSTER, arn).unwrap();
+        let left: Vec<&str> = s.client_request_tokens.keys().map(String::as_str).collect();
+        assert_eq!(left, ["kept-tok"]);
     }
 
     #[test]
