@@ -551,3 +551,33 @@ async fn a_write_whose_request_hangs_fails_at_the_deadline_and_the_next_one_goes
         .expect("the journalled create was completed");
     assert_eq!(web["status"]["status"], "ACTIVE");
 }
+
+/// A journal carried out is cleared even when the first try to clear it fails: left there, the next
+/// update would carry it out again over whatever kubectl changed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_carried_out_is_cleared_when_the_first_clear_fails() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    // The commit writes the lock twice: the journal, then the clear. The clear fails once.
+    fake.with(|s| {
+        s.lock_puts = 0;
+        s.fail_lock_puts = vec![2];
+    });
+    let runs = Arc::new(AtomicUsize::new(0));
+    r.store
+        .apply_change(create_change(
+            eks_profile("web", ProfileStatus::Creating),
+            Some("tok-1"),
+            runs,
+            None,
+        ))
+        .await
+        .expect("created");
+    assert_eq!(fake.with(|s| s.lock_puts), 3, "the clear was tried again");
+    let data = fake.lock_data();
+    assert!(
+        data[PENDING_KEY].is_null(),
+        "no journal left behind: {data}"
+    );
+    assert!(data[TOKENS_KEY].as_str().unwrap().contains("tok-1"));
+}

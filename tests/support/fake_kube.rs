@@ -78,6 +78,11 @@ pub struct FakeState {
     /// Never answer the requests of this client (by name), method and path fragment: requests
     /// stuck on a dead connection. The client's other requests are answered.
     pub hang: Option<(String, Method, String)>,
+    /// Answer `500` to the PUTs of the coordination ConfigMap whose 1-based number (counted from
+    /// when this is set, see `lock_puts`) is in this list.
+    pub fail_lock_puts: Vec<u32>,
+    /// PUTs of the coordination ConfigMap answered so far (for `fail_lock_puts`).
+    pub lock_puts: u32,
     /// Pods, Nodes, Events and the other core objects the scheduler works on.
     pub core: super::fake_core::Core,
     /// Secrets and MutatingWebhookConfigurations (the managed TLS mode).
@@ -339,6 +344,14 @@ impl FakeState {
                 Plain::Leases,
             ),
         ];
+        if method == Method::PUT
+            && path == format!("/api/v1/namespaces/{NAMESPACE}/configmaps/{LOCK}")
+        {
+            self.lock_puts += 1;
+            if self.fail_lock_puts.contains(&self.lock_puts) {
+                return json_response(500, &status_body(500, "InternalError", "injected"));
+            }
+        }
         if let Some(response) = self.core.handle(method, path, query, body, NAMESPACE) {
             return response;
         }

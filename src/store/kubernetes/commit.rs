@@ -18,6 +18,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Tries to clear a journal carried out, before leaving it to the next update.
+const CLEAR_ATTEMPTS: u32 = 3;
+
 #[derive(Debug)]
 pub(super) enum AttemptError {
     /// Start the update again (conflict, moved lock, transient error).
@@ -361,10 +364,24 @@ impl KubeStore {
         tokens: &BTreeMap<String, TokenRecord>,
         quarantined: &[Quarantined],
     ) {
-        if let Err(AttemptError::Storage(error)) =
-            self.write_lock(version, tokens, None, quarantined).await
-        {
-            tracing::warn!(error = %crate::store::report(&error), "could not clear the applied writes from the coordination ConfigMap; the next update will");
+        // A journal left behind is carried out again by the next update, and by then kubectl may
+        // have changed what it wrote: a transient failure is retried before it is left there. A
+        // conflict means another writer moved the lock, and with it took the journal over.
+        let mut pause = self.options.retry_backoff;
+        for attempt in 1..=CLEAR_ATTEMPTS {
+            let reason = match self.write_lock(version, tokens, None, quarantined).await {
+                Ok(_) => return,
+                Err(AttemptError::Storage(error)) => crate::store::report(&error).to_string(),
+                Err(AttemptError::Retry(reason) | AttemptError::Clash(reason)) => reason,
+                Err(AttemptError::Refused(reason)) => reason,
+                Err(AttemptError::Violation(violation)) => violation.to_string(),
+            };
+            if attempt == CLEAR_ATTEMPTS {
+                tracing::warn!(%reason, "could not clear the applied writes from the coordination ConfigMap; the next update carries them out again");
+                return;
+            }
+            tokio::time::sleep(jitter(pause)).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
