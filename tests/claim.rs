@@ -16,7 +16,9 @@ use fargate_webhook::decision::{SharedSnapshot, Snapshot};
 use fargate_webhook::metrics::Metrics;
 use fargate_webhook::profile::Limits;
 use fargate_webhook::store::ProfileStore;
-use fargate_webhook::store::kubernetes::{KubeStore, KubeStoreOptions};
+use fargate_webhook::store::kubernetes::{
+    FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions,
+};
 use http::{Method, Request};
 use http_body_util::Full;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -24,6 +26,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::fake_kube::{Fake, NAMESPACE, PROFILES, ROLE, kubectl_object};
+use support::{ProfileBuilder, SUBNET_A};
 use support::{until, within};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +48,11 @@ struct Replica {
 
 impl Replica {
     fn start(fake: &Arc<Fake>, name: &'static str) -> Replica {
+        Replica::start_with(fake, name, Limits::default())
+    }
+
+    /// A replica whose store reads the resources under `limits`.
+    fn start_with(fake: &Arc<Fake>, name: &'static str, limits: Limits) -> Replica {
         let client = fake.client_named(name);
         let shutdown = CancellationToken::new();
         let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), NAMESPACE);
@@ -58,13 +66,7 @@ impl Replica {
         let mut options = KubeStoreOptions::new(NAMESPACE);
         options.retry_backoff = Duration::from_millis(5);
         options.claim = Some(claim.clone());
-        let store = KubeStore::new(
-            client,
-            snapshot,
-            Arc::clone(&metrics),
-            Limits::default(),
-            options,
-        );
+        let store = KubeStore::new(client, snapshot, Arc::clone(&metrics), limits, options);
         let watch = store.start();
         let config = ApiConfig {
             create_delay: Duration::from_millis(200),
@@ -287,4 +289,45 @@ async fn a_holder_that_stops_gives_the_lease_up_at_once() {
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     b.shutdown.cancel();
+}
+
+/// A profile the API left DELETING that breaks a limit lowered since (a helm upgrade) is not
+/// served, but its lifecycle step is still taken: otherwise it would hold "one profile CREATING or
+/// DELETING at a time" for good, and every later create and delete of the cluster be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_profile_in_transition_that_breaks_a_lowered_limit_still_takes_its_step() {
+    let fake = Fake::new();
+    let mut wide = ProfileBuilder::new("wide")
+        .role(ROLE)
+        .subnets(&[SUBNET_A])
+        .namespace("ns-wide")
+        .labels(&[("a", "1"), ("b", "2")])
+        .resource();
+    // As the API writes it: made CREATING (the annotation, the finalizer), DELETING now.
+    let made = json!({
+        "status": "CREATING",
+        "createdAt": "2026-01-02T03:04:05.123Z",
+        "clusterName": "fargate",
+        "fargateProfileArn": "arn:aws:eks:us-east-1:123456789012:fargateprofile/fargate/wide/0000",
+    });
+    wide["metadata"]["annotations"] = json!({INITIAL_STATUS_ANNOTATION: made.to_string()});
+    wide["metadata"]["finalizers"] = json!([FINALIZER]);
+    fake.apply(wide);
+    fake.modify("wide", |o| {
+        o["status"] = made;
+        o["status"]["status"] = json!("DELETING");
+    });
+    let limits = Limits {
+        max_labels: 1,
+        ..Limits::default()
+    };
+    let a = Replica::start_with(&fake, "a", limits).loaded().await;
+    one_holder(&[&a]).await;
+    assert!(a.store.current().fargate_profiles.is_empty(), "not served");
+
+    until("the DELETING profile is removed", CAP, || {
+        fake.profile("wide").is_none()
+    })
+    .await;
+    a.shutdown.cancel();
 }

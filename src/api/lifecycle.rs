@@ -32,11 +32,13 @@ impl Api {
 
     /// Start the timers for the profiles found CREATING or DELETING.
     pub(crate) fn resume_transitions(&self) {
-        let state = self.inner.store.current();
         // Only profiles the API wrote (they carry `createdAt`) follow its lifecycle: a hand-written
-        // entry keeps the status written in it (`docs/eks-behaviour.md` §6).
-        for profile in state
-            .fargate_profiles
+        // entry keeps the status written in it (`docs/eks-behaviour.md` §6). Profiles that break a
+        // limit lowered since are stepped too: they are not served, but they are stored.
+        for profile in self
+            .inner
+            .store
+            .in_transition()
             .iter()
             .filter(|p| p.created_at.is_some())
         {

@@ -99,6 +99,24 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// Changes each time a state is published: the webhook snapshot has been swapped by then.
     fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// The profiles stored CREATING or DELETING, also those [`current`](Self::current) leaves out
+    /// because they break a limit lowered since they were written: their lifecycle step must still
+    /// be taken, or they would hold "one profile CREATING or DELETING at a time" for good.
+    fn in_transition(&self) -> Vec<crate::profile::FargateProfile> {
+        self.current()
+            .fargate_profiles
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.status,
+                    crate::profile::ProfileStatus::Creating
+                        | crate::profile::ProfileStatus::Deleting
+                )
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// Run a change that refuses with a reason of its caller's: `Err(reason)` aborts the write, and the

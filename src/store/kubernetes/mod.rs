@@ -444,6 +444,23 @@ impl ProfileStore for KubeStore {
         self.published.current()
     }
 
+    /// From every resource read, valid under the current limits or not.
+    fn in_transition(&self) -> Vec<crate::profile::FargateProfile> {
+        let observed = self.lock_observed();
+        observed
+            .objects
+            .values()
+            .filter_map(profile_from_resource)
+            .filter(|p| {
+                matches!(
+                    p.status,
+                    crate::profile::ProfileStatus::Creating
+                        | crate::profile::ProfileStatus::Deleting
+                )
+            })
+            .collect()
+    }
+
     fn update<'a>(&'a self, mut change: Change<'a>) -> BoxFuture<'a, Result<Updated, UpdateError>> {
         Box::pin(async move { self.update_with_retries(&mut change).await })
     }
