@@ -64,7 +64,6 @@ impl KubeStore {
                 })
                 .collect();
             observed.housekept.retain(|k| live.contains(k));
-            observed.reported.retain(|k| live.contains(k));
         }
         for obj in work {
             let store = Arc::clone(self);

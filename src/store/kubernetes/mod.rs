@@ -427,6 +427,31 @@ impl KubeStore {
                 }
             }
         }
+        // What was reported is kept per resourceVersion, on every replica: past a bound, the keys of
+        // versions no longer read go (housekeeping, which prunes its own keys, runs on the holder only).
+        if observed.reported.len() > 4 * (observed.objects.len() + observed.broken.len()) + 64 {
+            let live: std::collections::HashSet<(String, String)> = observed
+                .objects
+                .values()
+                .map(|o| {
+                    (
+                        o.name_any(),
+                        o.metadata.resource_version.clone().unwrap_or_default(),
+                    )
+                })
+                .chain(observed.broken.iter().map(|(name, invalid)| {
+                    (
+                        name.clone(),
+                        invalid
+                            .metadata
+                            .resource_version
+                            .clone()
+                            .unwrap_or_default(),
+                    )
+                }))
+                .collect();
+            observed.reported.retain(|k| live.contains(k));
+        }
         let state = Arc::new(ProfileState {
             fargate_profiles: profiles,
             client_request_tokens: observed.tokens.clone(),
