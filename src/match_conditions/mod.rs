@@ -32,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the configuration is read again when nothing changed.
 pub const RESYNC: Duration = Duration::from_secs(30);
+/// The longest one sync may take (its reads and its write).
+const SYNC_DEADLINE: Duration = Duration::from_secs(30);
 /// [D] The time a written condition is given to reach the apiserver's informer before the profiles
 /// it lets through count as covered (it takes milliseconds; one second is a wide margin).
 pub const SETTLE: Duration = Duration::from_secs(1);
@@ -171,7 +173,14 @@ impl Writer {
             }
             changes.borrow_and_update();
             wait = RESYNC;
-            match self.sync().await {
+            // Bounded: a request hanging on a dead connection would stop the term's syncs.
+            let synced = match tokio::time::timeout(SYNC_DEADLINE, self.sync()).await {
+                Ok(synced) => synced,
+                Err(_) => Err(kube::Error::Service(
+                    format!("the API server did not answer within {SYNC_DEADLINE:?}").into(),
+                )),
+            };
+            match synced {
                 Ok((Synced::Conflict, _)) => wait = Duration::ZERO,
                 Ok((synced, reached)) => {
                     retry = RETRY;

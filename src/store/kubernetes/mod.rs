@@ -169,7 +169,8 @@ pub struct KubeStoreOptions {
     /// timeout, and an update holds this replica's writer lock: a request hanging on a dead
     /// connection would otherwise stop every later write here (on the claim holder, the lifecycle
     /// steps, and with them every create and delete of the cluster). An update cut off is like a
-    /// crash of its commit: a journal it wrote is rolled forward by the next one.
+    /// crash of its commit: a journal it wrote is rolled forward by the next one. The list that
+    /// confirms a relist gets the same bound.
     pub commit_deadline: Duration,
     /// Write `status: ACTIVE` on resources created without status (kubectl), and drop the
     /// finalizer of resources deleted with kubectl. Needs write access; turn off on replicas
@@ -323,7 +324,16 @@ impl KubeStore {
             let mut pause = WATCH_RETRY_FIRST;
             loop {
                 let wanted = store.confirm.requested.load(Ordering::SeqCst);
-                match store.list().await {
+                // Bounded like an update: a list hanging on a dead connection would keep `running`
+                // set, and no later relist would be confirmed.
+                let deadline = store.options.commit_deadline;
+                let listed = match tokio::time::timeout(deadline, store.list()).await {
+                    Ok(listed) => listed,
+                    Err(_) => Err(commit::AttemptError::Retry(format!(
+                        "the list did not answer within {deadline:?}"
+                    ))),
+                };
+                match listed {
                     Ok((listed, version)) => {
                         let mut observed = store.lock_observed();
                         observed.absorb_list(&listed.objects, version);
