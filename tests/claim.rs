@@ -25,7 +25,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::fake_kube::{Fake, NAMESPACE, PROFILES, ROLE, kubectl_object};
+use support::fake_kube::{Fake, FakeState, NAMESPACE, PROFILES, ROLE, kubectl_object};
 use support::{ProfileBuilder, SUBNET_A};
 use support::{until, within};
 use tokio::task::JoinHandle;
@@ -207,8 +207,10 @@ async fn a_profile_created_through_any_replica_is_activated_by_the_holder() {
     b.shutdown.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_holder_cut_off_from_the_lease_stops_writing_before_another_may_take_it() {
+/// `a` holds the claim and `b` stands by; once `fault` keeps `a` from renewing, `a` lets the claim
+/// go within the Lease duration (one renewal period before `b` may take it over), `b` takes it, and
+/// only `b` writes in the background while `a` still answers requests.
+async fn a_holder_that_cannot_renew(fault: impl FnOnce(&mut FakeState)) -> (Replica, Replica) {
     let fake = Fake::new();
     let a = Replica::start(&fake, "a").loaded().await;
     let holder = one_holder(&[&a]).await.name;
@@ -216,8 +218,7 @@ async fn a_holder_cut_off_from_the_lease_stops_writing_before_another_may_take_i
     let b = Replica::start(&fake, "b").loaded().await;
 
     let cut = Instant::now();
-    fake.with(|s| s.cut_off_leases_of = Some("a".into()));
-    // Renewals fail: `a` gives up one renewal period before the Lease may expire for `b`.
+    fake.with(fault);
     until("a losing the claim", DURATION * 2, || !a.claim.is_held()).await;
     let lost = cut.elapsed();
     assert!(
@@ -227,41 +228,29 @@ async fn a_holder_cut_off_from_the_lease_stops_writing_before_another_may_take_i
     one_holder(&[&a, &b]).await;
     assert!(b.claim.is_held());
 
-    // `a` is alive and still answers requests, but writes nothing in the background.
     fake.clear_log();
     fake.apply(kubectl_object("after", None));
     status_becomes(&fake, "after", "ACTIVE").await;
     assert_eq!(status_writers(&fake, "after"), vec!["b".to_owned()]);
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_cut_off_from_the_lease_stops_writing_before_another_may_take_it() {
+    // Renewals fail at once.
+    let (a, b) = a_holder_that_cannot_renew(|s| s.cut_off_leases_of = Some("a".into())).await;
     a.shutdown.cancel();
     b.shutdown.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_holder_whose_renewal_hangs_stops_writing_before_another_may_take_it() {
-    let fake = Fake::new();
-    let a = Replica::start(&fake, "a").loaded().await;
-    let holder = one_holder(&[&a]).await.name;
-    assert_eq!(holder, "a");
-    let b = Replica::start(&fake, "b").loaded().await;
-
-    // A renewal that is never answered (a dead connection, no read timeout) must not keep the claim:
-    // `a` lets it go at its renew deadline, one renewal period before `b` may take the Lease.
-    let hung = Instant::now();
-    // A renewal starts with a read of the Lease.
-    fake.with(|s| s.hang = Some(("a".into(), Method::GET, "/leases".into())));
-    until("a losing the claim", DURATION * 2, || !a.claim.is_held()).await;
-    let lost = hung.elapsed();
-    assert!(
-        lost < DURATION,
-        "still held {lost:?} after the last renewal"
-    );
-    one_holder(&[&a, &b]).await;
-    assert!(b.claim.is_held());
-
-    fake.clear_log();
-    fake.apply(kubectl_object("after-hang", None));
-    status_becomes(&fake, "after-hang", "ACTIVE").await;
-    assert_eq!(status_writers(&fake, "after-hang"), vec!["b".to_owned()]);
+    // A renewal that is never answered (a dead connection, no read timeout): it starts with a read
+    // of the Lease, which never comes back.
+    let (a, b) = a_holder_that_cannot_renew(|s| {
+        s.hang = Some(("a".into(), Method::GET, "/leases".into()));
+    })
+    .await;
     // A replica whose Lease requests hang still stops campaigning at once.
     a.shutdown.cancel();
     let mut tasks = a.tasks.into_iter();

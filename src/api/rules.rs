@@ -5,10 +5,6 @@
 use super::error::ApiError;
 use crate::profile::{FargateProfile, Limits, ProfileState, ProfileStatus, TokenRecord};
 
-pub(crate) fn is_busy(status: ProfileStatus) -> bool {
-    matches!(status, ProfileStatus::Creating | ProfileStatus::Deleting)
-}
-
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Transition {
     Activate,
@@ -101,7 +97,11 @@ pub(crate) fn create(
             "Fargate Profile limit exceeded for cluster.",
         )));
     }
-    if let Some(busy) = state.fargate_profiles.iter().find(|p| is_busy(p.status)) {
+    if let Some(busy) = state
+        .fargate_profiles
+        .iter()
+        .find(|p| p.status.in_transition())
+    {
         return Err(on_profile(ApiError::resource_in_use(format!(
             "Cannot create Fargate Profile {name} because cluster {cluster} currently has Fargate profile {} in status {}",
             busy.fargate_profile_name, busy.status
@@ -152,7 +152,7 @@ pub(crate) fn delete(
     else {
         return Err(Refusal::Error(profile_not_found(cluster, name)));
     };
-    if is_busy(state.fargate_profiles[index].status) {
+    if state.fargate_profiles[index].status.in_transition() {
         return Err(Refusal::Error(
             ApiError::invalid_request("Fargate Profile is currently not in Active State.")
                 .with_cluster(cluster)

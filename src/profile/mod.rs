@@ -43,6 +43,12 @@ impl ProfileStatus {
             Self::DeleteFailed => "DELETE_FAILED",
         }
     }
+
+    /// CREATING or DELETING: a lifecycle step is still to come, and EKS allows one such profile
+    /// per cluster at a time.
+    pub fn in_transition(self) -> bool {
+        matches!(self, Self::Creating | Self::Deleting)
+    }
 }
 
 impl fmt::Display for ProfileStatus {

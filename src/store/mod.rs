@@ -107,13 +107,7 @@ pub trait ProfileStore: Send + Sync + 'static {
         self.current()
             .fargate_profiles
             .iter()
-            .filter(|p| {
-                matches!(
-                    p.status,
-                    crate::profile::ProfileStatus::Creating
-                        | crate::profile::ProfileStatus::Deleting
-                )
-            })
+            .filter(|p| p.status.in_transition())
             .cloned()
             .collect()
     }

@@ -10,7 +10,7 @@
 
 use super::commit::post_params;
 use super::observed::Observed;
-use super::resource::{has_finalizer, profile_from_resource, recorded_status};
+use super::resource::{has_finalizer, profile_from_resource, recorded_status, version_key};
 use super::{INITIAL_STATUS_ANNOTATION, KubeStore};
 use crate::claim::Claim;
 use crate::profile::{self, ProfileStatus};
@@ -31,10 +31,7 @@ impl KubeStore {
         }
         let mut work = Vec::new();
         for obj in observed.objects.values() {
-            let key = (
-                obj.name_any(),
-                obj.metadata.resource_version.clone().unwrap_or_default(),
-            );
+            let key = version_key(&obj.name_any(), &obj.metadata);
             let deleting = obj.metadata.deletion_timestamp.is_some();
             let unservable = if deleting { None } else { self.unservable(obj) };
             let needs_status = !deleting
@@ -56,12 +53,7 @@ impl KubeStore {
             let live: HashSet<(String, String)> = observed
                 .objects
                 .values()
-                .map(|o| {
-                    (
-                        o.name_any(),
-                        o.metadata.resource_version.clone().unwrap_or_default(),
-                    )
-                })
+                .map(|o| version_key(&o.name_any(), &o.metadata))
                 .collect();
             observed.housekept.retain(|k| live.contains(k));
         }

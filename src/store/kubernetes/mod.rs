@@ -401,14 +401,7 @@ impl KubeStore {
         let mut all_valid = observed.broken.is_empty();
         let mut newly_broken = Vec::new();
         for (name, invalid) in &observed.broken {
-            let key = (
-                name.clone(),
-                invalid
-                    .metadata
-                    .resource_version
-                    .clone()
-                    .unwrap_or_default(),
-            );
+            let key = resource::version_key(name, &invalid.metadata);
             if !observed.reported.contains(&key) {
                 newly_broken.push(key);
                 tracing::error!(profile = %name, error = %invalid.error, "FargateProfile resource cannot be read; ignoring it");
@@ -423,10 +416,7 @@ impl KubeStore {
                 Ok(()) => profiles.push(profile),
                 Err(rule) => {
                     all_valid = false;
-                    let key = (
-                        obj.name_any(),
-                        obj.metadata.resource_version.clone().unwrap_or_default(),
-                    );
+                    let key = resource::version_key(&obj.name_any(), &obj.metadata);
                     if observed.reported.insert(key) {
                         tracing::error!(
                             profile = %obj.name_any(),
@@ -443,22 +433,13 @@ impl KubeStore {
             let live: std::collections::HashSet<(String, String)> = observed
                 .objects
                 .values()
-                .map(|o| {
-                    (
-                        o.name_any(),
-                        o.metadata.resource_version.clone().unwrap_or_default(),
-                    )
-                })
-                .chain(observed.broken.iter().map(|(name, invalid)| {
-                    (
-                        name.clone(),
-                        invalid
-                            .metadata
-                            .resource_version
-                            .clone()
-                            .unwrap_or_default(),
-                    )
-                }))
+                .map(|o| resource::version_key(&o.name_any(), &o.metadata))
+                .chain(
+                    observed
+                        .broken
+                        .iter()
+                        .map(|(name, invalid)| resource::version_key(name, &invalid.metadata)),
+                )
                 .collect();
             observed.reported.retain(|k| live.contains(k));
         }
@@ -486,13 +467,7 @@ impl ProfileStore for KubeStore {
             .objects
             .values()
             .filter_map(profile_from_resource)
-            .filter(|p| {
-                matches!(
-                    p.status,
-                    crate::profile::ProfileStatus::Creating
-                        | crate::profile::ProfileStatus::Deleting
-                )
-            })
+            .filter(|p| p.status.in_transition())
             .collect()
     }
 

@@ -9,6 +9,17 @@ use crate::store::crd::{
 use ::kube::ResourceExt;
 use std::collections::BTreeMap;
 
+/// A resource's name and `resourceVersion`: what was reported or housekept already is kept by it.
+pub(super) fn version_key(
+    name: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> (String, String) {
+    (
+        name.to_owned(),
+        meta.resource_version.clone().unwrap_or_default(),
+    )
+}
+
 pub(super) fn has_finalizer(obj: &ProfileResource) -> bool {
     obj.finalizers().iter().any(|f| f == FINALIZER)
 }
