@@ -280,27 +280,37 @@ mod tests {
         assert!(!claim.is_held());
     }
 
+    /// `while_held` with a work that counts its runs and lasts until the claim is lost (the first
+    /// run returns at once with `first_fails`).
+    fn counted_work(
+        claim: &Claim,
+        shutdown: &CancellationToken,
+        first_fails: bool,
+    ) -> (Arc<std::sync::atomic::AtomicUsize>, JoinHandle<()>) {
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (claim, shutdown, counter) = (claim.clone(), shutdown.clone(), Arc::clone(&runs));
+        let runner = tokio::spawn(async move {
+            claim
+                .while_held(&shutdown, |lost| {
+                    let counter = Arc::clone(&counter);
+                    async move {
+                        let before = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if !(first_fails && before == 0) {
+                            lost.cancelled().await;
+                        }
+                    }
+                })
+                .await
+        });
+        (runs, runner)
+    }
+
     #[tokio::test]
     async fn work_that_ends_while_the_claim_is_held_is_started_again() {
         let shutdown = CancellationToken::new();
         let claim = Claim::local(&shutdown);
-        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let runner = {
-            let (claim, shutdown, runs) = (claim.clone(), shutdown.clone(), Arc::clone(&runs));
-            tokio::spawn(async move {
-                claim
-                    .while_held(&shutdown, |lost| {
-                        let runs = Arc::clone(&runs);
-                        async move {
-                            // The first run fails at once (a feed that died); the second works.
-                            if runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
-                                lost.cancelled().await;
-                            }
-                        }
-                    })
-                    .await
-            })
-        };
+        // The first run fails at once (a feed that died); the second works.
+        let (runs, runner) = counted_work(&claim, &shutdown, true);
         let count = || runs.load(std::sync::atomic::Ordering::SeqCst);
         tokio::time::timeout(RESTART_WAIT * 3, async {
             while count() < 2 {
@@ -319,21 +329,7 @@ mod tests {
     async fn while_held_runs_work_once_per_term_and_returns_at_shutdown() {
         let shutdown = CancellationToken::new();
         let claim = Claim::new("test", None);
-        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let runner = {
-            let (claim, shutdown, runs) = (claim.clone(), shutdown.clone(), Arc::clone(&runs));
-            tokio::spawn(async move {
-                claim
-                    .while_held(&shutdown, |lost| {
-                        let runs = Arc::clone(&runs);
-                        async move {
-                            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            lost.cancelled().await;
-                        }
-                    })
-                    .await
-            })
-        };
+        let (runs, runner) = counted_work(&claim, &shutdown, false);
         let count = || runs.load(std::sync::atomic::Ordering::SeqCst);
         tokio::task::yield_now().await;
         assert_eq!(count(), 0, "not held: no work");
