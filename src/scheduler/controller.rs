@@ -450,6 +450,7 @@ async fn set_gauges(r: Arc<Reconciler>, nodes: Store<Node>) {
             due.len()
         };
         metrics.scheduler_queue_depth.set(due as i64);
+        reconcile::lock(&r.removed).retain(|_, at| at.elapsed() < reconcile::REMOVAL_SHOWS);
         if r.ctx.options.placement == Placement::Virtual {
             metrics
                 .scheduler_virtual_nodes

@@ -28,29 +28,46 @@ pub const REMOVAL_SHOWS: Duration = Duration::from_secs(30);
 pub const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(300);
 
 /// Failures in a row per object (by key), for [`backoff::delay`], with when the last one was. A
-/// success clears an object's entry; each new failure drops the entries older than
-/// [`FORGET_FAILURES_AFTER`], so the map holds only objects that failed lately.
+/// success clears an object's entry; entries older than [`FORGET_FAILURES_AFTER`] are dropped by a
+/// later failure (at most once per [`PRUNE_FAILURES_EVERY`], so a burst of failures does not scan
+/// the map each time), so the map holds only objects that failed lately.
 #[derive(Debug, Default)]
-pub struct Failures(Mutex<HashMap<String, (u32, Instant)>>);
+pub struct Failures(Mutex<FailureMap>);
+
+#[derive(Debug, Default)]
+struct FailureMap {
+    counts: HashMap<String, (u32, Instant)>,
+    pruned: Option<Instant>,
+}
+
+/// How often [`Failures::add`] looks for entries to forget, at most.
+const PRUNE_FAILURES_EVERY: Duration = Duration::from_secs(60);
 
 impl Failures {
     pub fn clear(&self, key: &str) {
-        lock(&self.0).remove(key);
+        lock(&self.0).counts.remove(key);
     }
 
     /// One more failure of `key` at `now`: the failures in a row so far.
     pub fn add(&self, key: String, now: Instant) -> u32 {
         let mut failures = lock(&self.0);
-        failures
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) < FORGET_FAILURES_AFTER);
-        let (count, last) = failures.entry(key).or_insert((0, now));
+        if failures
+            .pruned
+            .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_FAILURES_EVERY)
+        {
+            failures.pruned = Some(now);
+            failures.counts.retain(|_, (_, last)| {
+                now.saturating_duration_since(*last) < FORGET_FAILURES_AFTER
+            });
+        }
+        let (count, last) = failures.counts.entry(key).or_insert((0, now));
         *count = count.saturating_add(1);
         *last = now;
         *count
     }
 
     pub fn len(&self) -> usize {
-        lock(&self.0).len()
+        lock(&self.0).counts.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -160,11 +177,9 @@ async fn pod_action(pod: &Pod, r: &Reconciler) -> Result<Action, ReconcileError>
             return Ok(Action::await_change());
         }
         remove_pod(&r.ctx, pod).await?;
-        let mut removed = lock(&r.removed);
-        // The feed may have dropped this pod's entry before it is made (its deletion seen first):
-        // entries past their use go here, so none outlives it.
-        removed.retain(|_, at| at.elapsed() < REMOVAL_SHOWS);
-        removed.insert(uid, Instant::now());
+        // The feed may drop this pod's entry before it is made (its deletion seen first): entries
+        // past their use are pruned every second with the gauges (controller.rs), so none stays.
+        lock(&r.removed).insert(uid, Instant::now());
         return Ok(Action::await_change());
     }
     if gated(pod) || refused_before(pod) {
