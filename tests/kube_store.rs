@@ -46,10 +46,16 @@ struct Replica {
 }
 
 fn replica(client: kube::Client) -> Replica {
+    replica_with(client, |_| {})
+}
+
+/// A replica whose store options `adjust` changes (after the tests' short retry backoff).
+fn replica_with(client: kube::Client, adjust: impl FnOnce(&mut KubeStoreOptions)) -> Replica {
     let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::default()));
     let metrics = Arc::new(Metrics::new());
     let mut options = KubeStoreOptions::new(NAMESPACE);
     options.retry_backoff = Duration::from_millis(5);
+    adjust(&mut options);
     let store = KubeStore::new(
         client,
         Arc::clone(&snapshot),

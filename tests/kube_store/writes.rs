@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::support::fake_kube::{Fake, LOCK, NAMESPACE, PROFILES, ROLE};
 use super::{
-    Failed, RunChange, create_change, eks_profile, refused, replica, requests, set_status,
-    spawn_update,
+    Failed, RunChange, create_change, eks_profile, refused, replica, replica_with, requests,
+    set_status, spawn_update,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,23 +499,11 @@ async fn a_removal_whose_object_is_already_gone_succeeds() {
 /// half done and goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_request_hangs_fails_at_the_deadline_and_the_next_one_goes_through() {
-    use fargate_webhook::decision::{SharedSnapshot, Snapshot};
-    use fargate_webhook::metrics::Metrics;
-    use fargate_webhook::profile::Limits;
-    use fargate_webhook::store::kubernetes::{KubeStore, KubeStoreOptions};
-
     let fake = Fake::new();
-    let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::default()));
-    let mut options = KubeStoreOptions::new(NAMESPACE);
-    options.retry_backoff = Duration::from_millis(5);
-    options.commit_deadline = Duration::from_millis(500);
-    let store = KubeStore::new(
-        fake.client(),
-        snapshot,
-        Arc::new(Metrics::new()),
-        Limits::default(),
-        options,
-    );
+    let store = replica_with(fake.client(), |o| {
+        o.commit_deadline = Duration::from_millis(500)
+    })
+    .store;
     // The create is journalled, then its POST of the resource never comes back.
     fake.with(|s| s.hang = Some((String::new(), Method::POST, PROFILES.into())));
     let runs = Arc::new(AtomicUsize::new(0));
