@@ -9,10 +9,12 @@
 //! The fake API server is `support::fake_kube`.
 //!
 //! This file holds what the groups share; the tests are in `tests/kube_store/`, one file per
-//! concept: reads (list and watch), writes, and the coordination ConfigMap.
+//! concept: reads (list and watch), writes, the coordination ConfigMap, and a journal left behind.
 
 #[path = "kube_store/coordination.rs"]
 mod coordination;
+#[path = "kube_store/journal.rs"]
+mod journal;
 #[path = "kube_store/reads.rs"]
 mod reads;
 #[allow(dead_code)] // each test binary uses only part of the library

@@ -49,6 +49,9 @@ pub struct Logged {
     pub status: u16,
 }
 
+/// Something another writer does to the fake's state at a chosen moment.
+pub type Act = Box<dyn FnOnce(&mut FakeState) + Send>;
+
 /// The objects, the watch history and the test switches ([`Fake::with`] reaches them).
 #[derive(Default)]
 pub struct FakeState {
@@ -68,6 +71,9 @@ pub struct FakeState {
     pub steal_next_create: bool,
     /// Before answering the next status PUT, change the object (as `kubectl label` would).
     pub touch_before_next_status: bool,
+    /// Run before the next status PUT is answered (another writer acting at that moment); with
+    /// `touch_before_next_status`, before the touch.
+    pub before_next_status: Option<Act>,
     /// Before answering the next profile PATCH, remove the object (as another writer dropping the
     /// last finalizer of a deleted object would): the PATCH then finds nothing.
     pub remove_before_next_patch: bool,
@@ -433,6 +439,11 @@ impl FakeState {
                 };
                 if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
                     return conflict(&format!("fargateprofiles.fargate-webhook.io \"{name}\""));
+                }
+                if sub == "status"
+                    && let Some(act) = self.before_next_status.take()
+                {
+                    act(self);
                 }
                 if sub == "status" && std::mem::take(&mut self.touch_before_next_status) {
                     let mut touched = current.clone();

@@ -35,11 +35,27 @@ pub(super) enum AttemptError {
     Storage(UpdateError),
 }
 
+impl AttemptError {
+    /// What went wrong, for logs.
+    pub(super) fn reason(&self) -> String {
+        match self {
+            AttemptError::Storage(error) => crate::store::report(error).to_string(),
+            AttemptError::Retry(reason)
+            | AttemptError::Clash(reason)
+            | AttemptError::Refused(reason) => reason.clone(),
+            AttemptError::Violation(violation) => violation.to_string(),
+        }
+    }
+}
+
 pub(super) enum Mode<'m> {
     /// Finishing another writer's commit: any conflict restarts the attempt.
     Foreign,
     /// Applying our own commit, made at this lock resourceVersion.
-    Own { lock_version: &'m str },
+    Own {
+        lock_version: &'m str,
+        commit: &'m str,
+    },
 }
 
 pub(super) enum Flow {
@@ -195,6 +211,7 @@ impl KubeStore {
         if let Some(pending) = &pending {
             let mode = Mode::Own {
                 lock_version: &lock_version,
+                commit: &pending.commit,
             };
             let mut superseded = false;
             for op in &pending.ops {
@@ -309,6 +326,24 @@ impl KubeStore {
             .is_none_or(|v| v != version))
     }
 
+    /// Our commit's journal was replaced: another writer carried it out, unless it quarantined one
+    /// of its writes instead (the apiserver or the API's rules refused it), which the caller must
+    /// hear about rather than a success.
+    async fn superseded(&self, commit: &str) -> Result<Flow, AttemptError> {
+        let lock = self.read_lock().await?;
+        match lock.quarantined.iter().find(|q| q.commit == commit) {
+            Some(refused) => Err(AttemptError::Storage(UpdateError::storage_context(
+                format!(
+                    "the {} of FargateProfile {} was refused for good and quarantined: {}",
+                    refused.op.verb(),
+                    refused.op.name(),
+                    refused.refused
+                ),
+            ))),
+            None => Ok(Flow::Superseded),
+        }
+    }
+
     pub(super) async fn write_lock(
         &self,
         version: &str,
@@ -371,10 +406,7 @@ impl KubeStore {
         for attempt in 1..=CLEAR_ATTEMPTS {
             let reason = match self.write_lock(version, tokens, None, quarantined).await {
                 Ok(_) => return,
-                Err(AttemptError::Storage(error)) => crate::store::report(&error).to_string(),
-                Err(AttemptError::Retry(reason) | AttemptError::Clash(reason)) => reason,
-                Err(AttemptError::Refused(reason)) => reason,
-                Err(AttemptError::Violation(violation)) => violation.to_string(),
+                Err(error) => error.reason(),
             };
             if attempt == CLEAR_ATTEMPTS {
                 tracing::warn!(%reason, "could not clear the applied writes from the coordination ConfigMap; the next update carries them out again");
@@ -472,14 +504,17 @@ impl KubeStore {
                             op.name()
                         )));
                     }
-                    Mode::Own { lock_version } => {
+                    Mode::Own {
+                        lock_version,
+                        commit,
+                    } => {
                         current = self
                             .profiles
                             .get_opt(op.name())
                             .await
                             .map_err(|e| failure("reading a FargateProfile", e))?;
                         if self.lock_moved(lock_version).await? {
-                            return Ok(Flow::Superseded);
+                            return self.superseded(commit).await;
                         }
                     }
                 },
@@ -540,7 +575,11 @@ impl KubeStore {
                 Some(obj) => self.write_status(obj, status).await,
             },
             Op::Update {
-                uid, tags, status, ..
+                uid,
+                tags,
+                generation,
+                status,
+                ..
             } => {
                 let Some(obj) = current.filter(|o| {
                     o.metadata.uid.as_deref() == Some(uid.as_str())
@@ -548,8 +587,12 @@ impl KubeStore {
                 }) else {
                     return Ok(Step::Done);
                 };
+                // A spec past the planned generation was written since: by this op (the tags are
+                // then there), or by kubectl after it, whose edit a replay must not revert
+                // (README, "Several replicas").
                 if let Some(tags) = tags
                     && obj.spec.tags != *tags
+                    && generation.is_none_or(|g| obj.metadata.generation == Some(g))
                 {
                     let mut desired = obj.clone();
                     desired.spec.tags = tags.clone();

@@ -9,8 +9,11 @@
 //! housekeeps; a new holder looks at every resource again.
 
 use super::commit::post_params;
+use super::journal::Op;
 use super::observed::Observed;
-use super::resource::{has_finalizer, profile_from_resource, recorded_status, version_key};
+use super::resource::{
+    created_by, has_finalizer, profile_from_resource, recorded_status, version_key,
+};
 use super::{INITIAL_STATUS_ANNOTATION, KubeStore};
 use crate::claim::Claim;
 use crate::profile::{self, ProfileStatus};
@@ -20,7 +23,13 @@ use ::kube::ResourceExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The pause before a failed housekeeping write is tried again, doubled with each failure in a row.
+const HOUSEKEEP_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest pause between two tries of a housekeeping write.
+const HOUSEKEEP_RETRY_LONGEST: Duration = Duration::from_secs(60);
 
 impl KubeStore {
     /// Stamp ACTIVE on status-less resources created by others and drop the finalizer of
@@ -56,6 +65,7 @@ impl KubeStore {
                 .map(|o| version_key(&o.name_any(), &o.metadata))
                 .collect();
             observed.housekept.retain(|k| live.contains(k));
+            observed.housekeep_failures.retain(|k, _| live.contains(k));
         }
         for obj in work {
             let store = Arc::clone(self);
@@ -144,12 +154,17 @@ impl KubeStore {
             .await;
     }
 
-    pub(super) async fn housekeep_one(&self, obj: ProfileResource) {
+    pub(super) async fn housekeep_one(self: &Arc<Self>, obj: ProfileResource) {
         let name = obj.name_any();
         if !self.holds_claim() {
             return; // lost meanwhile: the new holder does it
         }
         let result = if obj.metadata.deletion_timestamp.is_some() {
+            if let Err(reason) = self.forget_journalled_create(&obj).await {
+                tracing::warn!(profile = %name, %reason, "could not take a create of a FargateProfile deleted with kubectl out of the journal; its finalizer stays until it is");
+                self.housekeep_later(&obj);
+                return;
+            }
             self.release(&obj).await.map(|_| "finalizer dropped")
         } else {
             let unservable = self.unservable(&obj);
@@ -184,6 +199,8 @@ impl KubeStore {
         };
         match result {
             Ok(what) => {
+                let key = version_key(&name, &obj.metadata);
+                self.lock_observed().housekeep_failures.remove(&key);
                 tracing::info!(profile = %name, "{what} on a FargateProfile written by others")
             }
             Err(::kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
@@ -194,9 +211,65 @@ impl KubeStore {
                 tracing::warn!(profile = %name, message = %status.message, "no permission to write FargateProfile status; housekeeping turned off");
             }
             Err(error) => {
-                tracing::warn!(profile = %name, %error, "FargateProfile housekeeping failed")
+                tracing::warn!(profile = %name, %error, "FargateProfile housekeeping failed; it is tried again");
+                self.housekeep_later(&obj);
             }
         }
+    }
+
+    /// Housekeep this version of the resource again after a pause that doubles with each failure in
+    /// a row (up to [`HOUSEKEEP_RETRY_LONGEST`]): a write that failed for a passing reason is not
+    /// left until the resource next changes, which may be never. Nothing is tried once the claim
+    /// is lost, or for a version the resource has moved past.
+    fn housekeep_later(self: &Arc<Self>, obj: &ProfileResource) {
+        let key = version_key(&obj.name_any(), &obj.metadata);
+        let failures = {
+            let mut observed = self.lock_observed();
+            let failures = observed.housekeep_failures.entry(key.clone()).or_default();
+            *failures = failures.saturating_add(1);
+            *failures
+        };
+        let pause = HOUSEKEEP_RETRY_FIRST
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(HOUSEKEEP_RETRY_LONGEST);
+        let store = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(super::commit::jitter(pause)).await;
+            let mut observed = store.lock_observed();
+            observed.housekept.remove(&key);
+            if store.is_loaded() && observed.init.is_none() {
+                store.housekeep(&mut observed);
+            }
+        });
+    }
+
+    /// Before the finalizer of a resource deleted with kubectl is dropped, take a journalled create
+    /// of that very resource out of a journal left behind (a replica killed between its last write
+    /// and the journal's clear): carried out once the resource is gone, it would bring back what
+    /// kubectl deleted. Conditional on the lock as read; the finalizer holds until it is done.
+    async fn forget_journalled_create(&self, obj: &ProfileResource) -> Result<(), String> {
+        let lock = self.read_lock().await.map_err(|e| e.reason())?;
+        let Some(pending) = &lock.pending else {
+            return Ok(());
+        };
+        let name = obj.name_any();
+        let applied = |op: &Op| matches!(op, Op::Create { name: n, status, .. } if *n == name && created_by(obj, status));
+        if !pending.ops.iter().any(applied) {
+            return Ok(());
+        }
+        let mut rest = pending.clone();
+        rest.ops.retain(|op| !applied(op));
+        let rest = (!rest.ops.is_empty()).then_some(rest);
+        self.write_lock(
+            &lock.resource_version,
+            &lock.tokens,
+            rest.as_ref(),
+            &lock.quarantined,
+        )
+        .await
+        .map_err(|e| e.reason())?;
+        tracing::info!(profile = %name, commit = %pending.commit, "a journalled create of a FargateProfile deleted with kubectl was taken out of the journal left behind");
+        Ok(())
     }
 
     pub(super) fn record(&self, obj: ProfileResource) {

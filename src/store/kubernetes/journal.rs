@@ -33,6 +33,11 @@ pub enum Op {
         uid: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tags: Option<BTreeMap<String, String>>,
+        /// The resource's `metadata.generation` the tags were planned on: a spec that moved past it
+        /// was written since (by this op, or by kubectl after it), and the tags are not written
+        /// again over it. Absent in journals of older builds: the tags are written as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         status: Option<FargateProfileStatus>,
     },
@@ -174,6 +179,7 @@ pub(super) fn plan(
             .and_then(|o| o.metadata.uid.clone())
             .unwrap_or_default()
     };
+    let generation_of = |name: &str| listed.get(name).and_then(|o| o.metadata.generation);
     let mut ops = Vec::new();
     for name in old.keys() {
         if !new.contains_key(name) {
@@ -211,6 +217,7 @@ pub(super) fn plan(
                     ops.push(Op::Update {
                         name: (*name).to_owned(),
                         uid: uid_of(name),
+                        generation: tags.as_ref().and_then(|_| generation_of(name)),
                         tags,
                         status,
                     });

@@ -6,7 +6,7 @@ use crate::store::crd::FargateProfile as ProfileResource;
 use ::kube::ResourceExt;
 use ::kube::core::DeserializeGuard;
 use ::kube::core::error_boundary::InvalidObject;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// What the watch and our own writes taught us about the resources.
 /// A list of resources: the ones that decode, and the ones that do not.
@@ -57,6 +57,8 @@ pub(super) struct Observed {
     pub(super) reported: HashSet<(String, String)>,
     /// Resource versions whose housekeeping was started.
     pub(super) housekept: HashSet<(String, String)>,
+    /// Failed housekeeping writes in a row, by resource version: they are tried again later.
+    pub(super) housekeep_failures: HashMap<(String, String), u32>,
     /// Catch-all selectors already reported with an Event: (uid, selector).
     pub(super) warned: HashSet<(String, usize)>,
 }

@@ -103,7 +103,8 @@ fn journal_round_trips() {
             Op::Update {
                 name: "b".into(),
                 uid: "v".into(),
-                tags: None,
+                tags: Some([("k".to_owned(), "v".to_owned())].into()),
+                generation: Some(3),
                 status: Some(FargateProfileStatus::default()),
             },
         ],
@@ -111,6 +112,12 @@ fn journal_round_trips() {
     let text = serde_json::to_string(&pending).unwrap();
     assert!(text.contains(r#""op":"remove""#), "{text}");
     assert_eq!(serde_json::from_str::<Pending>(&text).unwrap(), pending);
+    // A journal of an older build, without the planned generation, still parses.
+    let old = r#"{"commit":"c","ops":[{"op":"update","name":"b","uid":"v","tags":{}}]}"#;
+    match &serde_json::from_str::<Pending>(old).unwrap().ops[0] {
+        Op::Update { generation, .. } => assert_eq!(*generation, None),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
