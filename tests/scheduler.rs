@@ -66,6 +66,7 @@ fn options(placement: Placement, identity: &str) -> SchedulerOptions {
         provisioning_delay: Duration::ZERO,
         fault_injection: true,
         launch_rate: None,
+        event_wait: scheduler::bind::EVENT_WAIT,
     }
 }
 
@@ -291,6 +292,40 @@ async fn without_a_delay_the_logging_event_still_comes_before_scheduled() {
             ["LoggingDisabled", "Scheduled"]
         );
     }
+    scheduler.stop().await;
+}
+
+/// Events that never get an answer (a dead connection: the client sets no read timeout) are given
+/// up after the event wait, so their slots come back and pods past the slots are still bound; the
+/// events of later pods are recorded once the apiserver answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_hang_are_given_up_and_pods_past_the_event_slots_are_bound() {
+    let fake = Fake::new();
+    fake.with(|s| s.hang = Some((String::new(), Method::POST, "/events".into())));
+    let scheduler = Scheduler::start(
+        &fake,
+        vec![profile("web")],
+        SchedulerOptions {
+            event_wait: Duration::from_millis(300),
+            ..options(Placement::Virtual, "s")
+        },
+    );
+    let pods = scheduler::bind::EVENT_SLOTS + 16;
+    for i in 0..pods {
+        create(&fake, fargate_pod(&format!("web-{i}"), "web"));
+    }
+    until("every pod is bound", CAP, || {
+        (0..pods).all(|i| node_of(&fake, &format!("web-{i}")).is_some())
+    })
+    .await;
+    assert!(event_reasons(&fake, "web-0").is_empty(), "events hang");
+
+    fake.with(|s| s.hang = None);
+    create(&fake, fargate_pod("late", "web"));
+    until("the later pod's events are recorded", CAP, || {
+        event_reasons(&fake, "late") == ["LoggingDisabled", "Scheduled"]
+    })
+    .await;
     scheduler.stop().await;
 }
 

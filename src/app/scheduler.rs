@@ -107,6 +107,7 @@ fn options(args: &SchedulerArgs) -> anyhow::Result<SchedulerOptions> {
         provisioning_delay: args.provisioning_delay,
         fault_injection: args.fault_injection,
         launch_rate: (args.launch_rate > 0.0).then_some((args.launch_rate, args.launch_burst)),
+        event_wait: crate::scheduler::bind::EVENT_WAIT,
     })
 }
 

@@ -218,13 +218,14 @@ impl Context {
 
     /// Record `events` of `pod`, in order, beside the work: the worker goes on to the next pod. At
     /// most [`EVENT_SLOTS`] pods' events are in flight; past that the worker waits for a slot. Events
-    /// not recorded within [`EVENT_WAIT`] are given up.
+    /// not recorded within `options.event_wait` ([`EVENT_WAIT`]) are given up.
     async fn record(&self, pod: &Pod, events: Vec<Event>) {
         let Ok(slot) = Arc::clone(&self.event_slots).acquire_owned().await else {
             return;
         };
         let (recorder, reference) = (self.recorder.clone(), object_ref(pod));
         let term = lock(&self.term).clone();
+        let wait = self.options.event_wait;
         tokio::spawn(async move {
             let publish = async {
                 for event in events {
@@ -236,7 +237,7 @@ impl Context {
             tokio::select! {
                 _ = term.cancelled() => {}
                 _ = publish => {}
-                _ = tokio::time::sleep(EVENT_WAIT) => {
+                _ = tokio::time::sleep(wait) => {
                     tracing::warn!(pod = ?reference.name, "recording events took too long; given up");
                 }
             }

@@ -73,6 +73,8 @@ pub struct SchedulerOptions {
     pub fault_injection: bool,
     /// Launches a second and burst (`--launch-rate`, `--launch-burst`); `None`: no limit.
     pub launch_rate: Option<(f64, u32)>,
+    /// How long one pod's events may take before they are given up ([`bind::EVENT_WAIT`]).
+    pub event_wait: Duration,
 }
 
 /// Run until `shutdown`: stand by, lead while the claim is ours, stand by again when it is lost.

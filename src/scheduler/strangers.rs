@@ -164,7 +164,7 @@ async fn reconcile(pod: Arc<Pod>, s: Arc<Strangers>) -> Result<Action, RefusalEr
             };
             let reference = pod.object_ref(&());
             match tokio::time::timeout(
-                super::bind::EVENT_WAIT,
+                s.ctx.options.event_wait,
                 s.ctx.recorder.publish(&event, &reference),
             )
             .await
