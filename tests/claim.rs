@@ -17,7 +17,7 @@ use fargate_webhook::metrics::Metrics;
 use fargate_webhook::profile::Limits;
 use fargate_webhook::store::ProfileStore;
 use fargate_webhook::store::kubernetes::{
-    FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions,
+    FINALIZER, INITIAL_STATUS_ANNOTATION, KubeStore, KubeStoreOptions, PENDING_KEY,
 };
 use http::{Method, Request};
 use http_body_util::Full;
@@ -278,6 +278,62 @@ async fn a_holder_that_stops_gives_the_lease_up_at_once() {
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     b.shutdown.cancel();
+}
+
+/// A holder that stops while a lifecycle step is writing drops that step before it gives the Lease
+/// up: what was already sent still lands (a slow network), but nothing is sent after the release,
+/// when the next holder may already write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_that_stops_mid_write_sends_nothing_after_giving_the_lease_up() {
+    let fake = Fake::new();
+    let mut a = Replica::start(&fake, "a").loaded().await;
+    one_holder(&[&a]).await;
+    // Each status write of `web` takes 1 s to land from now: the lifecycle step's, 200 ms after
+    // the create, is on its way when the holder stops.
+    assert_eq!(a.create("web").await, 200);
+    let slow = Duration::from_secs(1);
+    fake.with(|s| {
+        s.slow = Some((
+            "a".into(),
+            Method::PUT,
+            format!("{PROFILES}/web/status"),
+            slow,
+        ))
+    });
+    until("the lifecycle step journalled", CAP, || {
+        fake.lock_data()[PENDING_KEY].is_string()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    a.shutdown.cancel();
+    let campaign = a.tasks.remove(0);
+    within("the campaign ends", CAP, campaign).await.unwrap();
+    let log = fake.log();
+    let released = log
+        .iter()
+        .rposition(|l| {
+            l.client == "a"
+                && l.path.ends_with(&format!("/leases/{LEASE}"))
+                && l.method == Method::PUT
+        })
+        .expect("the Lease was given up");
+    assert!(
+        log[released].body["spec"]["holderIdentity"].is_null(),
+        "{}",
+        log[released].body
+    );
+    tokio::time::sleep(slow + Duration::from_millis(500)).await;
+    let after: Vec<String> = fake.log()[released + 1..]
+        .iter()
+        .filter(|l| l.client == "a" && l.method != Method::GET)
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    let sent_before = format!("PUT {PROFILES}/web/status");
+    assert!(
+        after.iter().all(|w| *w == sent_before),
+        "written after the Lease was given up: {after:?}"
+    );
+    a.crash();
 }
 
 /// A profile the API left DELETING that breaks a limit lowered since (a helm upgrade) is not

@@ -60,13 +60,18 @@ impl Api {
     /// every later create).
     pub(super) fn spawn_transition(&self, transition: Transition, name: String, arn: String) {
         // Without a claim this process is the only writer; with one, only its holder writes.
-        let lost = match self.inner.claim.get() {
-            None => tokio_util::sync::CancellationToken::new(),
+        let term = match self.inner.claim.get() {
+            None => None,
             Some(claim) => match claim.held() {
-                Some(term) => term.lost().clone(),
+                Some(term) => Some(term),
                 None => return, // the holder's sweep starts it there
             },
         };
+        let lost = term
+            .as_ref()
+            .map_or_else(tokio_util::sync::CancellationToken::new, |t| {
+                t.lost().clone()
+            });
         let timer = format!("{arn} {transition:?}");
         if !self
             .inner
@@ -94,7 +99,7 @@ impl Api {
             Transition::Activate => self.inner.create_delay,
             Transition::Remove => self.inner.delete_delay,
         });
-        tokio::spawn(async move {
+        let step = async move {
             let mut backoff = Duration::from_millis(100);
             let mut pause = delay;
             loop {
@@ -151,6 +156,11 @@ impl Api {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&timer);
-        });
+        };
+        // Under a claim, the step is the term's work: the Lease is given up only after it.
+        match term {
+            Some(term) => drop(term.spawn(step)),
+            None => drop(tokio::spawn(step)),
+        }
     }
 }

@@ -39,6 +39,22 @@ impl Term {
     pub fn lost(&self) -> &CancellationToken {
         &self.lost
     }
+
+    /// Run `task` as part of this term's work, until it returns or the claim is lost, whichever
+    /// comes first (a request in flight is then dropped, as a crash would drop it). At shutdown
+    /// the Lease is given up only once every such task has ended, so none starts a write after.
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let lost = self.lost.clone();
+        self.work.spawn(async move {
+            tokio::select! {
+                _ = lost.cancelled() => {}
+                _ = task => {}
+            }
+        })
+    }
 }
 
 /// A shared view of the claim, cheap to clone.

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 /// Keys in flight from the feeds to an applier.
 const KEYS_BUFFER: usize = 1024;
@@ -103,8 +103,12 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
         })
         .map(Ok::<_, Infallible>);
     let workers = u16::try_from(ctx.options.workers.max(1)).unwrap_or(u16::MAX);
+    // The reconciles run on tasks of their own; the term's work returns (and the Lease is given
+    // up) only once they have returned or been aborted.
+    let writes = TaskTracker::new();
+    let pod_writes = writes.clone();
     let pod_applier = applier(
-        |pod, r| spawned(reconcile::pod(pod, r)),
+        move |pod, r| spawned(&pod_writes, reconcile::pod(pod, r)),
         reconcile::error_policy,
         Arc::clone(&r),
         pods.clone(),
@@ -120,8 +124,9 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
     })
     .flatten()
     .map(Ok::<_, Infallible>);
+    let node_writes = writes.clone();
     let node_applier = applier(
-        |node, r| spawned(reconcile::node(node, r)),
+        move |node, r| spawned(&node_writes, reconcile::node(node, r)),
         reconcile::error_policy,
         Arc::clone(&r),
         nodes.clone(),
@@ -141,6 +146,9 @@ pub async fn lead(ctx: Arc<Context>, changes: watch::Receiver<u64>, work: Cancel
         _ = gauges => {}
     }
     feeds.abort_all();
+    // The appliers are dropped: their reconciles are aborted, and end at their next await.
+    writes.close();
+    writes.wait().await;
     *ctx.pool.lock().unwrap_or_else(|e| e.into_inner()) = None;
     clear_gauges(&ctx);
 }
@@ -159,14 +167,16 @@ fn clear_gauges(ctx: &Context) {
     metrics.scheduler_virtual_nodes.set(0);
 }
 
-/// A reconcile on a task of its own (both cores work), aborted when the applier drops it.
+/// A reconcile on a task of its own (both cores work), tracked by `writes`, aborted when the
+/// applier drops it.
 fn spawned<F>(
+    writes: &TaskTracker,
     reconcile: F,
-) -> impl std::future::Future<Output = Result<Action, reconcile::ReconcileError>> + Unpin
+) -> impl std::future::Future<Output = Result<Action, reconcile::ReconcileError>> + Unpin + use<F>
 where
     F: std::future::Future<Output = Result<Action, reconcile::ReconcileError>> + Send + 'static,
 {
-    let task = AbortOnDropHandle::new(tokio::spawn(reconcile));
+    let task = AbortOnDropHandle::new(writes.spawn(reconcile));
     futures::FutureExt::map(task, |joined| {
         joined.unwrap_or_else(|e| Err(reconcile::ReconcileError::Task(e.to_string())))
     })

@@ -84,6 +84,10 @@ pub struct FakeState {
     /// Never answer the requests of this client (by name), method and path fragment: requests
     /// stuck on a dead connection. The client's other requests are answered.
     pub hang: Option<(String, Method, String)>,
+    /// Answer the requests of this client (by name), method and path fragment after this delay, on
+    /// a task of their own: a slow network, where a write lands whether its caller still waits or
+    /// not.
+    pub slow: Option<(String, Method, String, std::time::Duration)>,
     /// Answer `500` to the PUTs of the coordination ConfigMap whose 1-based number (counted from
     /// when this is set, see `lock_puts`) is in this list.
     pub fail_lock_puts: Vec<u32>,
@@ -589,28 +593,53 @@ impl Fake {
                     hanging.push(respond);
                     continue;
                 }
-                let response = fake.with(|state| {
-                    let cut_off = path.contains("/leases")
-                        && state.cut_off_leases_of.as_deref() == Some(name.as_str());
-                    let response = if cut_off {
-                        json_response(503, &status_body(503, "ServiceUnavailable", "cut off"))
-                    } else {
-                        state.handle(&parts.method, &path, &query, &body)
-                    };
-                    state.log.push(Logged {
-                        client: name.clone(),
-                        method: parts.method.clone(),
-                        path: path.clone(),
-                        query: query.clone(),
-                        body: body.clone(),
-                        status: response.status().as_u16(),
-                    });
-                    response
+                let slow = fake.with(|s| {
+                    s.slow
+                        .as_ref()
+                        .filter(|(client, method, fragment, _)| {
+                            *client == name
+                                && *method == parts.method
+                                && path.contains(fragment.as_str())
+                        })
+                        .map(|slow| slow.3)
                 });
-                respond.send_response(response);
+                let request = (name.clone(), parts.method, path, query, body);
+                match slow {
+                    Some(delay) => {
+                        let fake = Arc::clone(&fake);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            respond.send_response(fake.answer(request));
+                        });
+                    }
+                    None => respond.send_response(fake.answer(request)),
+                }
             }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// Answer one request (client, method, path, query, body) and log it.
+    fn answer(&self, request: (String, Method, String, String, Value)) -> Response<Body> {
+        let (client, method, path, query, body) = request;
+        self.with(|state| {
+            let cut_off = path.contains("/leases")
+                && state.cut_off_leases_of.as_deref() == Some(client.as_str());
+            let response = if cut_off {
+                json_response(503, &status_body(503, "ServiceUnavailable", "cut off"))
+            } else {
+                state.handle(&method, &path, &query, &body)
+            };
+            state.log.push(Logged {
+                client,
+                method,
+                path,
+                query,
+                body,
+                status: response.status().as_u16(),
+            });
+            response
+        })
     }
 
     pub fn log(&self) -> Vec<Logged> {

@@ -69,7 +69,12 @@ impl KubeStore {
         }
         for obj in work {
             let store = Arc::clone(self);
-            tokio::spawn(async move { store.housekeep_one(obj).await });
+            let write = async move { store.housekeep_one(obj).await };
+            // Under a claim, the write is the term's work: the Lease is given up only after it.
+            match self.options.claim.as_ref().and_then(Claim::held) {
+                Some(term) => drop(term.spawn(write)),
+                None => drop(tokio::spawn(write)),
+            }
         }
         self.warn_catch_all(observed);
     }
