@@ -315,6 +315,21 @@ impl KubeStore {
         })
     }
 
+    /// The coordination ConfigMap as it is, if there is one (none is made).
+    pub(super) async fn read_lock_if_any(&self) -> Result<Option<Lock>, AttemptError> {
+        let found = self
+            .locks
+            .get_opt(&self.options.lock_name)
+            .await
+            .map_err(|e| failure("reading the coordination ConfigMap", e))?;
+        found
+            .map(|config_map| {
+                parse_lock(&config_map)
+                    .map_err(|message| AttemptError::Storage(UpdateError::storage_context(message)))
+            })
+            .transpose()
+    }
+
     pub(super) async fn lock_moved(&self, version: &str) -> Result<bool, AttemptError> {
         let found = self
             .locks
@@ -330,7 +345,9 @@ impl KubeStore {
     /// of its writes instead (the apiserver or the API's rules refused it), which the caller must
     /// hear about rather than a success.
     async fn superseded(&self, commit: &str) -> Result<Flow, AttemptError> {
-        let lock = self.read_lock().await?;
+        let Some(lock) = self.read_lock_if_any().await? else {
+            return Ok(Flow::Superseded);
+        };
         match lock.quarantined.iter().find(|q| q.commit == commit) {
             Some(refused) => Err(AttemptError::Storage(UpdateError::storage_context(
                 format!(

@@ -253,8 +253,9 @@ impl KubeStore {
     /// and the journal's clear): carried out once the resource is gone, it would bring back what
     /// kubectl deleted. Conditional on the lock as read; the finalizer holds until it is done.
     async fn forget_journalled_create(&self, obj: &ProfileResource) -> Result<(), String> {
-        let lock = self.read_lock().await.map_err(|e| e.reason())?;
-        let Some(pending) = &lock.pending else {
+        let lock = self.read_lock_if_any().await.map_err(|e| e.reason())?;
+        let Some((lock, pending)) = lock.as_ref().and_then(|l| Some((l, l.pending.as_ref()?)))
+        else {
             return Ok(());
         };
         let name = obj.name_any();
