@@ -40,6 +40,20 @@ impl Term {
         &self.lost
     }
 
+    /// Run `work` in place as part of this term's work: `None` if the claim is lost first (`work`
+    /// is then dropped). At shutdown the Lease is given up only once it has ended.
+    pub async fn run<F: Future>(&self, work: F) -> Option<F::Output> {
+        let lost = self.lost.clone();
+        self.work
+            .track_future(async move {
+                tokio::select! {
+                    _ = lost.cancelled() => None,
+                    out = work => Some(out),
+                }
+            })
+            .await
+    }
+
     /// Run `task` as part of this term's work, until it returns or the claim is lost, whichever
     /// comes first (a request in flight is then dropped, as a crash would drop it). At shutdown
     /// the Lease is given up only once every such task has ended, so none starts a write after.
@@ -361,5 +375,23 @@ mod tests {
         shutdown.cancel();
         runner.await.unwrap();
         assert_eq!(count(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_terms_own_tasks_end_with_it_and_the_term_waits_for_them() {
+        let shutdown = CancellationToken::new();
+        let claim = Claim::new("test", None);
+        let term = claim.begin(&shutdown);
+        assert_eq!(term.run(async { 7 }).await, Some(7));
+        let (in_place, spawned) = (term.clone(), term.clone());
+        let stuck = tokio::spawn(async move { in_place.run(std::future::pending::<()>()).await });
+        let task = spawned.spawn(std::future::pending());
+        tokio::task::yield_now().await;
+        claim.end(&term);
+        assert_eq!(stuck.await.unwrap(), None, "dropped when the claim is lost");
+        task.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), term.work.wait())
+            .await
+            .expect("nothing of the term is left running");
     }
 }

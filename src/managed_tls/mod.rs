@@ -338,8 +338,16 @@ impl Manager {
     pub fn run(self, claim: Claim, shutdown: CancellationToken) -> JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                let holder = claim.is_held();
-                if let Err(error) = self.sync(holder, tls::unix_now()).await {
+                // The holder's writes belong to its term: dropped if the claim is lost meanwhile,
+                // awaited before the Lease is given up.
+                let result = match claim.held() {
+                    Some(term) => term
+                        .run(self.sync(true, tls::unix_now()))
+                        .await
+                        .unwrap_or_else(|| Ok(Synced::default())),
+                    None => self.sync(false, tls::unix_now()).await,
+                };
+                if let Err(error) = result {
                     tracing::warn!(%error, secret = %self.options.secret, "syncing the managed certificates failed; retrying");
                 }
                 let wait = if self.certs.is_loaded() {
