@@ -336,6 +336,32 @@ async fn a_holder_that_stops_mid_write_sends_nothing_after_giving_the_lease_up()
     a.crash();
 }
 
+/// A lifecycle step dropped when the claim is lost (here its status write hangs) is taken again
+/// when the same replica holds the claim again: otherwise the profile would stay CREATING, and
+/// every later create and delete of the cluster be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_step_dropped_when_the_claim_is_lost_is_taken_again_when_it_comes_back() {
+    let fake = Fake::new();
+    let a = Replica::start(&fake, "a").loaded().await;
+    one_holder(&[&a]).await;
+    assert_eq!(a.create("web").await, 200);
+    let status = format!("{PROFILES}/web/status");
+    fake.with(|s| s.hang = Some(("a".into(), Method::PUT, status)));
+    until("the step is writing", CAP, || {
+        fake.lock_data()[PENDING_KEY].is_string()
+    })
+    .await;
+    fake.with(|s| s.cut_off_leases_of = Some("a".into()));
+    until("the claim lost", CAP, || !a.claim.is_held()).await;
+    fake.with(|s| {
+        s.cut_off_leases_of = None;
+        s.hang = None;
+    });
+    until("the claim held again", CAP, || a.claim.is_held()).await;
+    status_becomes(&fake, "web", "ACTIVE").await;
+    a.shutdown.cancel();
+}
+
 /// A profile the API left DELETING that breaks a limit lowered since (a helm upgrade) is not
 /// served, but its lifecycle step is still taken: otherwise it would hold "one profile CREATING or
 /// DELETING at a time" for good, and every later create and delete of the cluster be refused.

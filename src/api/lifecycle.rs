@@ -83,6 +83,12 @@ impl Api {
             return; // this profile's step is already scheduled here
         }
         tracing::debug!(profile = %name, ?transition, "lifecycle step scheduled");
+        // However the step ends (done, or dropped when the claim is lost), its entry goes, so that
+        // a later term of this replica schedules it again.
+        let scheduled = Scheduled {
+            api: self.clone(),
+            timer,
+        };
         let api = self.clone();
         let creating = matches!(transition, Transition::Activate);
         let injected = self.faults().map(|f| {
@@ -151,16 +157,29 @@ impl Api {
                     }
                 }
             }
-            api.inner
-                .timers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&timer);
+            drop(scheduled);
         };
         // Under a claim, the step is the term's work: the Lease is given up only after it.
         match term {
             Some(term) => drop(term.spawn(step)),
             None => drop(tokio::spawn(step)),
         }
+    }
+}
+
+/// A lifecycle step scheduled in this process (`timers`); the entry is removed when it is dropped.
+struct Scheduled {
+    api: Api,
+    timer: String,
+}
+
+impl Drop for Scheduled {
+    fn drop(&mut self) {
+        self.api
+            .inner
+            .timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.timer);
     }
 }

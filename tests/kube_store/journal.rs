@@ -121,6 +121,39 @@ async fn a_journal_left_behind_does_not_revert_a_kubectl_tag_edit() {
     );
 }
 
+/// The generation rule is for replays only: a TagResource whose own write meets a concurrent
+/// kubectl edit (409) writes its tags on the fresh object, as it told the caller it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_write_that_meets_a_concurrent_edit_is_still_written() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    create_active(r.store.as_ref(), "web", "tok-web").await;
+    fake.with(|s| {
+        s.before_next_put = Some(Box::new(|s| {
+            s.modify_profile("web", |o| {
+                o["spec"]["tags"] = json!({"team": "kubectl"});
+                o["metadata"]["generation"] = json!(2);
+            });
+        }))
+    });
+    r.store
+        .apply_change(|state: &mut ProfileState| {
+            state.fargate_profiles[0].tags = [("team".to_owned(), "api".to_owned())].into();
+            Ok(())
+        })
+        .await
+        .expect("tagged through the API");
+    assert!(
+        fake.with(|s| s.before_next_put.is_none()),
+        "the edit happened"
+    );
+    assert_eq!(
+        fake.profile("web").unwrap()["spec"]["tags"],
+        json!({"team": "api"}),
+        "the caller was told its tags were written"
+    );
+}
+
 /// A journal of one tag update of `web`, planned on `generation`, as a killed replica leaves it.
 fn forge_update(fake: &Fake, generation: &Value) {
     let uid = fake.profile("web").unwrap()["metadata"]["uid"].clone();

@@ -74,6 +74,9 @@ pub struct FakeState {
     /// Run before the next status PUT is answered (another writer acting at that moment); with
     /// `touch_before_next_status`, before the touch.
     pub before_next_status: Option<Act>,
+    /// Run before the next PUT of a profile (not its status) is looked at: a change made here
+    /// moves the resourceVersion, and the PUT then conflicts.
+    pub before_next_put: Option<Act>,
     /// Before answering the next profile PATCH, remove the object (as another writer dropping the
     /// last finalizer of a deleted object would): the PATCH then finds nothing.
     pub remove_before_next_patch: bool,
@@ -218,6 +221,13 @@ impl FakeState {
         self.history.push((version, kind, object.clone()));
         self.watchers
             .retain(|tx| tx.unbounded_send(event_line(kind, &object)).is_ok());
+    }
+
+    /// [`Fake::modify`], from inside the fake (a switch's action).
+    pub fn modify_profile(&mut self, name: &str, f: impl FnOnce(&mut Value)) -> Value {
+        let mut object = self.profiles[name].clone();
+        f(&mut object);
+        self.insert_profile(object, "MODIFIED")
     }
 
     fn insert_profile(&mut self, mut object: Value, kind: &'static str) -> Value {
@@ -438,6 +448,11 @@ impl FakeState {
                 None => not_found(&format!("fargateprofiles \"{name}\"")),
             },
             (Method::PUT, name, sub) => {
+                if sub.is_empty()
+                    && let Some(act) = self.before_next_put.take()
+                {
+                    act(self);
+                }
                 let Some(current) = self.profiles.get(name).cloned() else {
                     return not_found(&format!("fargateprofiles \"{name}\""));
                 };
@@ -670,11 +685,7 @@ impl Fake {
 
     /// `kubectl edit --subresource status`, or any later change to an existing resource.
     pub fn modify(&self, name: &str, f: impl FnOnce(&mut Value)) -> Value {
-        self.with(|s| {
-            let mut object = s.profiles[name].clone();
-            f(&mut object);
-            s.insert_profile(object, "MODIFIED")
-        })
+        self.with(|s| s.modify_profile(name, f))
     }
 
     /// `kubectl delete`.

@@ -49,8 +49,9 @@ impl AttemptError {
 }
 
 pub(super) enum Mode<'m> {
-    /// Finishing another writer's commit: any conflict restarts the attempt.
-    Foreign,
+    /// Finishing another writer's commit, read at this lock resourceVersion: any conflict
+    /// restarts the attempt.
+    Foreign { lock_version: &'m str },
     /// Applying our own commit, made at this lock resourceVersion.
     Own {
         lock_version: &'m str,
@@ -151,7 +152,13 @@ impl KubeStore {
                     )));
                 }
                 match self
-                    .drive(op, listed.objects.get(op.name()).cloned(), &Mode::Foreign)
+                    .drive(
+                        op,
+                        listed.objects.get(op.name()).cloned(),
+                        &Mode::Foreign {
+                            lock_version: &lock.resource_version,
+                        },
+                    )
                     .await
                 {
                     Ok(_) => {}
@@ -343,7 +350,9 @@ impl KubeStore {
 
     /// Our commit's journal was replaced: another writer carried it out, unless it quarantined one
     /// of its writes instead (the apiserver or the API's rules refused it), which the caller must
-    /// hear about rather than a success.
+    /// hear about rather than a success. The holder's housekeeping also moves the lock when it
+    /// takes out a create kubectl has deleted since: applied, then deleted. (The API's commits
+    /// hold one write each; a commit of several would leave the rest to the next writer.)
     async fn superseded(&self, commit: &str) -> Result<Flow, AttemptError> {
         let Some(lock) = self.read_lock_if_any().await? else {
             return Ok(Flow::Superseded);
@@ -495,7 +504,7 @@ impl KubeStore {
     ) -> Result<Flow, AttemptError> {
         let mut transient = 0;
         for _ in 0..MAX_OP_STEPS {
-            match self.step(op, current.as_ref()).await {
+            match self.step(op, current.as_ref(), mode).await {
                 Ok(Step::Done) => return Ok(Flow::Continue),
                 Ok(Step::Wrote(now)) => {
                     let now = now.map(|obj| *obj);
@@ -507,7 +516,7 @@ impl KubeStore {
                 }
                 Ok(Step::Clash) => {
                     return match mode {
-                        Mode::Foreign => Ok(Flow::Continue),
+                        Mode::Foreign { .. } => Ok(Flow::Continue),
                         Mode::Own { .. } => Err(AttemptError::Clash(format!(
                             "a FargateProfile named {} was created by someone else",
                             op.name()
@@ -515,7 +524,7 @@ impl KubeStore {
                     };
                 }
                 Err(error) if api_code(&error) == Some(409) => match mode {
-                    Mode::Foreign => {
+                    Mode::Foreign { .. } => {
                         return Err(AttemptError::Retry(format!(
                             "FargateProfile {} changed while finishing an earlier commit",
                             op.name()
@@ -544,13 +553,33 @@ impl KubeStore {
                         .get_opt(op.name())
                         .await
                         .map_err(|e| failure("reading a FargateProfile", e))?;
+                    // Meanwhile the journal may have changed hands (or lost this op: a create
+                    // of a resource kubectl has deleted since, which must not be made again).
+                    match mode {
+                        Mode::Foreign { lock_version } => {
+                            if self.lock_moved(lock_version).await? {
+                                return Err(AttemptError::Retry(
+                                    "the coordination object moved while finishing an earlier commit"
+                                        .into(),
+                                ));
+                            }
+                        }
+                        Mode::Own {
+                            lock_version,
+                            commit,
+                        } => {
+                            if self.lock_moved(lock_version).await? {
+                                return self.superseded(commit).await;
+                            }
+                        }
+                    }
                 }
                 Err(error) => {
                     return Err(match mode {
-                        Mode::Foreign if refused_for_good(&error) => AttemptError::Refused(
+                        Mode::Foreign { .. } if refused_for_good(&error) => AttemptError::Refused(
                             format!("{} of FargateProfile {}: {error}", op.verb(), op.name()),
                         ),
-                        Mode::Foreign => {
+                        Mode::Foreign { .. } => {
                             failure("finishing an earlier FargateProfile commit", error)
                         }
                         Mode::Own { .. } => AttemptError::Storage(UpdateError::storage(
@@ -577,6 +606,7 @@ impl KubeStore {
         &self,
         op: &Op,
         current: Option<&ProfileResource>,
+        mode: &Mode<'_>,
     ) -> Result<Step, ::kube::Error> {
         match op {
             Op::Create { name, spec, status } => match current {
@@ -604,12 +634,14 @@ impl KubeStore {
                 }) else {
                     return Ok(Step::Done);
                 };
-                // A spec past the planned generation was written since: by this op (the tags are
-                // then there), or by kubectl after it, whose edit a replay must not revert
-                // (README, "Several replicas").
+                // Replaying a journal: a spec past the planned generation was written since, by
+                // this op (the tags are then there) or by kubectl after it, whose edit the replay
+                // must not revert (README, "Several replicas"). The writer's own commit writes its
+                // tags over a concurrent edit: the caller is told they were written.
+                let replay = matches!(mode, Mode::Foreign { .. });
                 if let Some(tags) = tags
                     && obj.spec.tags != *tags
-                    && generation.is_none_or(|g| obj.metadata.generation == Some(g))
+                    && !(replay && generation.is_some_and(|g| obj.metadata.generation != Some(g)))
                 {
                     let mut desired = obj.clone();
                     desired.spec.tags = tags.clone();

@@ -58,7 +58,8 @@ impl KubeStore {
                 work.push(obj.clone());
             }
         }
-        if observed.housekept.len() > 4 * observed.objects.len() + 64 {
+        let kept = observed.housekept.len() + observed.housekeep_failures.len();
+        if kept > 4 * observed.objects.len() + 64 {
             let live: HashSet<(String, String)> = observed
                 .objects
                 .values()
