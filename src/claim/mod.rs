@@ -1,7 +1,9 @@
 //! One writer among replicas. A claim is held by at most one process at a time, and every
 //! background writer of the project (the fargate-scheduler, the API's lifecycle steps, the
-//! Kubernetes store's housekeeping) writes only while its process holds its claim and stops as soon
-//! as it is lost (README, "Several replicas"). Requests are not gated: any replica answers them.
+//! Kubernetes store's housekeeping, the managed TLS and matchConditions syncs) writes only while its
+//! process holds its claim and stops as soon as it is lost (README, "Several replicas"): work run on
+//! a task of its own goes through [`Term::spawn`] or [`Term::run`]. Requests are not gated: any
+//! replica answers them.
 //!
 //! A claim is either local (one process is the only writer: the file store) or a
 //! `coordination.k8s.io/v1` Lease ([`lease::Elector`], client-go's expiry rule). Each time the claim

@@ -78,6 +78,45 @@ async fn a_journal_left_behind_does_not_bring_back_a_profile_deleted_with_kubect
     watch.abort();
 }
 
+/// A replay whose write fails for a passing reason looks at the lock again before it writes
+/// again: if the profile was deleted with kubectl meanwhile and its create taken out of the
+/// journal (what the holder's housekeeping does), the create is not made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_retried_after_a_failed_write_does_not_recreate_what_kubectl_deleted() {
+    let fake = Fake::new();
+    let r = replica(fake.client());
+    fail_clears(&fake, &[2, 3, 4]);
+    create_active(r.store.as_ref(), "web", "tok-web").await;
+    assert!(journal(&fake).is_some(), "the journal is left behind");
+    fail_clears(&fake, &[]);
+    // kubectl changed the status: the replay writes it back, and that write fails with a 500
+    // while web is deleted and its create taken out of the journal.
+    fake.modify("web", |o| o["status"]["status"] = json!("CREATING"));
+    fake.with(|s| {
+        s.fail_next_status = Some((
+            500,
+            Box::new(|s| {
+                s.remove_profile("web");
+                s.version += 1;
+                let version = s.version.to_string();
+                let lock = s.config_maps.get_mut(LOCK).expect("the lock exists");
+                lock["metadata"]["resourceVersion"] = json!(version);
+                lock["data"].as_object_mut().unwrap().remove(PENDING_KEY);
+            }),
+        ))
+    });
+    create_active(r.store.as_ref(), "batch", "tok-batch").await;
+    assert!(
+        fake.with(|s| s.fail_next_status.is_none()),
+        "the write failed"
+    );
+    assert!(fake.profile("batch").is_some());
+    assert!(
+        fake.profile("web").is_none(),
+        "the profile deleted with kubectl came back"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_left_behind_does_not_revert_a_kubectl_tag_edit() {
     let fake = Fake::new();

@@ -74,6 +74,9 @@ pub struct FakeState {
     /// Run before the next status PUT is answered (another writer acting at that moment); with
     /// `touch_before_next_status`, before the touch.
     pub before_next_status: Option<Act>,
+    /// Run before the next status PUT of a profile, which then fails with this code: another
+    /// writer acting while a request is lost.
+    pub fail_next_status: Option<(u16, Act)>,
     /// Run before the next PUT of a profile (not its status) is looked at: a change made here
     /// moves the resourceVersion, and the PUT then conflicts.
     pub before_next_put: Option<Act>,
@@ -253,7 +256,8 @@ impl FakeState {
         self.insert_profile(object, "ADDED")
     }
 
-    fn remove_profile(&mut self, name: &str) -> Value {
+    /// The object gone for good (its last finalizer dropped), with its DELETED event.
+    pub fn remove_profile(&mut self, name: &str) -> Value {
         let mut object = self.profiles.remove(name).unwrap();
         let version = self.bump();
         object["metadata"]["resourceVersion"] = json!(version.to_string());
@@ -448,6 +452,12 @@ impl FakeState {
                 None => not_found(&format!("fargateprofiles \"{name}\"")),
             },
             (Method::PUT, name, sub) => {
+                if sub == "status"
+                    && let Some((code, act)) = self.fail_next_status.take()
+                {
+                    act(self);
+                    return json_response(code, &status_body(code, "InternalError", "injected"));
+                }
                 if sub.is_empty()
                     && let Some(act) = self.before_next_put.take()
                 {
