@@ -104,6 +104,10 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<Running> {
 
     let webhook = Arc::new(Webhook {
         snapshot: Arc::clone(&snapshot),
+        profiles_loaded: {
+            let store = Arc::clone(&store);
+            Arc::new(move || store.is_loaded())
+        },
         options: Options {
             priority_override: args.priority_override,
         },

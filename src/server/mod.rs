@@ -20,6 +20,9 @@ pub const MUTATE_PATH: &str = "/mutate";
 
 pub struct Webhook {
     pub snapshot: SharedSnapshot,
+    /// Whether the store has loaded the profiles: until then `snapshot` is empty, and an answer
+    /// from it would admit every pod unmutated without anyone seeing it (README, "Failure modes").
+    pub profiles_loaded: Arc<dyn Fn() -> bool + Send + Sync>,
     pub options: Options,
     pub metrics: Arc<Metrics>,
 }
@@ -91,6 +94,20 @@ impl Webhook {
                 );
             }
         };
+        if !(self.profiles_loaded)() {
+            // A 503 is a failed call to the apiserver: it applies the failurePolicy and counts a
+            // fail-open, where an answer from the empty snapshot would pass unseen. Only reached
+            // before /readyz turns ready: a restarted process on the same pod IP, a direct URL.
+            return (
+                self.refuse(
+                    503,
+                    "ServiceUnavailable",
+                    "not_loaded",
+                    "the Fargate profiles are not loaded yet",
+                ),
+                "error",
+            );
+        }
         let snapshot = self.snapshot.load();
         match admission::answer(&body, &snapshot, &self.options) {
             Ok(answer) => {

@@ -12,7 +12,7 @@ use super::support::{
     check_admission_reply, default_profiles, eventually, generate_certs, metric_value, review,
     within, write_atomic,
 };
-use super::{RELOADS, good_request_still_works, mutated_to};
+use super::{RELOADS, REQUESTS, good_request_still_works, mutated_to};
 
 // ------------------------------------------------------------------------------------------------
 // 8. Readiness
@@ -73,9 +73,31 @@ async fn corrupt_profiles_at_start_mean_not_ready_until_a_valid_file_arrives() {
             .map(|_| ()),
         None
     );
-    // The webhook still answers: nothing matches an empty store.
-    let answer = server.admit(&review()).await;
-    answer.assert_untouched();
+    // The webhook answers a readable 503 instead of an answer from the empty store: the apiserver
+    // counts a failed call (and applies failurePolicy), where "nothing matches" would pass unseen.
+    let refused = server
+        .h2()
+        .await
+        .post("/mutate", serde_json::to_vec(&review()).unwrap())
+        .await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        refused.json()["reason"],
+        "ServiceUnavailable",
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.text().contains("not loaded yet"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        server
+            .metric(REQUESTS, &[("outcome", "error"), ("reason", "not_loaded")])
+            .await,
+        1.0
+    );
     assert!(
         server
             .metric(RELOADS, &[("source", "profiles"), ("result", "failed")])
