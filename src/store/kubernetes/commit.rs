@@ -290,36 +290,27 @@ impl KubeStore {
         Ok((listed, version))
     }
 
+    /// The coordination ConfigMap, made empty first if there is none.
     pub(super) async fn read_lock(&self) -> Result<Lock, AttemptError> {
-        let name = &self.options.lock_name;
-        let found = self
-            .locks
-            .get_opt(name)
-            .await
-            .map_err(|e| failure("reading the coordination ConfigMap", e))?;
-        let config_map = match found {
-            Some(config_map) => config_map,
-            None => {
-                let fresh = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(self.options.namespace.clone()),
-                        labels: Some(BTreeMap::from([(PART_OF.0.into(), PART_OF.1.into())])),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::new()),
-                    ..Default::default()
-                };
-                self.locks
-                    .create(&post_params(), &fresh)
-                    .await
-                    .map_err(|e| failure("creating the coordination ConfigMap", e))?
-            }
+        if let Some(lock) = self.read_lock_if_any().await? {
+            return Ok(lock);
+        }
+        let fresh = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.options.lock_name.clone()),
+                namespace: Some(self.options.namespace.clone()),
+                labels: Some(BTreeMap::from([(PART_OF.0.into(), PART_OF.1.into())])),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::new()),
+            ..Default::default()
         };
-        parse_lock(&config_map).map_err(|message| {
-            tracing::error!("{message}");
-            AttemptError::Storage(UpdateError::storage_context(message))
-        })
+        let made = self
+            .locks
+            .create(&post_params(), &fresh)
+            .await
+            .map_err(|e| failure("creating the coordination ConfigMap", e))?;
+        parsed(&made)
     }
 
     /// The coordination ConfigMap as it is, if there is one (none is made).
@@ -329,12 +320,29 @@ impl KubeStore {
             .get_opt(&self.options.lock_name)
             .await
             .map_err(|e| failure("reading the coordination ConfigMap", e))?;
-        found
-            .map(|config_map| {
-                parse_lock(&config_map)
-                    .map_err(|message| AttemptError::Storage(UpdateError::storage_context(message)))
-            })
-            .transpose()
+        found.as_ref().map(parsed).transpose()
+    }
+
+    /// The journal changed hands while `mode`'s op was applied: finishing another writer's commit
+    /// starts the attempt again; our own commit was carried out or quarantined ([`Self::superseded`]).
+    /// `None`: the lock is where it was.
+    async fn journal_moved(&self, mode: &Mode<'_>) -> Result<Option<Flow>, AttemptError> {
+        let (lock_version, commit) = match mode {
+            Mode::Foreign { lock_version } => (lock_version, None),
+            Mode::Own {
+                lock_version,
+                commit,
+            } => (lock_version, Some(commit)),
+        };
+        if !self.lock_moved(lock_version).await? {
+            return Ok(None);
+        }
+        match commit {
+            None => Err(AttemptError::Retry(
+                "the coordination object moved while finishing an earlier commit".into(),
+            )),
+            Some(commit) => self.superseded(commit).await.map(Some),
+        }
     }
 
     pub(super) async fn lock_moved(&self, version: &str) -> Result<bool, AttemptError> {
@@ -530,17 +538,14 @@ impl KubeStore {
                             op.name()
                         )));
                     }
-                    Mode::Own {
-                        lock_version,
-                        commit,
-                    } => {
+                    Mode::Own { .. } => {
                         current = self
                             .profiles
                             .get_opt(op.name())
                             .await
                             .map_err(|e| failure("reading a FargateProfile", e))?;
-                        if self.lock_moved(lock_version).await? {
-                            return self.superseded(commit).await;
+                        if let Some(flow) = self.journal_moved(mode).await? {
+                            return Ok(flow);
                         }
                     }
                 },
@@ -555,23 +560,8 @@ impl KubeStore {
                         .map_err(|e| failure("reading a FargateProfile", e))?;
                     // Meanwhile the journal may have changed hands (or lost this op: a create
                     // of a resource kubectl has deleted since, which must not be made again).
-                    match mode {
-                        Mode::Foreign { lock_version } => {
-                            if self.lock_moved(lock_version).await? {
-                                return Err(AttemptError::Retry(
-                                    "the coordination object moved while finishing an earlier commit"
-                                        .into(),
-                                ));
-                            }
-                        }
-                        Mode::Own {
-                            lock_version,
-                            commit,
-                        } => {
-                            if self.lock_moved(lock_version).await? {
-                                return self.superseded(commit).await;
-                            }
-                        }
+                    if let Some(flow) = self.journal_moved(mode).await? {
+                        return Ok(flow);
                     }
                 }
                 Err(error) => {
@@ -740,6 +730,14 @@ impl KubeStore {
         }
         Ok(Some(after))
     }
+}
+
+/// The lock read from `config_map`; a part that does not parse stops writes ([`parse_lock`]).
+fn parsed(config_map: &ConfigMap) -> Result<Lock, AttemptError> {
+    parse_lock(config_map).map_err(|message| {
+        tracing::error!("{message}");
+        AttemptError::Storage(UpdateError::storage_context(message))
+    })
 }
 
 pub(super) fn post_params() -> PostParams {
