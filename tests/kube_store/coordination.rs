@@ -132,11 +132,10 @@ async fn a_journalled_write_the_apiserver_refuses_for_good_is_quarantined_and_wr
 /// Write `ops` as the journal of the coordination ConfigMap, as someone with write access to it could.
 fn forge_journal(fake: &Fake, ops: Value) {
     fake.with(|s| {
-        s.version += 1;
-        let version = s.version.to_string();
-        let lock = s.config_maps.get_mut(LOCK).expect("the lock exists");
-        lock["metadata"]["resourceVersion"] = json!(version);
-        lock["data"][PENDING_KEY] = json!(json!({"commit": "forged", "ops": ops}).to_string());
+        s.edit_lock(|data| {
+            let journal = json!({"commit": "forged", "ops": ops});
+            data.insert(PENDING_KEY.into(), json!(journal.to_string()));
+        })
     });
 }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use super::support::fake_kube::{Fake, LOCK};
+use super::support::fake_kube::Fake;
 use super::support::until;
 use super::{CAP, Failed, RunChange, create_change, eks_profile, replica};
 
@@ -97,11 +97,9 @@ async fn a_replay_retried_after_a_failed_write_does_not_recreate_what_kubectl_de
             500,
             Box::new(|s| {
                 s.remove_profile("web");
-                s.version += 1;
-                let version = s.version.to_string();
-                let lock = s.config_maps.get_mut(LOCK).expect("the lock exists");
-                lock["metadata"]["resourceVersion"] = json!(version);
-                lock["data"].as_object_mut().unwrap().remove(PENDING_KEY);
+                s.edit_lock(|data| {
+                    data.remove(PENDING_KEY);
+                });
             }),
         ))
     });
@@ -196,16 +194,15 @@ async fn a_tag_write_that_meets_a_concurrent_edit_is_still_written() {
 /// A journal of one tag update of `web`, planned on `generation`, as a killed replica leaves it.
 fn forge_update(fake: &Fake, generation: &Value) {
     let uid = fake.profile("web").unwrap()["metadata"]["uid"].clone();
+    let ops = json!([{
+        "op": "update", "name": "web", "uid": uid,
+        "tags": {"team": "journal"}, "generation": generation,
+    }]);
     fake.with(|s| {
-        s.version += 1;
-        let version = s.version.to_string();
-        let lock = s.config_maps.get_mut(LOCK).expect("the lock exists");
-        lock["metadata"]["resourceVersion"] = json!(version);
-        let ops = json!([{
-            "op": "update", "name": "web", "uid": uid,
-            "tags": {"team": "journal"}, "generation": generation,
-        }]);
-        lock["data"][PENDING_KEY] = json!(json!({"commit": "killed", "ops": ops}).to_string());
+        s.edit_lock(|data| {
+            let journal = json!({"commit": "killed", "ops": ops});
+            data.insert(PENDING_KEY.into(), json!(journal.to_string()));
+        })
     });
 }
 
@@ -219,18 +216,15 @@ async fn a_commit_another_replica_quarantined_is_not_reported_done() {
     fake.with(|s| {
         s.touch_before_next_status = true; // the status write conflicts: the writer looks again
         s.before_next_status = Some(Box::new(|s| {
-            s.version += 1;
-            let version = s.version.to_string();
-            let lock = s.config_maps.get_mut(LOCK).expect("the lock exists");
-            let pending: Value =
-                serde_json::from_str(lock["data"][PENDING_KEY].as_str().unwrap()).unwrap();
-            let quarantined = json!([{
-                "commit": pending["commit"], "op": pending["ops"][0],
-                "refused": "the API's rules refuse it: too many labels", "at": "2026-12-05T00:00:00Z",
-            }]);
-            lock["metadata"]["resourceVersion"] = json!(version);
-            lock["data"].as_object_mut().unwrap().remove(PENDING_KEY);
-            lock["data"][QUARANTINE_KEY] = json!(quarantined.to_string());
+            s.edit_lock(|data| {
+                let pending = data.remove(PENDING_KEY).expect("our journal");
+                let pending: Value = serde_json::from_str(pending.as_str().unwrap()).unwrap();
+                let quarantined = json!([{
+                    "commit": pending["commit"], "op": pending["ops"][0],
+                    "refused": "the API's rules refuse it: too many labels", "at": "2026-12-05T00:00:00Z",
+                }]);
+                data.insert(QUARANTINE_KEY.into(), json!(quarantined.to_string()));
+            })
         }));
     });
     let result = r

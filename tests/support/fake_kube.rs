@@ -226,6 +226,14 @@ impl FakeState {
             .retain(|tx| tx.unbounded_send(event_line(kind, &object)).is_ok());
     }
 
+    /// Another writer changes the `data` of the coordination ConfigMap: a new resourceVersion.
+    pub fn edit_lock(&mut self, f: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+        let version = self.bump().to_string();
+        let lock = self.config_maps.get_mut(LOCK).expect("the lock exists");
+        lock["metadata"]["resourceVersion"] = json!(version);
+        f(lock["data"].as_object_mut().expect("the lock has data"));
+    }
+
     /// [`Fake::modify`], from inside the fake (a switch's action).
     pub fn modify_profile(&mut self, name: &str, f: impl FnOnce(&mut Value)) -> Value {
         let mut object = self.profiles[name].clone();
