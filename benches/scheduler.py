@@ -119,11 +119,15 @@ def report(title, args, load):
 def null_round(args, hook):
     """The baseline: the same load, bound by the null scheduler to one kwok node."""
     kwok_node(NULL_NODE, {"fargate-webhook.io/bench": "null"}, 10000)
-    null = Process([os.environ["NULL_SCHEDULER_BIN"], NULL_NS, NULL_NODE], os.path.join(hook.base, "null.log"),
+    shape = (["--node-per-pod"] if args.node_per_pod else []) + (["--annotate"] if args.annotate else []) \
+        + (["--events", str(args.events)] if args.events else [])
+    null = Process([os.environ["NULL_SCHEDULER_BIN"], NULL_NS, NULL_NODE, *shape], os.path.join(hook.base, "null.log"),
                    env={"KUBECONFIG": c.ENV["KUBECONFIG"]}, name="the null scheduler").start()
     try:
         null.wait_ready("the null scheduler watching", lambda: "ready" in null.log(), timeout=30)
-        report("baseline: the null scheduler (one binding per pod)", args,
+        what = ("a node, then a binding, per pod" if args.node_per_pod else "one binding per pod") \
+            + (", the annotation patch" if args.annotate else "") + (f", {args.events} events" if args.events else "")
+        report(f"baseline: the null scheduler ({what})", args,
                run_load(args, NULL_NS, {"webhook": hook, "null": null}))
     finally:
         null.stop()
@@ -142,6 +146,13 @@ def main():
     ap.add_argument("--null", action="store_true",
                     help="the null scheduler's round instead (scheduler.sh --baseline runs it first, on a control "
                          "plane of its own)")
+    ap.add_argument("--node-per-pod", action="store_true",
+                    help="the null scheduler makes a node per pod and binds the pod to it (virtual placement's "
+                         "floor: EKS's shape with nothing else)")
+    ap.add_argument("--workers", type=int, default=0, help="the fargate-scheduler's --workers (default: its own)")
+    ap.add_argument("--annotate", action="store_true",
+                    help="the null scheduler also patches EKS's annotations onto the pod while making the node")
+    ap.add_argument("--events", type=int, default=0, help="the null scheduler also sends N events per pod")
     args = ap.parse_args()
 
     ns = NULL_NS if args.null else NS
@@ -168,7 +179,7 @@ def scheduler_round(args, hook):
     port = c.free_port()
     sched = Process([os.environ["FARGATE_WEBHOOK_BIN"], "scheduler", "--state-dir",
                      os.path.join(hook.base, "state"), "--metrics-addr", f"127.0.0.1:{port}",
-                     "--lease-name", "bench", *placement], os.path.join(hook.base, "scheduler.log"),
+                     "--lease-name", "bench", *placement, *(["--workers", str(args.workers)] if args.workers else [])], os.path.join(hook.base, "scheduler.log"),
                     env={"KUBECONFIG": c.ENV["KUBECONFIG"], "RUST_LOG": "warn"}, name="the scheduler").start()
     try:
         sched.wait_ready("the scheduler ready", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=30)
