@@ -160,10 +160,7 @@ impl Api {
             drop(scheduled);
         };
         // Under a claim, the step is the term's work: the Lease is given up only after it.
-        match term {
-            Some(term) => drop(term.spawn(step)),
-            None => drop(tokio::spawn(step)),
-        }
+        crate::claim::spawn_in(term.as_ref(), step);
     }
 }
 

@@ -73,6 +73,18 @@ impl Term {
     }
 }
 
+/// Run `task` on a task of its own: the term's work ([`Term::spawn`]) when there is a term, a plain
+/// task when the writer runs without a claim (nothing to hand over to another replica).
+pub fn spawn_in<F>(term: Option<&Term>, task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match term {
+        Some(term) => drop(term.spawn(task)),
+        None => drop(tokio::spawn(task)),
+    }
+}
+
 /// A shared view of the claim, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Claim {

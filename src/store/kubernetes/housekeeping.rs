@@ -72,10 +72,8 @@ impl KubeStore {
             let store = Arc::clone(self);
             let write = async move { store.housekeep_one(obj).await };
             // Under a claim, the write is the term's work: the Lease is given up only after it.
-            match self.options.claim.as_ref().and_then(Claim::held) {
-                Some(term) => drop(term.spawn(write)),
-                None => drop(tokio::spawn(write)),
-            }
+            let term = self.options.claim.as_ref().and_then(Claim::held);
+            crate::claim::spawn_in(term.as_ref(), write);
         }
         self.warn_catch_all(observed);
     }
