@@ -9,12 +9,15 @@
 //! The fake API server is `support::fake_kube`.
 //!
 //! This file holds what the groups share; the tests are in `tests/kube_store/`, one file per
-//! concept: reads (list and watch), writes, the coordination ConfigMap, and a journal left behind.
+//! concept: reads (list and watch), writes, the coordination ConfigMap, a journal left behind, and the
+//! matchConditions writer that reads the store.
 
 #[path = "kube_store/coordination.rs"]
 mod coordination;
 #[path = "kube_store/journal.rs"]
 mod journal;
+#[path = "kube_store/match_conditions.rs"]
+mod match_conditions;
 #[path = "kube_store/reads.rs"]
 mod reads;
 #[allow(dead_code)] // each test binary uses only part of the library

@@ -59,6 +59,8 @@ pub struct Writer {
     store: Arc<dyn ProfileStore>,
     metrics: Arc<Metrics>,
     covered: watch::Sender<Arc<BTreeSet<String>>>,
+    /// The longest one pass may take ([`SYNC_DEADLINE`]).
+    deadline: Duration,
 }
 
 impl Writer {
@@ -77,7 +79,14 @@ impl Writer {
             store,
             metrics,
             covered: watch::Sender::new(Arc::default()),
+            deadline: SYNC_DEADLINE,
         }
+    }
+
+    /// The longest one pass may take, instead of [`SYNC_DEADLINE`] (tests).
+    pub fn with_deadline(mut self, deadline: Duration) -> Writer {
+        self.deadline = deadline;
+        self
     }
 
     /// The profiles whose pods reach the webhook as far as the claim holder knows, as published by
@@ -174,10 +183,10 @@ impl Writer {
             changes.borrow_and_update();
             wait = RESYNC;
             // Bounded: a request hanging on a dead connection would stop the term's syncs.
-            let synced = match tokio::time::timeout(SYNC_DEADLINE, self.sync()).await {
+            let synced = match tokio::time::timeout(self.deadline, self.sync()).await {
                 Ok(synced) => synced,
                 Err(_) => Err(kube::Error::Service(
-                    format!("the API server did not answer within {SYNC_DEADLINE:?}").into(),
+                    format!("the API server did not answer within {:?}", self.deadline).into(),
                 )),
             };
             match synced {

@@ -164,6 +164,62 @@ async fn a_deletion_missed_while_the_watch_was_down_is_not_kept_by_the_relist() 
     watch.abort();
 }
 
+/// The list that confirms a relist hangs (a dead connection): it is cut off at the update deadline
+/// and tried again, and the deletion the watch missed is still found. Regression: without the bound
+/// the one confirming task waited for good, and the replica served the deleted profile for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirming_list_that_never_answers_is_given_up_and_tried_again() {
+    let fake = Fake::new();
+    fake.apply(kubectl_object("alpha", Some(ProfileStatus::Active)));
+    fake.apply(kubectl_object("beta", Some(ProfileStatus::Active)));
+    let r = super::replica_with(fake.client(), |o| {
+        o.commit_deadline = Duration::from_millis(500)
+    });
+    let watch = r.store.start();
+    within("loaded", CAP, r.store.wait_loaded()).await;
+    fake.modify("beta", |o| o["spec"]["tags"] = json!({"changed": "last"}));
+    until("the change seen", CAP, || {
+        r.store
+            .current()
+            .fargate_profiles
+            .iter()
+            .any(|p| !p.tags.is_empty())
+    })
+    .await;
+    // The watcher's lists page (`limit=`); the list that confirms a relist does not.
+    let confirming = |m: &Method, path: &str, query: &str| {
+        *m == Method::GET
+            && path == PROFILES
+            && !query.contains("watch")
+            && !query.contains("limit")
+    };
+    fake.with(|s| {
+        s.hang_next_if = Some(Box::new(move |_, m, path, query| {
+            confirming(m, path, query)
+        }))
+    });
+    fake.down_while(|down| down.delete("beta"));
+    until("relisted without the deleted profile", CAP, || {
+        r.names() == ["alpha"]
+    })
+    .await;
+    assert!(
+        fake.with(|s| s.hang_next_if.is_none()),
+        "the first confirming list was left unanswered"
+    );
+    let lists = fake
+        .log()
+        .iter()
+        .filter(|l| confirming(&l.method, &l.path, &l.query))
+        .count();
+    // The log holds answered requests: the hung one is not among them.
+    assert!(
+        lists >= 1,
+        "a confirming list was answered after the hung one"
+    );
+    watch.abort();
+}
+
 /// The watcher's requests answered one by one with recorded wire-format JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_list_watch_events_and_410() {

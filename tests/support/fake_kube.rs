@@ -52,6 +52,9 @@ pub struct Logged {
 /// Something another writer does to the fake's state at a chosen moment.
 pub type Act = Box<dyn FnOnce(&mut FakeState) + Send>;
 
+/// Which request to leave unanswered: client name, method, path, query.
+pub type HangIf = Box<dyn Fn(&str, &Method, &str, &str) -> bool + Send>;
+
 /// The objects, the watch history and the test switches ([`Fake::with`] reaches them).
 #[derive(Default)]
 pub struct FakeState {
@@ -90,6 +93,9 @@ pub struct FakeState {
     /// Never answer the requests of this client (by name), method and path fragment: requests
     /// stuck on a dead connection. The client's other requests are answered.
     pub hang: Option<(String, Method, String)>,
+    /// Never answer the next request this matches (then the switch is spent): one request stuck on
+    /// a dead connection, told from its kind's others by the query (a list from a watch, say).
+    pub hang_next_if: Option<HangIf>,
     /// Answer the requests of this client (by name), method and path fragment after this delay, on
     /// a task of their own: a slow network, where a write lands whether its caller still waits or
     /// not.
@@ -622,6 +628,17 @@ impl Fake {
                             && path.contains(fragment.as_str())
                     })
                 });
+                let hangs = hangs
+                    || fake.with(|s| {
+                        let matched = s
+                            .hang_next_if
+                            .as_ref()
+                            .is_some_and(|f| f(&name, &parts.method, &path, &query));
+                        if matched {
+                            s.hang_next_if = None;
+                        }
+                        matched
+                    });
                 if hangs {
                     hanging.push(respond);
                     continue;
