@@ -20,7 +20,6 @@ use crate::profile::{self, ProfileStatus};
 use crate::store::ProfileStore;
 use crate::store::crd::{self, FargateProfile as ProfileResource, FargateProfileStatus};
 use ::kube::ResourceExt;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -58,16 +57,6 @@ impl KubeStore {
                 work.push(obj.clone());
             }
         }
-        let kept = observed.housekept.len() + observed.housekeep_failures.len();
-        if kept > 4 * observed.objects.len() + 64 {
-            let live: HashSet<(String, String)> = observed
-                .objects
-                .values()
-                .map(|o| version_key(&o.name_any(), &o.metadata))
-                .collect();
-            observed.housekept.retain(|k| live.contains(k));
-            observed.housekeep_failures.retain(|k, _| live.contains(k));
-        }
         for obj in work {
             let store = Arc::clone(self);
             let write = async move { store.housekeep_one(obj).await };
@@ -76,6 +65,7 @@ impl KubeStore {
             crate::claim::spawn_in(term.as_ref(), write);
         }
         self.warn_catch_all(observed);
+        observed.prune();
     }
 
     /// A Warning Event on each resource with a catch-all selector (`decision::catch_all`), once per
@@ -106,14 +96,6 @@ impl KubeStore {
                     tracing::warn!(%error, profile = ?reference.name, "could not record an event");
                 }
             });
-        }
-        if observed.warned.len() > 4 * observed.objects.len() + 64 {
-            let live: HashSet<String> = observed
-                .objects
-                .values()
-                .filter_map(|o| o.metadata.uid.clone())
-                .collect();
-            observed.warned.retain(|(uid, _)| live.contains(uid));
         }
     }
 

@@ -427,22 +427,9 @@ impl KubeStore {
                 }
             }
         }
-        // What was reported is kept per resourceVersion, on every replica: past a bound, the keys of
-        // versions no longer read go (housekeeping, which prunes its own keys, runs on the holder only).
-        if observed.reported.len() > 4 * (observed.objects.len() + observed.broken.len()) + 64 {
-            let live: std::collections::HashSet<(String, String)> = observed
-                .objects
-                .values()
-                .map(|o| resource::version_key(&o.name_any(), &o.metadata))
-                .chain(
-                    observed
-                        .broken
-                        .iter()
-                        .map(|(name, invalid)| resource::version_key(name, &invalid.metadata)),
-                )
-                .collect();
-            observed.reported.retain(|k| live.contains(k));
-        }
+        // Kept per resourceVersion on every replica: bounded (housekeeping's sets too; they are
+        // empty but on the claim holder).
+        observed.prune();
         let state = Arc::new(ProfileState {
             fargate_profiles: profiles,
             client_request_tokens: observed.tokens.clone(),

@@ -68,6 +68,45 @@ pub(super) fn version_of(obj: &ProfileResource) -> Option<u64> {
 }
 
 impl Observed {
+    /// Past a bound, forget what was logged, housekept or warned for versions (and objects) no
+    /// longer read. Those sets are kept per resourceVersion for the life of the process, and a
+    /// resource edited without end would grow them without end. Below the bound nothing goes: a
+    /// version read now is never logged or housekept twice.
+    pub(super) fn prune(&mut self) {
+        let read = self.objects.len();
+        if self.reported.len() > 4 * (read + self.broken.len()) + 64 {
+            let live = self.live_keys(true);
+            self.reported.retain(|k| live.contains(k));
+        }
+        if self.housekept.len() + self.housekeep_failures.len() > 4 * read + 64 {
+            let live = self.live_keys(false);
+            self.housekept.retain(|k| live.contains(k));
+            self.housekeep_failures.retain(|k, _| live.contains(k));
+        }
+        if self.warned.len() > 4 * read + 64 {
+            let uids: HashSet<&str> = self
+                .objects
+                .values()
+                .filter_map(|o| o.metadata.uid.as_deref())
+                .collect();
+            self.warned.retain(|(uid, _)| uids.contains(uid.as_str()));
+        }
+    }
+
+    /// The (name, resourceVersion) of every object read now, and of the broken ones with `broken`.
+    fn live_keys(&self, broken: bool) -> HashSet<(String, String)> {
+        let objects = self
+            .objects
+            .values()
+            .map(|o| super::resource::version_key(&o.name_any(), &o.metadata));
+        let unreadable = self
+            .broken
+            .iter()
+            .filter(|_| broken)
+            .map(|(name, invalid)| super::resource::version_key(name, &invalid.metadata));
+        objects.chain(unreadable).collect()
+    }
+
     pub(super) fn upsert(&mut self, obj: ProfileResource) {
         let name = obj.name_any();
         if let Some(&buried) = self.tombstones.get(&name) {

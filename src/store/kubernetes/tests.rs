@@ -143,3 +143,40 @@ fn the_watch_retries_within_seconds_however_long_the_outage() {
     backoff.reset();
     assert!(backoff.next().unwrap() <= 2 * super::WATCH_RETRY_FIRST);
 }
+
+#[test]
+fn what_was_logged_or_housekept_is_forgotten_past_a_bound_for_versions_no_longer_read() {
+    let mut observed = Observed::default();
+    observed.upsert(resource("a", 500));
+    let key = |version: u64| ("a".to_owned(), version.to_string());
+    // Below the bound (4 per object read, plus 64), nothing goes, stale or not.
+    for version in 1..=60 {
+        observed.reported.insert(key(version));
+        observed.housekept.insert(key(version));
+        observed.warned.insert((format!("uid-gone-{version}"), 0));
+    }
+    observed.housekeep_failures.insert(key(61), 1);
+    observed.prune();
+    assert_eq!(observed.reported.len(), 60);
+    assert_eq!(
+        observed.housekept.len() + observed.housekeep_failures.len(),
+        61
+    );
+    assert_eq!(observed.warned.len(), 60);
+
+    // Past it, only what is read now stays: a's version 500 and its uid.
+    for version in 61..=499 {
+        observed.reported.insert(key(version));
+        observed.housekept.insert(key(version));
+        observed.warned.insert((format!("uid-gone-{version}"), 0));
+    }
+    for live in [&mut observed.reported, &mut observed.housekept] {
+        live.insert(key(500));
+    }
+    observed.warned.insert(("uid-a".to_owned(), 0));
+    observed.prune();
+    assert_eq!(observed.reported, [key(500)].into());
+    assert_eq!(observed.housekept, [key(500)].into());
+    assert!(observed.housekeep_failures.is_empty());
+    assert_eq!(observed.warned, [("uid-a".to_owned(), 0)].into());
+}
