@@ -92,10 +92,17 @@ async fn initial_list_then_added_modified_deleted_follow() {
 
 /// A replica watching two ACTIVE profiles, alpha and beta, both listed.
 async fn alpha_and_beta_loaded() -> (Arc<Fake>, Replica, tokio::task::JoinHandle<()>) {
+    alpha_and_beta_loaded_with(|_| {}).await
+}
+
+/// [`alpha_and_beta_loaded`] with the store's options changed by `adjust`.
+async fn alpha_and_beta_loaded_with(
+    adjust: impl FnOnce(&mut KubeStoreOptions),
+) -> (Arc<Fake>, Replica, tokio::task::JoinHandle<()>) {
     let fake = Fake::new();
     fake.apply(kubectl_object("alpha", Some(ProfileStatus::Active)));
     fake.apply(kubectl_object("beta", Some(ProfileStatus::Active)));
-    let r = replica(fake.client());
+    let r = super::replica_with(fake.client(), adjust);
     let watch = r.store.start();
     within("loaded", CAP, r.store.wait_loaded()).await;
     assert_eq!(r.names(), ["alpha", "beta"]);
@@ -137,15 +144,11 @@ async fn watch_restart_after_410_lists_again() {
     watch.abort();
 }
 
-/// The object changed last is deleted while the watch is down: the relist does not hold it, and
-/// nothing listed is newer. Regression: the relist kept every object newer than the newest one it
-/// listed (meant for our own writes racing it), so the replica served the deleted profile for good
-/// (found by tests/cluster/test_store_faults.py after a kube-apiserver restart).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deletion_missed_while_the_watch_was_down_is_not_kept_by_the_relist() {
-    let (fake, r, watch) = alpha_and_beta_loaded().await;
-    // beta is changed last: its resourceVersion is the newest the replica holds.
+/// beta is changed last: its resourceVersion is the newest the replica holds, so a relist that
+/// does not hold it keeps it (it might be our own write racing the list) and confirms.
+async fn beta_changed_last(fake: &Fake, r: &Replica) {
     let last = fake.modify("beta", |o| o["spec"]["tags"] = json!({"changed": "last"}));
+    assert!(last["metadata"]["resourceVersion"].as_str().is_some());
     until("the change seen", CAP, || {
         r.store
             .current()
@@ -154,8 +157,16 @@ async fn a_deletion_missed_while_the_watch_was_down_is_not_kept_by_the_relist() 
             .any(|p| !p.tags.is_empty())
     })
     .await;
-    assert!(last["metadata"]["resourceVersion"].as_str().is_some());
+}
 
+/// The object changed last is deleted while the watch is down: the relist does not hold it, and
+/// nothing listed is newer. Regression: the relist kept every object newer than the newest one it
+/// listed (meant for our own writes racing it), so the replica served the deleted profile for good
+/// (found by tests/cluster/test_store_faults.py after a kube-apiserver restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_missed_while_the_watch_was_down_is_not_kept_by_the_relist() {
+    let (fake, r, watch) = alpha_and_beta_loaded().await;
+    beta_changed_last(&fake, &r).await;
     fake.down_while(|down| down.delete("beta"));
     until("relisted without the deleted profile", CAP, || {
         r.names() == ["alpha"]
@@ -169,23 +180,9 @@ async fn a_deletion_missed_while_the_watch_was_down_is_not_kept_by_the_relist() 
 /// the one confirming task waited for good, and the replica served the deleted profile for good.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirming_list_that_never_answers_is_given_up_and_tried_again() {
-    let fake = Fake::new();
-    fake.apply(kubectl_object("alpha", Some(ProfileStatus::Active)));
-    fake.apply(kubectl_object("beta", Some(ProfileStatus::Active)));
-    let r = super::replica_with(fake.client(), |o| {
-        o.commit_deadline = Duration::from_millis(500)
-    });
-    let watch = r.store.start();
-    within("loaded", CAP, r.store.wait_loaded()).await;
-    fake.modify("beta", |o| o["spec"]["tags"] = json!({"changed": "last"}));
-    until("the change seen", CAP, || {
-        r.store
-            .current()
-            .fargate_profiles
-            .iter()
-            .any(|p| !p.tags.is_empty())
-    })
-    .await;
+    let (fake, r, watch) =
+        alpha_and_beta_loaded_with(|o| o.commit_deadline = Duration::from_millis(500)).await;
+    beta_changed_last(&fake, &r).await;
     // The watcher's lists page (`limit=`); the list that confirms a relist does not.
     let confirming = |m: &Method, path: &str, query: &str| {
         *m == Method::GET
