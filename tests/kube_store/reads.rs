@@ -190,6 +190,7 @@ async fn a_confirming_list_that_never_answers_is_given_up_and_tried_again() {
             && !query.contains("watch")
             && !query.contains("limit")
     };
+    fake.clear_log();
     fake.with(|s| {
         s.hang_next_if = Some(Box::new(move |_, m, path, query| {
             confirming(m, path, query)

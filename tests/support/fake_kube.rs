@@ -737,7 +737,7 @@ impl Fake {
         self.with(|s| {
             s.watchers.clear();
             changes(&mut Down(s));
-            s.compacted = s.version + 1;
+            s.compacted = s.version;
         });
     }
 
@@ -746,9 +746,10 @@ impl Fake {
         self.with(|s| s.watchers.clear());
     }
 
-    /// Forget the history: watches from any resourceVersion seen so far get `410 Expired`.
+    /// Forget the history: watches from any resourceVersion before the latest get `410 Expired`
+    /// (a list read now, at the latest, is watched from without one, as etcd keeps its revision).
     pub fn compact(&self) {
-        self.with(|s| s.compacted = s.version + 1);
+        self.with(|s| s.compacted = s.version);
     }
 
     /// Send `410 Expired` on every open watch and end it.

@@ -427,8 +427,8 @@ impl KubeStore {
                 }
             }
         }
-        // Kept per resourceVersion on every replica: bounded (housekeeping's sets too; they are
-        // empty but on the claim holder).
+        // Kept per resourceVersion on every replica: bounded (housekeeping's sets too, which are
+        // small except on a holder or a former one).
         observed.prune();
         let state = Arc::new(ProfileState {
             fargate_profiles: profiles,

@@ -174,8 +174,24 @@ fn what_was_logged_or_housekept_is_forgotten_past_a_bound_for_versions_no_longer
         live.insert(key(500));
     }
     observed.warned.insert(("uid-a".to_owned(), 0));
+    // A resource that does not decode is read too: what was logged of it stays; housekeeping
+    // never works on one, so it keeps nothing of its name.
+    let meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        resource_version: Some("7".into()),
+        ..Default::default()
+    };
+    observed.broken.insert(
+        "b".into(),
+        ::kube::core::error_boundary::InvalidObject {
+            error: "no spec".into(),
+            metadata: meta,
+        },
+    );
+    let broken = ("b".to_owned(), "7".to_owned());
+    observed.reported.insert(broken.clone());
+    observed.housekept.insert(broken.clone());
     observed.prune();
-    assert_eq!(observed.reported, [key(500)].into());
+    assert_eq!(observed.reported, [key(500), broken].into());
     assert_eq!(observed.housekept, [key(500)].into());
     assert!(observed.housekeep_failures.is_empty());
     assert_eq!(observed.warned, [("uid-a".to_owned(), 0)].into());
