@@ -34,7 +34,7 @@ impl KubeStore {
     /// Stamp ACTIVE on status-less resources created by others and drop the finalizer of
     /// resources deleted by others (see the module documentation).
     pub(super) fn housekeep(self: &Arc<Self>, observed: &mut Observed) {
-        if !self.housekeeping.load(Ordering::Relaxed) || !self.holds_claim() {
+        if !self.housekeeping.load(Ordering::Relaxed) || !self.housekeeps_now() {
             return;
         }
         let mut work = Vec::new();
@@ -117,6 +117,16 @@ impl KubeStore {
         self.options.claim.as_ref().is_none_or(Claim::is_held)
     }
 
+    /// This replica housekeeps now: it holds the claim and the term's first pass has begun
+    /// ([`Self::housekeep_each_term`]). A change seen between the claim's taking and that pass
+    /// would otherwise start a write the pass starts again.
+    fn housekeeps_now(&self) -> bool {
+        match &self.options.claim {
+            None => true,
+            Some(claim) => claim.is_held() && self.housekeeping_term.load(Ordering::SeqCst),
+        }
+    }
+
     /// For each term of the claim, housekeep every resource as it is now, whatever an earlier term
     /// of this or another replica started. Runs until aborted.
     pub(super) async fn housekeep_each_term(self: &Arc<Self>) {
@@ -128,13 +138,17 @@ impl KubeStore {
                 let store = Arc::clone(self);
                 async move {
                     {
+                        // Under the lock every housekeeping pass takes: a pass before this one
+                        // did nothing (`housekeeps_now`), and every pass after sees the set cleared.
                         let mut observed = store.lock_observed();
                         observed.housekept.clear();
+                        store.housekeeping_term.store(true, Ordering::SeqCst);
                         if store.is_loaded() && observed.init.is_none() {
                             store.housekeep(&mut observed);
                         }
                     }
                     lost.cancelled().await;
+                    store.housekeeping_term.store(false, Ordering::SeqCst);
                 }
             })
             .await;

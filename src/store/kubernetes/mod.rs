@@ -206,6 +206,10 @@ pub struct KubeStore {
     published: Publisher,
     observed: Mutex<Observed>,
     housekeeping: AtomicBool,
+    /// Under a claim: the current term has taken over housekeeping (its first pass, over every
+    /// resource, is done or under way); until then a change seen does not start a write, which the
+    /// first pass would start again.
+    housekeeping_term: AtomicBool,
     /// Lists confirming a relist ([`KubeStore::confirm_relist`]).
     confirm: Confirm,
     /// Serialises this process's writers: they would only conflict with each other on the lock.
@@ -263,6 +267,7 @@ impl KubeStore {
             guarded: Api::all(client.clone()),
             locks: Api::namespaced(client, &options.namespace),
             housekeeping: AtomicBool::new(options.housekeeping),
+            housekeeping_term: AtomicBool::new(false),
             confirm: Confirm::default(),
             options,
             limits,
