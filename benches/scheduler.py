@@ -119,13 +119,15 @@ def report(title, args, load):
 def null_round(args, hook):
     """The baseline: the same load, bound by the null scheduler to one kwok node."""
     kwok_node(NULL_NODE, {"fargate-webhook.io/bench": "null"}, 10000)
-    shape = (["--node-per-pod"] if args.node_per_pod else []) + (["--annotate"] if args.annotate else []) \
+    shape = (["--node-per-pod"] if args.node_per_pod else []) + (["--bare-node"] if args.bare_node else []) \
+        + (["--annotate"] if args.annotate else []) \
         + (["--events", str(args.events)] if args.events else [])
     null = Process([os.environ["NULL_SCHEDULER_BIN"], NULL_NS, NULL_NODE, *shape], os.path.join(hook.base, "null.log"),
                    env={"KUBECONFIG": c.ENV["KUBECONFIG"]}, name="the null scheduler").start()
     try:
         null.wait_ready("the null scheduler watching", lambda: "ready" in null.log(), timeout=30)
         what = ("a node, then a binding, per pod" if args.node_per_pod else "one binding per pod") \
+            + (" (a bare node)" if args.bare_node else "") \
             + (", the annotation patch" if args.annotate else "") + (f", {args.events} events" if args.events else "")
         report(f"baseline: the null scheduler ({what})", args,
                run_load(args, NULL_NS, {"webhook": hook, "null": null}))
@@ -150,6 +152,8 @@ def main():
                     help="the null scheduler makes a node per pod and binds the pod to it (virtual placement's "
                          "floor: EKS's shape with nothing else)")
     ap.add_argument("--workers", type=int, default=0, help="the fargate-scheduler's --workers (default: its own)")
+    ap.add_argument("--bare-node", action="store_true",
+                    help="with --node-per-pod: a node of a name and a capacity only, not the Fargate node object")
     ap.add_argument("--annotate", action="store_true",
                     help="the null scheduler also patches EKS's annotations onto the pod while making the node")
     ap.add_argument("--events", type=int, default=0, help="the null scheduler also sends N events per pod")

@@ -5,7 +5,7 @@
 #                              --baseline (first the same load bound by a null scheduler)
 #                              --watch-delay (the load generator also watches unbound pods)
 #                              --workers N (the fargate-scheduler's)
-#                              --node-per-pod [--annotate] [--events N] (the null scheduler of --baseline
+#                              --node-per-pod [--bare-node] [--annotate] [--events N] (the null scheduler of --baseline
 #                              makes a Fargate node per pod, patches EKS's annotations, sends N events:
 #                              the fargate-scheduler's writes one by one, README "Benchmarks")]
 # Builds the release binary, starts the control plane in target/cluster-sched-bench, stops it at the end

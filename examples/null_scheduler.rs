@@ -7,19 +7,23 @@
 //!
 //! With `--node-per-pod` it makes, for each pod, a node of its own (named after the pod) and then
 //! binds the pod to it: EKS's shape (a node per pod, then the binding) with nothing else, no sizing,
-//! no annotation, no event. Its bind latency is the floor of virtual placement on this control plane.
+//! no annotation, no event. The node is the fargate-scheduler's own node object, which kwok (the
+//! kubelet of the benchmarks) takes as it takes the fargate-scheduler's; with `--bare-node` it is a
+//! name and a capacity only. Its bind latency is the floor of virtual placement on this control plane.
 //!
-//! `--annotate` adds the pod status patch of EKS's annotations, sent while the node is made, and
-//! `--events N` N Events per pod sent beside the work: each of the fargate-scheduler's writes can be
-//! added to the floor one at a time, to see what each costs the control plane.
+//! `--annotate` adds the pod status patch of EKS's annotations, sent while the node is made, as the
+//! fargate-scheduler sends it; `--events N` adds N Events per pod, sent in order on a task of their
+//! own once the pod is bound, as the fargate-scheduler sends its `Logging` and `Scheduled`: each of
+//! the fargate-scheduler's writes can be added to the floor one at a time.
 //!
-//! cargo run --release --example null_scheduler -- NAMESPACE NODE [--node-per-pod] [--annotate]
-//!     [--events N]
+//! cargo run --release --example null_scheduler -- NAMESPACE NODE [--node-per-pod [--bare-node]]
+//!     [--annotate] [--events N]
 
 use fargate_webhook::scheduler::placement;
 use fargate_webhook::scheduler::sizing::Size;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, Node, NodeStatus, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -32,14 +36,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let (Some(namespace), Some(node)) = (args.next(), args.next()) else {
         return Err(
-            "usage: null_scheduler NAMESPACE NODE [--node-per-pod] [--annotate] [--events N]"
+            "usage: null_scheduler NAMESPACE NODE [--node-per-pod [--bare-node]] [--annotate] [--events N]"
                 .into(),
         );
     };
-    let (mut node_per_pod, mut annotate, mut events) = (false, false, 0usize);
+    let (mut node_per_pod, mut bare_node, mut annotate, mut events) = (false, false, false, 0usize);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--node-per-pod" => node_per_pod = true,
+            "--bare-node" => bare_node = true,
             "--annotate" => annotate = true,
             "--events" => events = args.next().ok_or("--events N")?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
@@ -99,22 +104,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..ObjectReference::default()
             },
         };
-        for i in 0..events {
-            let (recorder, reference) = (recorder.clone(), kube::Resource::object_ref(&pod, &()));
-            tokio::spawn(async move {
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: format!("Null{i}"),
-                    note: Some("an event of the null scheduler".into()),
-                    action: "Binding".into(),
-                    secondary: None,
-                };
-                if let Err(error) = recorder.publish(&event, &reference).await {
-                    eprintln!("event: {error}");
-                }
-            });
-        }
-        let (pods, nodes, namespace, pod) = (pods.clone(), nodes.clone(), namespace.clone(), pod);
+        let (pods, nodes, namespace) = (pods.clone(), nodes.clone(), namespace.clone());
+        let (recorder, reference) = (recorder.clone(), kube::Resource::object_ref(&pod, &()));
         seq += 1;
         tokio::spawn(async move {
             let annotation = async {
@@ -135,19 +126,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     // so that kwok, the kubelet here, treats both alike.
                     let ip = std::net::Ipv4Addr::from(0x0a64_0000 + seq);
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
-                    let mut node = placement::virtual_node(&placement::VirtualNode {
-                        ip,
-                        region: "us-east-1",
-                        zone: "us-east-1a",
-                        size: Size {
-                            millicpu: 250,
-                            memory_mib: 512,
-                        },
-                        storage_gib: 20,
-                        pod_namespace: &namespace,
-                        pod_name: &name,
-                        pod_uid: &uid,
-                    });
+                    let mut node = if bare_node {
+                        let room: std::collections::BTreeMap<_, _> =
+                            [("cpu", "2"), ("memory", "4Gi"), ("pods", "1")]
+                                .into_iter()
+                                .map(|(k, v)| (k.to_string(), Quantity(v.into())))
+                                .collect();
+                        Node {
+                            status: Some(NodeStatus {
+                                capacity: Some(room.clone()),
+                                allocatable: Some(room),
+                                ..NodeStatus::default()
+                            }),
+                            ..Node::default()
+                        }
+                    } else {
+                        placement::virtual_node(&placement::VirtualNode {
+                            ip,
+                            region: "us-east-1",
+                            zone: "us-east-1a",
+                            size: Size {
+                                millicpu: 250,
+                                memory_mib: 512,
+                            },
+                            storage_gib: 20,
+                            pod_namespace: &namespace,
+                            pod_name: &name,
+                            pod_uid: &uid,
+                        })
+                    };
                     node.metadata.name = Some(target);
                     if let Err(error) = nodes.create(&PostParams::default(), &node).await {
                         eprintln!("node for {name}: {error}");
@@ -169,6 +176,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .await;
             if let Err(error) = bound {
                 eprintln!("binding {name}: {error}");
+                return;
+            }
+            if events > 0 {
+                tokio::spawn(async move {
+                    for i in 0..events {
+                        let event = Event {
+                            type_: EventType::Normal,
+                            reason: format!("Null{i}"),
+                            note: Some("an event of the null scheduler".into()),
+                            action: "Binding".into(),
+                            secondary: None,
+                        };
+                        if let Err(error) = recorder.publish(&event, &reference).await {
+                            eprintln!("event: {error}");
+                        }
+                    }
+                });
             }
         });
     }
